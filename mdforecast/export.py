@@ -1,0 +1,115 @@
+"""``mdforecast export``: a stored trajectory out to any format MDAnalysis writes, plus a PDB topology."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .errors import InputError
+from .mdio import quiet, select_atoms
+from .pbc import dimensions_from_box
+from .progress import progress_bar
+from .store import Store
+
+__all__ = ["export", "ExportResult"]
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportResult:
+    """Files :func:`export` wrote and what they hold."""
+
+    output: str
+    topology: str
+    trajectory: str
+    frames: int
+    atoms: int
+
+    def summary(self) -> str:
+        return (f"exported {self.frames} frames × {self.atoms} atoms of {self.trajectory} to {self.output} "
+                f"(topology {self.topology})")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _writer(path: Path, fmt: str, n_atoms: int, n_frames: int):
+    import MDAnalysis as mda
+
+    options = {"multiframe": True} if fmt == "PDB" and n_frames > 1 else {}
+    if fmt == "PDB":
+        options["bonds"] = "all"
+    try:
+        return mda.Writer(str(path), n_atoms=n_atoms, format=fmt, **options)
+    except (TypeError, ValueError) as err:
+        raise InputError(f"cannot write format '{fmt}': MDAnalysis has no writer for it; "
+                         "use e.g. .xtc, .trr, .dcd, .nc, .pdb, .gro or .xyz") from err
+    except ImportError as err:
+        raise InputError(f"writing '{fmt}' needs an extra package ({err.name}); pip install {err.name}") from err
+
+
+def export(store: str | os.PathLike | Store, output: str | os.PathLike, *, trajectory: str | None = None,
+           select: str = "all", start: int | None = None, stop: int | None = None, stride: int | None = None,
+           force: bool = False, progress: bool = False) -> ExportResult:
+    """Write frames ``start:stop:stride`` of ``trajectory`` to ``output`` (format from its extension).
+
+    A PDB topology (with bonds) is written next to it as ``output`` with the suffix ``.pdb``, so VMD,
+    PyMOL, nglview and ``mdforecast ingest OUTPUT --top TOPOLOGY`` read it back. Positions are the stored,
+    unwrapped ones; each frame keeps its box, time, step and velocities (where the format holds them).
+    Files appear only when complete.
+    """
+    store = store if isinstance(store, Store) else Store.open(store)
+    traj = store.trajectory(trajectory)
+    output = Path(output)
+    topology_path = output.with_suffix(".pdb")
+    fmt = output.suffix.lstrip(".").upper()
+    if not fmt:
+        raise InputError(f"{output} has no extension; name the format with one, e.g. {output}.xtc")
+    for path in {output, topology_path}:
+        if path.exists() and not force:
+            raise InputError(f"{path} already exists; pass --force to replace it")
+    if not output.parent.is_dir():
+        raise InputError(f"directory {output.parent} does not exist; create it first")
+    frames = range(*slice(start, stop, stride).indices(traj.n_frames))
+    if len(frames) == 0:
+        raise InputError(f"no frames of {traj.name} ({traj.n_frames} frames) in {start}:{stop}:{stride}; "
+                         "choose a range inside the trajectory")
+
+    universe = store.topology.to_universe()
+    with quiet():
+        atoms = select_atoms(universe, select, store.path)
+        if traj.has_velocities:
+            universe.trajectory.ts.has_velocities = True
+    tmp = {path: path.with_name(f".{path.name}.partial-{os.getpid()}") for path in (output, topology_path)}
+    block = traj.frames_per_chunk * max(1, frames.step)
+    try:
+        with _writer(tmp[output], fmt, atoms.n_atoms, len(frames)) as writer, \
+                progress_bar(f"export {traj.name}", len(frames), enabled=progress) as bar, quiet():
+            for lo in range(frames.start, frames.stop, block):
+                hi = min(lo + block, frames.stop)
+                positions = traj.positions(lo, hi, frames.step)
+                velocities = traj.velocities(lo, hi, frames.step) if traj.has_velocities else None
+                boxes = traj.boxes(lo, hi, frames.step)
+                dims = dimensions_from_box(boxes) if boxes is not None else None
+                times, steps = traj.times(lo, hi, frames.step), traj.steps(lo, hi, frames.step)
+                for i in range(len(positions)):
+                    ts = universe.trajectory.ts
+                    ts.positions = positions[i]
+                    if velocities is not None:
+                        ts.velocities = velocities[i]
+                    ts.dimensions = None if dims is None else dims[i]
+                    ts.time, ts.data["step"] = float(times[i]), int(steps[i])
+                    if lo == frames.start and i == 0 and fmt != "PDB":
+                        atoms.write(str(tmp[topology_path]), file_format="PDB", bonds="all")
+                    writer.write(atoms)
+                    bar.advance()
+        for path, partial in tmp.items():
+            if partial.exists():
+                os.replace(partial, path)
+    finally:
+        for partial in tmp.values():
+            partial.unlink(missing_ok=True)
+    return ExportResult(output=str(output), topology=str(topology_path), trajectory=traj.name,
+                        frames=len(frames), atoms=atoms.n_atoms)

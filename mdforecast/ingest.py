@@ -1,0 +1,183 @@
+"""``mdforecast ingest``: any MDAnalysis-readable trajectory into a store, streamed, unwrapped.
+
+Each trajectory file becomes one trajectory of the store. Frames are read one at a time and written a chunk
+at a time, so memory stays bounded whatever the trajectory's length. With a periodic box, molecules are made
+whole in the first frame (bonds from the topology, or guessed) and every later frame is unwrapped by the
+minimum-image displacement from the frame before (:class:`mdforecast.pbc.Unwrapper`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import hashlib
+import time
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from .errors import InputError
+from .mdio import box_shape, frame_box, open_universe, quiet, select_atoms
+from .pbc import Unwrapper
+from .progress import progress_bar
+from .store import Store, writing
+from .topology import Topology
+
+__all__ = ["ingest", "IngestResult"]
+
+
+@dataclasses.dataclass(frozen=True)
+class IngestResult:
+    """What :func:`ingest` wrote: the store, its atoms and, per trajectory, name and frame count."""
+
+    store: str
+    n_atoms: int
+    trajectories: dict[str, int]
+    seconds: float
+
+    def summary(self) -> str:
+        frames = sum(self.trajectories.values())
+        return (f"ingested {len(self.trajectories)} trajectory(ies), {frames} frames × {self.n_atoms} atoms "
+                f"into {self.store} in {self.seconds:.1f} s")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def sha256(path: str | Path) -> str:
+    """Hex SHA-256 of a file, read in blocks."""
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def _default_names(paths: Sequence[Path], taken: Sequence[str]) -> list[str]:
+    names, used = [], set(taken)
+    for path in paths:
+        base = name = path.name.split(".")[0] or "trajectory"
+        k = 1
+        while name in used:
+            name, k = f"{base}-{k}", k + 1
+        used.add(name)
+        names.append(name)
+    return names
+
+
+def _whole_first_frame(universe, atoms) -> np.ndarray:
+    """Positions of ``atoms`` in the current frame with every molecule whole, Å."""
+    with quiet():
+        if not hasattr(universe, "bonds") or len(universe.bonds) == 0:
+            try:
+                universe.guess_TopologyAttrs(to_guess=["bonds"])
+            except (ValueError, KeyError, TypeError):  # unknown atom types: no bonds to follow
+                return atoms.positions
+        return universe.atoms.unwrap(compound="fragments", reference=None, inplace=False)[atoms.indices]
+
+
+def ingest(trajectories: Sequence[str | Path], output: str | Path, *, topology: str | Path | None = None,
+           select: str = "all", start: int | None = None, stop: int | None = None, stride: int | None = None,
+           names: Sequence[str] | None = None, append: bool = False, force: bool = False, unwrap: bool = True,
+           progress: bool = False) -> IngestResult:
+    """Read trajectory files into the store ``output``; one stored trajectory per file.
+
+    Args:
+        trajectories: files MDAnalysis reads (XTC, TRR, DCD, NetCDF, H5MD, LAMMPS, GRO, PDB, XYZ, …).
+        output: the store, a local path or a URL zarr accepts.
+        topology: a topology file (PDB, GRO, PSF, PRMTOP, TPR, …); default: each trajectory file itself.
+        select: MDAnalysis selection of the atoms to keep (default all).
+        start, stop, stride: the frames to keep, as a Python slice.
+        names: one name per trajectory (default: the file name without extensions).
+        append: add to an existing store of the same system. force: replace an existing store.
+        unwrap: make molecules whole and remove periodic jumps (default True). With ``stride > 1`` the
+            skipped frames are read too, so atoms are followed across box faces.
+        progress: show a progress bar on stderr.
+
+    Returns:
+        An :class:`IngestResult`. Nothing is written if anything fails (Ctrl-C included).
+    """
+    began = time.perf_counter()
+    paths = [Path(p) for p in trajectories]
+    if not paths:
+        raise InputError("no trajectory given; pass one or more trajectory files")
+    if append and force:
+        raise InputError("--append and --force contradict each other; pass one of them")
+    if stride is not None and stride < 1:
+        raise InputError(f"--stride must be a positive number of frames, got {stride}")
+    if names is not None and len(names) != len(paths):
+        raise InputError(f"{len(names)} --name for {len(paths)} trajectories; give one name per trajectory file")
+
+    universes = [open_universe(path, topology) for path in paths]
+    selections = [select_atoms(u, select, path) for u, path in zip(universes, paths)]
+    top = Topology.from_atomgroup(selections[0])
+    for atoms, path in zip(selections[1:], paths[1:]):
+        if not Topology.from_atomgroup(atoms).same_system(top):
+            raise InputError(f"{path} holds a different system than {paths[0]}; ingest it into its own store")
+    top_source = Path(topology) if topology is not None else paths[0]
+    attrs = {"topology_source": {"path": str(top_source.resolve()), "sha256": sha256(top_source)},
+             "selection": select, "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+
+    mode = "append" if append else "overwrite" if force else "create"
+    written: dict[str, int] = {}
+    with writing(output, topology=top, attrs=attrs, mode=mode) as store:
+        added: list[str] = []
+        try:
+            names = list(names) if names is not None else _default_names(paths, store.trajectory_names)
+            for universe, atoms, path, name in zip(universes, selections, paths, names):
+                written[name] = _ingest_one(store, universe, atoms, path, name, slice(start, stop, stride),
+                                            unwrap=unwrap, progress=progress)
+                added.append(name)
+        except BaseException:
+            if append:  # roll back what this call added to an existing store
+                store.remove_trajectories(added)
+            raise
+    return IngestResult(store=str(output), n_atoms=top.n_atoms, trajectories=written,
+                        seconds=time.perf_counter() - began)
+
+
+def _ingest_one(store: Store, universe, atoms, path: Path, name: str, frames: slice, *, unwrap: bool,
+                progress: bool) -> int:
+    reader = universe.trajectory
+    keep = range(*frames.indices(reader.n_frames))
+    if len(keep) == 0:
+        raise InputError(f"no frames of {path} ({reader.n_frames} frames) fall in --start/--stop/--stride "
+                         f"{frames.start}:{frames.stop}:{frames.step}; choose a range inside the file")
+    with quiet():
+        first = reader[keep.start]
+    shape = box_shape(first.dimensions)
+    unwrap = unwrap and shape is not None
+    # unwrapping must see every frame to follow atoms across faces; otherwise read only the kept ones
+    visit = range(keep.start, keep.stop, 1) if unwrap else keep
+    every_atom = atoms.n_atoms == universe.atoms.n_atoms
+    attrs = {"source": str(path.resolve()), "dt_ps": float(reader.dt) * keep.step, "unwrapped": unwrap,
+             "frames": {"start": keep.start, "stop": keep.stop, "stride": keep.step}}
+    unwrapper = Unwrapper(_whole_first_frame(universe, atoms) if unwrap else None)
+    with store.add_trajectory(name, velocities=first.has_velocities, box=shape, attrs=attrs) as writer, \
+            progress_bar(f"ingest {name}", len(visit), enabled=progress) as bar, quiet():
+        frame = visit.start
+        try:
+            for ts in reader[visit.start:visit.stop:visit.step]:
+                frame = ts.frame
+                where = f"frame {ts.frame} of {path}"
+                positions = ts.positions if every_atom else atoms.positions
+                if not np.isfinite(positions).all():
+                    raise InputError(f"{where} has NaN or infinite coordinates; cut it off with --stop {ts.frame} "
+                                     "or repair the file")
+                box = frame_box(ts.dimensions, shape, where) if shape is not None else None
+                if unwrap:
+                    positions = unwrapper.update(positions, box)
+                if (ts.frame - keep.start) % keep.step == 0:
+                    velocities = None
+                    if first.has_velocities:
+                        velocities = ts.velocities if every_atom else atoms.velocities
+                    writer.append(positions[None], np.array([ts.time]), np.array([ts.data.get("step", ts.frame)]),
+                                  None if velocities is None else velocities[None],
+                                  None if box is None else box[None])
+                bar.advance()
+        except (OSError, EOFError) as err:
+            if getattr(err, "errno", None) == errno.ENOSPC:
+                raise InputError(f"disk full while writing {store.path}; free space or write elsewhere with -o") from err
+            raise InputError(f"cannot read {path} at frame {frame}: {err}; the file may be truncated, "
+                             f"try --stop {frame}") from err
+        writer.set_attrs(sha256=sha256(path))
+    return writer.n_frames

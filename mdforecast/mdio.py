@@ -1,0 +1,117 @@
+"""Reading and writing MD files through MDAnalysis, with mdforecast's errors at the boundary.
+
+MDAnalysis does the format work (its registry of readers and writers is the one list of formats); this
+module turns its many exception types and warnings into one-line :class:`InputError` messages.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from .errors import InputError
+from .pbc import is_orthorhombic
+
+__all__ = ["open_universe", "select_atoms", "frame_box", "box_shape", "quiet"]
+
+#: what MDAnalysis raises for unreadable, truncated or unsupported files
+_READ_ERRORS = (ValueError, TypeError, OSError, EOFError, KeyError, IndexError, RuntimeError,
+                NotImplementedError, AttributeError)
+
+
+@contextlib.contextmanager
+def quiet():
+    """Silence MDAnalysis' warnings (guessed attributes, missing chain IDs, …) inside the block."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return text[0].strip() if text else type(err).__name__
+
+
+def _require_file(path: str | Path, what: str) -> Path:
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{what} {path} not found; check the path")
+    if not path.is_file():
+        raise InputError(f"{what} {path} is not a file; give the path of a {what} file")
+    return path
+
+
+def open_universe(trajectory: str | Path, topology: str | Path | None = None):
+    """An MDAnalysis ``Universe`` of ``trajectory`` (with ``topology`` when given), or a clear InputError."""
+    import MDAnalysis as mda
+
+    trajectory = _require_file(trajectory, "trajectory")
+    top = _require_file(topology, "topology") if topology is not None else trajectory
+    with quiet():
+        try:
+            universe = mda.Universe(str(top))
+        except _READ_ERRORS as err:
+            hint = "give a topology MDAnalysis reads (PDB, GRO, PSF, PRMTOP, TPR, …) with --top"
+            if topology is None:
+                hint = "this file has no topology; " + hint
+            raise InputError(f"cannot read topology {top}: {_first_line(err)}; {hint}") from err
+        if topology is not None:
+            try:
+                universe.load_new(str(trajectory))
+            except _READ_ERRORS as err:
+                message = str(err)
+                if "same number of atoms" in message:
+                    found = re.search(r"Number of atoms (\d+)", message.split("Trajectory", 1)[-1])
+                    count = f"{found.group(1)} atoms" if found else "a different number of atoms"
+                    raise InputError(f"trajectory {trajectory} has {count} but topology {top} has "
+                                     f"{universe.atoms.n_atoms}; use the topology the trajectory was written with") from err
+                if "Unknown coordinate trajectory format" in message:
+                    raise InputError(f"cannot read {trajectory}: unknown trajectory format "
+                                     f"'{trajectory.suffix.lstrip('.')}'; convert it to a format MDAnalysis reads "
+                                     "(XTC, TRR, DCD, NetCDF, H5MD, LAMMPS, GRO, PDB, XYZ)") from err
+                raise InputError(f"cannot read trajectory {trajectory}: {_first_line(err)}; "
+                                 "the file may be truncated or corrupt") from err
+    if universe.trajectory.n_frames == 0:
+        raise InputError(f"trajectory {trajectory} has zero frames; check the file")
+    return universe
+
+
+def select_atoms(universe, selection: str, source: str | Path):
+    """``universe.select_atoms(selection)``, refusing bad syntax and empty results."""
+    with quiet():
+        try:
+            atoms = universe.select_atoms(selection)
+        except _READ_ERRORS as err:
+            raise InputError(f"invalid selection {selection!r}: {_first_line(err)}; "
+                             "see https://docs.mdanalysis.org/stable/documentation_pages/selections.html") from err
+    if atoms.n_atoms == 0:
+        raise InputError(f"selection {selection!r} matches no atoms of {source}; check atom and residue names "
+                         "with `mdforecast info` or the topology")
+    return atoms
+
+
+def box_shape(dimensions) -> tuple[int, ...] | None:
+    """How a box is stored: ``(3,)`` edges for orthorhombic, ``(3, 3)`` vectors for triclinic, ``None`` for none."""
+    if dimensions is None or not np.any(np.asarray(dimensions[:3]) > 0):
+        return None
+    return (3,) if is_orthorhombic(dimensions) else (3, 3)
+
+
+def frame_box(dimensions, shape: tuple[int, ...], where: str) -> np.ndarray:
+    """One frame's box in the stored ``shape``, Å; error if the box vanished or turned triclinic."""
+    from MDAnalysis.lib.mdamath import triclinic_vectors
+
+    current = box_shape(dimensions)
+    if current is None:
+        raise InputError(f"{where} has no box while earlier frames had one; ingest with --no-unwrap "
+                         "or split the file where the box disappears")
+    if shape == (3,):
+        if current != (3,):
+            raise InputError(f"{where} has a triclinic box while earlier frames were orthorhombic; "
+                             "split the file at that frame and ingest the parts separately")
+        return np.asarray(dimensions[:3], dtype=np.float32)
+    return triclinic_vectors(dimensions).astype(np.float32)

@@ -1,0 +1,390 @@
+"""The trajectory store: the only module that touches zarr.
+
+A store is a zarr v3 group (a local directory or any URL zarr/fsspec accepts) holding one system: one
+topology and one or more trajectories, each in the H5MD layout (see ``docs/store-format.md``)::
+
+    STORE/                                   attrs: mdforecast {format_version, units, trajectories, split, ...}
+      topology/{names, resnames, resids, types, elements, segids, masses, charges, bonds}
+      trajectories/NAME/                     attrs: mdforecast {dt_ps, unwrapped, source, sha256, ...}
+        particles/all/position/value         (frames, atoms, 3) float32, Å
+        particles/all/position/step          (frames,) int64
+        particles/all/position/time          (frames,) float64, ps
+        particles/all/velocity/value         (frames, atoms, 3) float32, Å/ps   (optional)
+        particles/all/box/edges/value        (frames, 3) or (frames, 3, 3) float32, Å   (optional)
+
+Arrays are chunked along frames (about 1 MiB per chunk) and compressed, so reading a window of frames reads
+few chunks and never the whole trajectory. A trajectory becomes visible only when it is committed (listed in
+the root attributes); a new local store is written under a temporary name and renamed at the end.
+
+Shapes use T frames, N atoms.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import zarr
+from zarr.codecs import BloscCodec
+
+from . import __version__
+from .errors import FormatVersionError, InputError, StoreError
+from .topology import Topology
+
+__all__ = ["FORMAT_VERSION", "UNITS", "Store", "Trajectory", "TrajectoryWriter", "writing"]
+
+#: version of the on-disk layout; a reader refuses stores with a larger number
+FORMAT_VERSION = 1
+#: the units of every stored quantity (MDAnalysis base units)
+UNITS = {"length": "angstrom", "time": "ps", "velocity": "angstrom/ps", "mass": "u", "charge": "e"}
+_CHUNK_BYTES = 1 << 20
+_COMPRESSOR = BloscCodec(cname="zstd", clevel=3, shuffle="shuffle")
+_ATTRS = "mdforecast"
+_PARTICLES = "particles/all"
+
+
+def is_remote(path: str | os.PathLike) -> bool:
+    """True for URLs (``s3://…``, ``memory://…``); False for local paths."""
+    return "://" in str(path)
+
+
+def _frame_chunk(n_atoms: int) -> int:
+    return int(np.clip(_CHUNK_BYTES // max(1, n_atoms * 12), 1, 1024))
+
+
+class Trajectory:
+    """A read-only view of one stored trajectory. Nothing is loaded until asked for.
+
+    Frame arguments follow Python slices: ``positions(start, stop, stride)`` returns frames
+    ``start:stop:stride`` as ``(T, N, 3)`` float32 Å, reading only the chunks that hold them.
+    """
+
+    def __init__(self, name: str, group: zarr.Group) -> None:
+        self.name = name
+        self._group = group
+        self._particles = group[_PARTICLES]
+        self._position = self._particles["position/value"]
+
+    def __repr__(self) -> str:
+        return f"Trajectory({self.name!r}, frames={self.n_frames}, atoms={self.n_atoms})"
+
+    @property
+    def attrs(self) -> dict:
+        """Provenance and settings of this trajectory (``dt_ps``, ``unwrapped``, ``source``, …)."""
+        return dict(self._group.attrs.get(_ATTRS, {}))
+
+    @property
+    def n_frames(self) -> int:
+        return self._position.shape[0]
+
+    @property
+    def n_atoms(self) -> int:
+        return self._position.shape[1]
+
+    @property
+    def has_velocities(self) -> bool:
+        return "velocity" in self._particles
+
+    @property
+    def has_box(self) -> bool:
+        return "box" in self._particles
+
+    def _read(self, array: zarr.Array, start: int | None, stop: int | None, stride: int | None) -> np.ndarray:
+        return np.asarray(array[slice(start, stop, stride)])
+
+    def positions(self, start: int | None = None, stop: int | None = None, stride: int | None = None) -> np.ndarray:
+        """Unwrapped positions ``(T, N, 3)`` float32, Å."""
+        return self._read(self._position, start, stop, stride)
+
+    def velocities(self, start: int | None = None, stop: int | None = None, stride: int | None = None) -> np.ndarray:
+        """Velocities ``(T, N, 3)`` float32, Å/ps; raises :class:`InputError` when the trajectory has none."""
+        if not self.has_velocities:
+            raise InputError(f"trajectory {self.name!r} has no velocities; ingest a file that stores them (TRR, H5MD, NetCDF)")
+        return self._read(self._particles["velocity/value"], start, stop, stride)
+
+    def boxes(self, start: int | None = None, stop: int | None = None, stride: int | None = None) -> np.ndarray | None:
+        """Box per frame: edges ``(T, 3)`` or vectors ``(T, 3, 3)`` float32, Å; ``None`` without a box."""
+        if not self.has_box:
+            return None
+        return self._read(self._particles["box/edges/value"], start, stop, stride)
+
+    def times(self, start: int | None = None, stop: int | None = None, stride: int | None = None) -> np.ndarray:
+        """Time of each frame ``(T,)`` float64, ps."""
+        return self._read(self._particles["position/time"], start, stop, stride)
+
+    def steps(self, start: int | None = None, stop: int | None = None, stride: int | None = None) -> np.ndarray:
+        """Integration step of each frame ``(T,)`` int64."""
+        return self._read(self._particles["position/step"], start, stop, stride)
+
+    @property
+    def frames_per_chunk(self) -> int:
+        return self._position.chunks[0]
+
+
+class TrajectoryWriter:
+    """Appends frames to a new trajectory, one chunk at a time; visible only after :meth:`commit`.
+
+    Use through :meth:`Store.add_trajectory` as a context manager: leaving the block normally commits,
+    an exception (Ctrl-C included) deletes what was written.
+    """
+
+    def __init__(self, store: "Store", name: str, *, velocities: bool, box: tuple[int, ...] | None, attrs: dict) -> None:
+        self._store, self.name = store, name
+        parent = store._group.require_group("trajectories")
+        if name in parent:  # an uncommitted leftover of a killed run
+            del parent[name]
+        self._group = parent.create_group(name)
+        self._group.attrs[_ATTRS] = attrs
+        n_atoms = store.topology.n_atoms
+        chunk = _frame_chunk(n_atoms)
+        particles = self._group.require_group(_PARTICLES)
+
+        def array(path: str, shape: tuple[int, ...], dtype, unit: str | None) -> zarr.Array:
+            arr = particles.create_array(path, shape=(0,) + shape, chunks=(chunk,) + shape, dtype=dtype,
+                                         compressors=_COMPRESSOR)
+            if unit:
+                arr.attrs["unit"] = unit
+            return arr
+
+        self._arrays = {"position": array("position/value", (n_atoms, 3), "float32", "angstrom"),
+                        "step": array("position/step", (), "int64", None),
+                        "time": array("position/time", (), "float64", "ps")}
+        if velocities:
+            self._arrays["velocity"] = array("velocity/value", (n_atoms, 3), "float32", "angstrom ps-1")
+        if box is not None:
+            particles.require_group("box").attrs.update({"dimension": 3, "boundary": ["periodic"] * 3})
+            self._arrays["box"] = array("box/edges/value", box, "float32", "angstrom")
+        self._chunk = chunk
+        self._buffers: dict[str, list[np.ndarray]] = {k: [] for k in self._arrays}
+        self._buffered = 0
+        self.n_frames = 0
+
+    def append(self, positions: np.ndarray, times: np.ndarray, steps: np.ndarray,
+               velocities: np.ndarray | None = None, boxes: np.ndarray | None = None) -> None:
+        """Add frames: positions ``(T, N, 3)`` Å, times ``(T,)`` ps, steps ``(T,)``, velocities
+        ``(T, N, 3)`` Å/ps and boxes ``(T, 3)``/``(T, 3, 3)`` Å when the trajectory has them."""
+        given = {"position": positions, "time": times, "step": steps, "velocity": velocities, "box": boxes}
+        for key in self._arrays:
+            if given[key] is None:
+                raise ValueError(f"this trajectory stores {key}; append() needs it")
+            self._buffers[key].append(np.array(given[key], dtype=self._arrays[key].dtype))  # copy: readers reuse buffers
+        self._buffered += len(positions)
+        if self._buffered >= self._chunk:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._buffered:
+            return
+        for key, arr in self._arrays.items():
+            arr.append(np.concatenate(self._buffers[key]), axis=0)
+            self._buffers[key] = []
+        self.n_frames += self._buffered
+        self._buffered = 0
+
+    def set_attrs(self, **attrs) -> None:
+        """Add provenance to the trajectory's attributes (e.g. ``sha256`` known only at the end)."""
+        self._group.attrs[_ATTRS] = {**dict(self._group.attrs[_ATTRS]), **attrs}
+
+    def commit(self) -> Trajectory:
+        """Write the last frames and make the trajectory visible in the store."""
+        self._flush()
+        if self.n_frames == 0:
+            raise InputError(f"trajectory {self.name!r} has no frames; check --start/--stop/--stride and the file")
+        names = self._store.trajectory_names
+        self._store._set_attrs(trajectories=names + [self.name])
+        return self._store.trajectory(self.name)
+
+    def abort(self) -> None:
+        """Delete everything written for this trajectory."""
+        parent = self._store._group["trajectories"]
+        if self.name in parent:
+            del parent[self.name]
+
+
+class Store:
+    """One system's topology and trajectories in a zarr v3 group. Open with :meth:`open` or :func:`writing`."""
+
+    def __init__(self, group: zarr.Group, path: str) -> None:
+        self._group = group
+        self.path = path
+        self._topology: Topology | None = None
+
+    def __repr__(self) -> str:
+        return f"Store({self.path!r}, atoms={self.topology.n_atoms}, trajectories={self.trajectory_names})"
+
+    @classmethod
+    def open(cls, path: str | os.PathLike, mode: str = "r") -> "Store":
+        """Open an existing store (``mode`` ``'r'`` or ``'r+'``); clear errors for anything else."""
+        path = str(path)
+        if not is_remote(path) and not Path(path).exists():
+            raise StoreError(f"store {path} does not exist; create it with `mdforecast ingest TRAJ --top TOP -o {path}`")
+        try:
+            group = zarr.open_group(store=path, mode=mode)
+        except (FileNotFoundError, ValueError, KeyError, TypeError, zarr.errors.GroupNotFoundError) as err:
+            raise StoreError(f"{path} is not a readable mdforecast store ({err}); re-create it with `mdforecast ingest`") from err
+        attrs = group.attrs.get(_ATTRS)
+        if not isinstance(attrs, dict) or "format_version" not in attrs:
+            raise StoreError(f"{path} is a zarr group but not an mdforecast store; create one with `mdforecast ingest`")
+        if attrs["format_version"] > FORMAT_VERSION:
+            raise FormatVersionError(
+                f"store {path} has format version {attrs['format_version']}, newer than this mdforecast "
+                f"({__version__}) reads ({FORMAT_VERSION}); upgrade: pip install -U mdforecast")
+        return cls(group, path)
+
+    @classmethod
+    def _create(cls, path: str, topology: Topology, attrs: dict) -> "Store":
+        group = zarr.open_group(store=path, mode="w")
+        group.attrs["h5md"] = {"version": [1, 1], "creator": {"name": "mdforecast", "version": __version__}}
+        group.attrs[_ATTRS] = {"format_version": FORMAT_VERSION, "mdforecast_version": __version__, "units": UNITS,
+                               "trajectories": [], "split": None, **attrs}
+        top = group.create_group("topology")
+        top.attrs["n_atoms"] = topology.n_atoms
+        for name, values in topology.fields().items():
+            values = np.asarray(values)
+            dtype = str if values.dtype.kind in "US" else values.dtype
+            top.create_array(name, shape=values.shape, dtype=dtype, chunks=values.shape or None)[...] = values
+        group.create_group("trajectories")
+        return cls(group, path)
+
+    # -- metadata ---------------------------------------------------------------------------------------
+    @property
+    def attrs(self) -> dict:
+        """Store-level attributes: ``format_version``, ``units``, ``split``, provenance."""
+        return dict(self._group.attrs[_ATTRS])
+
+    def _set_attrs(self, **attrs) -> None:
+        self._group.attrs[_ATTRS] = {**self.attrs, **attrs}
+
+    def update_attrs(self, **attrs) -> None:
+        """Merge ``attrs`` into the store-level attributes (reserved keys are refused)."""
+        reserved = {"format_version", "trajectories", "units"} & set(attrs)
+        if reserved:
+            raise ValueError(f"{sorted(reserved)} are managed by the store")
+        self._set_attrs(**attrs)
+
+    @property
+    def topology(self) -> Topology:
+        if self._topology is None:
+            top = self._group["topology"]
+            self._topology = Topology(**{name: np.asarray(arr[...]) for name, arr in top.arrays()})
+        return self._topology
+
+    @property
+    def split(self) -> dict[str, list[str]] | None:
+        """``{'train': [...], 'test': [...]}`` trajectory names, or ``None`` when unknown."""
+        return self.attrs.get("split")
+
+    def set_split(self, train: list[str], test: list[str]) -> None:
+        unknown = (set(train) | set(test)) - set(self.trajectory_names)
+        if unknown:
+            raise InputError(f"split names unknown trajectories {sorted(unknown)}; the store has {self.trajectory_names}")
+        self._set_attrs(split={"train": list(train), "test": list(test)})
+
+    # -- trajectories -----------------------------------------------------------------------------------
+    @property
+    def trajectory_names(self) -> list[str]:
+        """Committed trajectories, in the order they were added."""
+        return list(self.attrs["trajectories"])
+
+    def trajectory(self, name: str | None = None) -> Trajectory:
+        """The trajectory ``name`` (default: the first one)."""
+        names = self.trajectory_names
+        if not names:
+            raise StoreError(f"store {self.path} has no trajectories; add one with `mdforecast ingest --append`")
+        name = names[0] if name is None else name
+        if name not in names:
+            raise InputError(f"store {self.path} has no trajectory {name!r}; it has {', '.join(names)}")
+        return Trajectory(name, self._group["trajectories"][name])
+
+    def remove_trajectories(self, names: Sequence[str]) -> None:
+        """Delete trajectories ``names`` from the store (unlisted first, then their data)."""
+        self._set_attrs(trajectories=[n for n in self.trajectory_names if n not in set(names)])
+        parent = self._group["trajectories"]
+        for name in names:
+            if name in parent:
+                del parent[name]
+
+    def __iter__(self) -> Iterator[Trajectory]:
+        return (self.trajectory(name) for name in self.trajectory_names)
+
+    @contextlib.contextmanager
+    def add_trajectory(self, name: str, *, velocities: bool, box: tuple[int, ...] | None,
+                       attrs: dict | None = None) -> Iterator[TrajectoryWriter]:
+        """Write a new trajectory: committed when the block ends normally, deleted if it raises.
+
+        ``box`` is ``(3,)`` for edges, ``(3, 3)`` for box vectors, ``None`` without a box.
+        """
+        if name in self.trajectory_names:
+            raise StoreError(f"store {self.path} already has a trajectory {name!r}; pick another --name")
+        if not name or "/" in name or name.startswith("."):
+            raise InputError(f"invalid trajectory name {name!r}; use letters, digits, '-' and '_'")
+        writer = TrajectoryWriter(self, name, velocities=velocities, box=box, attrs=attrs or {})
+        try:
+            yield writer
+            writer.commit()
+        except BaseException:
+            writer.abort()
+            raise
+
+
+@contextlib.contextmanager
+def writing(path: str | os.PathLike, *, topology: Topology, attrs: dict | None = None,
+            mode: str = "create") -> Iterator[Store]:
+    """Open a store for writing; nothing half-written remains if the block raises (Ctrl-C included).
+
+    ``mode``: ``'create'`` (refuse an existing path), ``'overwrite'`` (replace it at the end) or
+    ``'append'`` (add trajectories to an existing store of the same system). A new local store is
+    built under a temporary name next to ``path`` and renamed into place when the block succeeds.
+    """
+    path = str(path)
+    exists = Path(path).exists() if not is_remote(path) else _remote_exists(path)
+    if mode == "append":
+        if not exists:
+            raise StoreError(f"cannot append: store {path} does not exist; drop --append to create it")
+        store = Store.open(path, mode="r+")
+        if not store.topology.same_system(topology):
+            raise InputError(f"cannot append: the trajectory's system ({topology.n_atoms} atoms, "
+                             f"{topology.composition()}) differs from store {path}'s ({store.topology.n_atoms} atoms, "
+                             f"{store.topology.composition()}); write it to a new store with -o")
+        yield store
+        return
+    if mode not in ("create", "overwrite"):
+        raise ValueError(f"mode must be 'create', 'overwrite' or 'append', got {mode!r}")
+    if exists and mode == "create":
+        raise StoreError(f"{path} already exists; pass --force to replace it or --append to add to it")
+    if is_remote(path):
+        store = Store._create(path, topology, attrs or {})
+        try:
+            yield store
+        except BaseException:
+            zarr.open_group(store=path, mode="w")  # leave an empty group, not a partial store
+            raise
+        return
+    target = Path(path)
+    tmp = target.with_name(f".{target.name}.partial-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        store = Store._create(str(tmp), topology, attrs or {})
+        yield store
+        if exists:
+            old = target.with_name(f".{target.name}.old-{os.getpid()}")
+            os.replace(target, old)
+            os.replace(tmp, target)
+            shutil.rmtree(old) if old.is_dir() else old.unlink()
+        else:
+            os.replace(tmp, target)
+        store.__init__(zarr.open_group(store=path, mode="r"), path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _remote_exists(path: str) -> bool:
+    try:
+        zarr.open_group(store=path, mode="r")
+    except (FileNotFoundError, KeyError, zarr.errors.GroupNotFoundError):
+        return False
+    return True
