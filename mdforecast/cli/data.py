@@ -1,51 +1,13 @@
-"""The ``mdforecast`` command line: parses options, calls the library, prints the result.
-
-Results go to stdout (one line, or one JSON document with ``--json``); progress and errors go to stderr.
-Exit codes: 0 success, 1 a problem with the input (message says what to do), 2 a usage error,
-130 interrupted (nothing written).
-"""
+"""Commands that move trajectories in and out: ``ingest``, ``info``, ``export``."""
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
-import click
 import typer
 
-from . import __version__
-from .errors import MDForecastError
-
-app = typer.Typer(name="mdforecast", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
-                  help="Forecast molecular dynamics trajectories with DoMiNO.")
-
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document to stdout.")]
-QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
-StartOpt = Annotated[Optional[int], typer.Option(help="First frame (0-based).")]
-StopOpt = Annotated[Optional[int], typer.Option(help="Stop before this frame.")]
-StrideOpt = Annotated[Optional[int], typer.Option(help="Keep every N-th frame.")]
-SelectOpt = Annotated[str, typer.Option("--select", "-s", help="MDAnalysis atom selection.")]
-
-
-def _emit(result, as_json: bool) -> None:
-    if as_json:
-        typer.echo(json.dumps(result.to_dict() if hasattr(result, "to_dict") else result, indent=2))
-    else:
-        typer.echo(result.summary())
-
-
-def _version(value: bool) -> None:
-    if value:
-        typer.echo(f"mdforecast {__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def _root(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
-                                                help="Show the version and exit.")] = False) -> None:
-    """Forecast molecular dynamics trajectories with DoMiNO."""
+from . import JsonOpt, QuietOpt, SelectOpt, StartOpt, StopOpt, StrideOpt, app, emit
 
 
 @app.command()
@@ -59,21 +21,21 @@ def ingest(trajectories: Annotated[list[Path], typer.Argument(help="Trajectory f
            no_unwrap: Annotated[bool, typer.Option("--no-unwrap", help="Keep positions as in the file.")] = False,
            as_json: JsonOpt = False, quiet: QuietOpt = False) -> None:
     """Read trajectories (anything MDAnalysis reads) into a store, unwrapped across periodic boxes."""
-    from .ingest import ingest as run
+    from ..ingest import ingest as run
 
     result = run(trajectories, output, topology=top, select=select, start=start, stop=stop, stride=stride,
                  names=name or None, append=append, force=force, unwrap=not no_unwrap, progress=not quiet)
-    _emit(result, as_json)
+    emit(result, as_json)
 
 
 @app.command()
 def info(store: Annotated[str, typer.Argument(help="Store path or URL.")], as_json: JsonOpt = False) -> None:
     """Show a store's system, trajectories and split."""
-    from .info import info as run
+    from ..info import info as run
 
     summary = run(store)
     if as_json:
-        _emit(summary, True)
+        emit(summary, True)
         return
     from rich.console import Console
     from rich.table import Table
@@ -107,24 +69,7 @@ def export(store: Annotated[str, typer.Argument(help="Store path or URL.")],
            force: Annotated[bool, typer.Option(help="Replace existing files.")] = False,
            as_json: JsonOpt = False, quiet: QuietOpt = False) -> None:
     """Write a stored trajectory to any MDAnalysis format, with a PDB topology next to it."""
-    from .export import export as run
+    from ..export import export as run
 
-    _emit(run(store, output, trajectory=trajectory, select=select, start=start, stop=stop, stride=stride,
+    emit(run(store, output, trajectory=trajectory, select=select, start=start, stop=stop, stride=stride,
               force=force, progress=not quiet), as_json)
-
-
-def main(argv: list[str] | None = None) -> None:
-    """Entry point: run the app and turn library errors into one line on stderr and an exit code."""
-    sys.unraisablehook = lambda unraisable: None  # MDAnalysis readers print tracebacks from __del__
-    try:
-        app(args=argv, prog_name="mdforecast", standalone_mode=False)
-    except click.ClickException as err:  # usage errors: exit 2
-        err.show()
-        sys.exit(err.exit_code)
-    except (click.exceptions.Abort, KeyboardInterrupt):
-        typer.echo("interrupted; nothing was written", err=True)
-        sys.exit(130)
-    except MDForecastError as err:
-        typer.echo(f"error: {err}", err=True)
-        sys.exit(err.exit_code)
-    sys.exit(0)

@@ -1,0 +1,94 @@
+"""The forecaster interface: what DoMiNO, LG-ODE and every baseline implement.
+
+A forecaster sees the observed frames of one trajectory (:class:`Observation`) and answers positions at any
+real-valued trajectory frame times after them. Times are **trajectory frame indices** (0-based, float): with
+frames [0, 2000) observed, ``times=[2000, 2500.5, 9999]`` asks for the first forecast frame, a point between
+frames 2500 and 2501, and the last frame of the protocol's horizon.
+
+Shapes: T observed frames, N atoms, K requested times.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+
+import numpy as np
+
+from .errors import InputError
+from .store import Trajectory
+from .topology import Topology
+
+__all__ = ["Observation", "Forecaster"]
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Observation:
+    """The observed part of a trajectory.
+
+    Args:
+        positions: ``(T, N, 3)`` float32, Å, unwrapped.
+        topology: the N atoms' :class:`~mdforecast.topology.Topology`.
+        dt_ps: time between frames, ps.
+        start: trajectory frame index of ``positions[0]``.
+        boxes: ``(T, 3)`` edges or ``(T, 3, 3)`` vectors, Å; ``None`` without periodic box.
+        velocities: ``(T, N, 3)`` float32, Å/ps, or ``None``.
+    """
+
+    positions: np.ndarray
+    topology: Topology
+    dt_ps: float
+    start: int = 0
+    boxes: np.ndarray | None = None
+    velocities: np.ndarray | None = None
+
+    @property
+    def n_frames(self) -> int:
+        return self.positions.shape[0]
+
+    @property
+    def end(self) -> int:
+        """Trajectory frame index of the first frame *after* the observation."""
+        return self.start + self.n_frames
+
+    @classmethod
+    def from_trajectory(cls, trajectory: Trajectory, topology: Topology, *, observe: int,
+                        end: int | None = None) -> "Observation":
+        """The ``observe`` frames of ``trajectory`` before frame ``end`` (default ``observe``: frames [0, observe))."""
+        end = observe if end is None else end
+        if observe < 1:
+            raise InputError(f"--observe must be at least 1 frame, got {observe}")
+        if end > trajectory.n_frames or end - observe < 0:
+            raise InputError(f"trajectory {trajectory.name!r} has {trajectory.n_frames} frames; observing frames "
+                             f"[{end - observe}, {end}) needs {end}; lower --observe or use a longer trajectory")
+        start = end - observe
+        return cls(positions=trajectory.positions(start, end), topology=topology,
+                   dt_ps=float(trajectory.attrs.get("dt_ps") or 1.0), start=start,
+                   boxes=trajectory.boxes(start, end),
+                   velocities=trajectory.velocities(start, end) if trajectory.has_velocities else None)
+
+
+class Forecaster(abc.ABC):
+    """Predicts positions at future frame times from an :class:`Observation`.
+
+    Subclasses set :attr:`name` and implement :meth:`predict`; baselines that learn a parameter from
+    training trajectories (e.g. damped velocity's decay time) also implement :meth:`fit`.
+    """
+
+    #: short name, used by ``--model`` and in score tables
+    name: str = "forecaster"
+
+    def fit(self, trajectories: list[Trajectory], *, observe: int) -> "Forecaster":
+        """Learn from training trajectories (default: nothing to learn). Returns ``self``."""
+        return self
+
+    @abc.abstractmethod
+    def predict(self, observation: Observation, times: np.ndarray) -> np.ndarray:
+        """Positions ``(K, N, 3)`` float32 Å at trajectory frame ``times`` ``(K,)`` (real-valued, ≥ ``observation.end``)."""
+
+    def describe(self) -> dict:
+        """Provenance recorded with a forecast (name, checkpoint, hash, config, …)."""
+        return {"name": self.name}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r})"
