@@ -9,6 +9,7 @@ topology and one or more trajectories, each in the H5MD layout (see ``docs/store
         particles/all/position/value         (frames, atoms, 3) float32, Å
         particles/all/position/step          (frames,) int64
         particles/all/position/time          (frames,) float64, ps
+        particles/all/position/frame         (frames,) float64   (optional: frame index each frame stands for)
         particles/all/velocity/value         (frames, atoms, 3) float32, Å/ps   (optional)
         particles/all/box/edges/value        (frames, 3) or (frames, 3, 3) float32, Å   (optional)
 
@@ -120,6 +121,16 @@ class Trajectory:
         """Integration step of each frame ``(T,)`` int64."""
         return self._read(self._particles["position/step"], start, stop, stride)
 
+    def frame_index(self, start: int | None = None, stop: int | None = None, stride: int | None = None) -> np.ndarray:
+        """The frame index each stored frame stands for ``(T,)`` float64.
+
+        Forecasts store it (the truth trajectory's frame times they answer, possibly non-integer); for
+        other trajectories it is the position in the store, ``0, 1, 2, …``.
+        """
+        if "frame" in self._particles["position"]:
+            return self._read(self._particles["position/frame"], start, stop, stride)
+        return np.arange(self.n_frames, dtype=np.float64)[slice(start, stop, stride)]
+
     @property
     def frames_per_chunk(self) -> int:
         return self._position.chunks[0]
@@ -132,7 +143,8 @@ class TrajectoryWriter:
     an exception (Ctrl-C included) deletes what was written.
     """
 
-    def __init__(self, store: "Store", name: str, *, velocities: bool, box: tuple[int, ...] | None, attrs: dict) -> None:
+    def __init__(self, store: "Store", name: str, *, velocities: bool, box: tuple[int, ...] | None, attrs: dict,
+                 frame_index: bool = False) -> None:
         self._store, self.name = store, name
         parent = store._group.require_group("trajectories")
         if name in parent:  # an uncommitted leftover of a killed run
@@ -153,6 +165,8 @@ class TrajectoryWriter:
         self._arrays = {"position": array("position/value", (n_atoms, 3), "float32", "angstrom"),
                         "step": array("position/step", (), "int64", None),
                         "time": array("position/time", (), "float64", "ps")}
+        if frame_index:
+            self._arrays["frame"] = array("position/frame", (), "float64", None)
         if velocities:
             self._arrays["velocity"] = array("velocity/value", (n_atoms, 3), "float32", "angstrom ps-1")
         if box is not None:
@@ -164,10 +178,12 @@ class TrajectoryWriter:
         self.n_frames = 0
 
     def append(self, positions: np.ndarray, times: np.ndarray, steps: np.ndarray,
-               velocities: np.ndarray | None = None, boxes: np.ndarray | None = None) -> None:
-        """Add frames: positions ``(T, N, 3)`` Å, times ``(T,)`` ps, steps ``(T,)``, velocities
-        ``(T, N, 3)`` Å/ps and boxes ``(T, 3)``/``(T, 3, 3)`` Å when the trajectory has them."""
-        given = {"position": positions, "time": times, "step": steps, "velocity": velocities, "box": boxes}
+               velocities: np.ndarray | None = None, boxes: np.ndarray | None = None,
+               frames: np.ndarray | None = None) -> None:
+        """Add frames: positions ``(T, N, 3)`` Å, times ``(T,)`` ps, steps ``(T,)``, and, when the trajectory
+        has them, velocities ``(T, N, 3)`` Å/ps, boxes ``(T, 3)``/``(T, 3, 3)`` Å, frame indices ``(T,)``."""
+        given = {"position": positions, "time": times, "step": steps, "velocity": velocities, "box": boxes,
+                 "frame": frames}
         for key in self._arrays:
             if given[key] is None:
                 raise ValueError(f"this trajectory stores {key}; append() needs it")
@@ -313,16 +329,18 @@ class Store:
 
     @contextlib.contextmanager
     def add_trajectory(self, name: str, *, velocities: bool, box: tuple[int, ...] | None,
-                       attrs: dict | None = None) -> Iterator[TrajectoryWriter]:
+                       attrs: dict | None = None, frame_index: bool = False) -> Iterator[TrajectoryWriter]:
         """Write a new trajectory: committed when the block ends normally, deleted if it raises.
 
-        ``box`` is ``(3,)`` for edges, ``(3, 3)`` for box vectors, ``None`` without a box.
+        ``box`` is ``(3,)`` for edges, ``(3, 3)`` for box vectors, ``None`` without a box. With
+        ``frame_index`` every appended frame also records the (real-valued) frame index it stands for.
         """
         if name in self.trajectory_names:
             raise StoreError(f"store {self.path} already has a trajectory {name!r}; pick another --name")
         if not name or "/" in name or name.startswith("."):
             raise InputError(f"invalid trajectory name {name!r}; use letters, digits, '-' and '_'")
-        writer = TrajectoryWriter(self, name, velocities=velocities, box=box, attrs=attrs or {})
+        writer = TrajectoryWriter(self, name, velocities=velocities, box=box, attrs=attrs or {},
+                                  frame_index=frame_index)
         try:
             yield writer
             writer.commit()
