@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
-from .mdio import box_shape, frame_box, open_universe, quiet, select_atoms
+from .mdio import box_shape, frame_box, guess_bonds, open_universe, quiet, select_atoms, whole_positions
 from .pbc import Unwrapper
 from .progress import progress_bar
 from .store import Store, writing
@@ -64,17 +64,6 @@ def _default_names(paths: Sequence[Path], taken: Sequence[str]) -> list[str]:
     return names
 
 
-def _whole_first_frame(universe, atoms) -> np.ndarray:
-    """Positions of ``atoms`` in the current frame with every molecule whole, Å."""
-    with quiet():
-        if not hasattr(universe, "bonds") or len(universe.bonds) == 0:
-            try:
-                universe.guess_TopologyAttrs(to_guess=["bonds"])
-            except (ValueError, KeyError, TypeError):  # unknown atom types: no bonds to follow
-                return atoms.positions
-        return universe.atoms.unwrap(compound="fragments", reference=None, inplace=False)[atoms.indices]
-
-
 def ingest(trajectories: Sequence[str | Path], output: str | Path, *, topology: str | Path | None = None,
            select: str = "all", start: int | None = None, stop: int | None = None, stride: int | None = None,
            names: Sequence[str] | None = None, append: bool = False, force: bool = False, unwrap: bool = True,
@@ -108,6 +97,7 @@ def ingest(trajectories: Sequence[str | Path], output: str | Path, *, topology: 
         raise InputError(f"{len(names)} --name for {len(paths)} trajectories; give one name per trajectory file")
 
     universes = [open_universe(path, topology) for path in paths]
+    guessed = [guess_bonds(u) for u in universes if unwrap and u.dimensions is not None]
     selections = [select_atoms(u, select, path) for u, path in zip(universes, paths)]
     top = Topology.from_atomgroup(selections[0])
     for atoms, path in zip(selections[1:], paths[1:]):
@@ -115,7 +105,7 @@ def ingest(trajectories: Sequence[str | Path], output: str | Path, *, topology: 
             raise InputError(f"{path} holds a different system than {paths[0]}; ingest it into its own store")
     top_source = Path(topology) if topology is not None else paths[0]
     attrs = {"topology_source": {"path": str(top_source.resolve()), "sha256": sha256(top_source)},
-             "selection": select, "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+             "bonds_guessed": any(guessed), "selection": select, "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
 
     mode = "append" if append else "overwrite" if force else "create"
     written: dict[str, int] = {}
@@ -151,7 +141,7 @@ def _ingest_one(store: Store, universe, atoms, path: Path, name: str, frames: sl
     every_atom = atoms.n_atoms == universe.atoms.n_atoms
     attrs = {"source": str(path.resolve()), "dt_ps": float(reader.dt) * keep.step, "unwrapped": unwrap,
              "frames": {"start": keep.start, "stop": keep.stop, "stride": keep.step}}
-    unwrapper = Unwrapper(_whole_first_frame(universe, atoms) if unwrap else None)
+    unwrapper = Unwrapper(whole_positions(universe, atoms) if unwrap else None)
     with store.add_trajectory(name, velocities=first.has_velocities, box=shape, attrs=attrs) as writer, \
             progress_bar(f"ingest {name}", len(visit), enabled=progress) as bar, quiet():
         frame = visit.start

@@ -16,7 +16,7 @@ import numpy as np
 from .errors import InputError
 from .pbc import is_orthorhombic
 
-__all__ = ["open_universe", "select_atoms", "frame_box", "box_shape", "quiet"]
+__all__ = ["open_universe", "select_atoms", "frame_box", "box_shape", "guess_bonds", "whole_positions", "quiet"]
 
 #: what MDAnalysis raises for unreadable, truncated or unsupported files
 _READ_ERRORS = (ValueError, TypeError, OSError, EOFError, KeyError, IndexError, RuntimeError,
@@ -115,3 +115,27 @@ def frame_box(dimensions, shape: tuple[int, ...], where: str) -> np.ndarray:
                              "split the file at that frame and ingest the parts separately")
         return np.asarray(dimensions[:3], dtype=np.float32)
     return triclinic_vectors(dimensions).astype(np.float32)
+
+
+def guess_bonds(universe) -> bool:
+    """Give ``universe`` bonds guessed from distances in its current frame (minimum image) if it has none.
+
+    Returns True when bonds were guessed, False when the topology had them or none could be guessed (unknown
+    atom types: molecules are then not made whole).
+    """
+    if hasattr(universe, "bonds") and len(universe.bonds):
+        return False
+    with quiet():
+        try:
+            universe.guess_TopologyAttrs(to_guess=["bonds"], box=universe.dimensions)
+        except (ValueError, KeyError, TypeError):
+            return False
+    return bool(len(universe.bonds))
+
+
+def whole_positions(universe, atoms) -> np.ndarray:
+    """Positions of ``atoms`` in the current frame with each bonded molecule made whole, Å."""
+    if not hasattr(universe, "bonds") or not len(universe.bonds):
+        return atoms.positions
+    with quiet():
+        return universe.atoms.unwrap(compound="fragments", reference=None, inplace=False)[atoms.indices]
