@@ -134,12 +134,13 @@ def _ingest_one(store: Store, universe, atoms, path: Path, name: str, frames: sl
                          f"{frames.start}:{frames.stop}:{frames.step}; choose a range inside the file")
     with quiet():
         first = reader[keep.start]
+        dt_ps = float(reader.dt) * keep.step
     shape = box_shape(first.dimensions)
     unwrap = unwrap and shape is not None
     # unwrapping must see every frame to follow atoms across faces; otherwise read only the kept ones
     visit = range(keep.start, keep.stop, 1) if unwrap else keep
     every_atom = atoms.n_atoms == universe.atoms.n_atoms
-    attrs = {"source": str(path.resolve()), "dt_ps": float(reader.dt) * keep.step, "unwrapped": unwrap,
+    attrs = {"source": str(path.resolve()), "dt_ps": dt_ps, "unwrapped": unwrap,
              "frames": {"start": keep.start, "stop": keep.stop, "stride": keep.step}}
     unwrapper = Unwrapper(whole_positions(universe, atoms) if unwrap else None)
     with store.add_trajectory(name, velocities=first.has_velocities, box=shape, attrs=attrs) as writer, \

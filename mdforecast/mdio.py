@@ -82,10 +82,12 @@ def open_universe(trajectory: str | Path, topology: str | Path | None = None):
 
 def select_atoms(universe, selection: str, source: str | Path):
     """``universe.select_atoms(selection)``, refusing bad syntax and empty results."""
+    from MDAnalysis.exceptions import SelectionError
+
     with quiet():
         try:
             atoms = universe.select_atoms(selection)
-        except _READ_ERRORS as err:
+        except (SelectionError, *_READ_ERRORS) as err:
             raise InputError(f"invalid selection {selection!r}: {_first_line(err)}; "
                              "see https://docs.mdanalysis.org/stable/documentation_pages/selections.html") from err
     if atoms.n_atoms == 0:

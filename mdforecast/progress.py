@@ -32,7 +32,9 @@ def progress_bar(description: str, total: float | None, *, enabled: bool = True,
         def render(self, task) -> Text:
             return Text(f"{task.speed:,.0f} {unit}/s" if task.speed else f"- {unit}/s", style="progress.data.speed")
 
+    console = Console(stderr=True)
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), Rate(),
-                        TimeElapsedColumn(), TimeRemainingColumn(), console=Console(stderr=True), transient=True)
+                        TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=True,
+                        disable=not console.is_terminal)  # no bar in logs and pipes
     with progress:
         yield _Task(progress, progress.add_task(description, total=total))

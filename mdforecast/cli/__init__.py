@@ -11,7 +11,6 @@ import json
 import sys
 from typing import Annotated, Optional
 
-import click
 import typer
 
 from .. import __version__
@@ -55,14 +54,17 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app and turn library errors into one line on stderr and an exit code."""
     sys.unraisablehook = lambda unraisable: None  # MDAnalysis readers print tracebacks from __del__
     try:
-        app(args=argv, prog_name="mdforecast", standalone_mode=False)
-    except click.ClickException as err:  # usage errors: exit 2
+        code = app(args=argv, prog_name="mdforecast", standalone_mode=False)  # returns Exit/abort codes
+    except typer.Abort:
+        code = 130
+    except typer.TyperException as err:  # usage errors: exit 2
         err.show()
         sys.exit(err.exit_code)
-    except (click.exceptions.Abort, KeyboardInterrupt):
-        typer.echo("interrupted; nothing was written", err=True)
-        sys.exit(130)
+    except KeyboardInterrupt:
+        code = 130
     except MDForecastError as err:
         typer.echo(f"error: {err}", err=True)
         sys.exit(err.exit_code)
-    sys.exit(0)
+    if code == 130:
+        typer.echo("interrupted; nothing was written", err=True)
+    sys.exit(code if isinstance(code, int) else 0)

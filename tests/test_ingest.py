@@ -1,0 +1,204 @@
+"""ingest: exact round trips through MD formats, unwrapping across periodic boxes, velocities, options."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import WATER, System, waters
+from mdforecast import Store, export, ingest
+from mdforecast.errors import InputError
+from mdforecast.pbc import dimensions_from_box
+
+# format → (writer options, absolute position tolerance in Å from the format's precision, keeps box, keeps time)
+FORMATS = {
+    "dcd": ({}, 1e-4, True, False),
+    "trr": ({}, 1e-4, True, True),
+    "xtc": ({}, 6e-3, True, True),          # 0.001 nm precision
+    "nc": ({}, 1e-4, True, True),
+    "pdb": ({"multiframe": True}, 6e-4, False, False),  # 8.3f Å
+    "xyz": ({}, 1e-4, False, False),
+}
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_round_trip_through_format(tmp_path, water_system, fmt):
+    options, tol, has_box, has_time = FORMATS[fmt]
+    top = tmp_path / "top.pdb"
+    path = water_system.write(tmp_path / f"traj.{fmt}", topology=top, **options)
+    result = ingest([path], tmp_path / "s.zarr", topology=top)
+    traj = Store.open(tmp_path / "s.zarr").trajectory()
+    assert result.trajectories == {"traj": len(water_system.positions)}
+    np.testing.assert_allclose(traj.positions(), water_system.positions, atol=tol, rtol=0)
+    if has_box:
+        np.testing.assert_allclose(traj.boxes(), np.tile(water_system.dimensions[:3], (traj.n_frames, 1)), atol=tol)
+    if has_time:
+        np.testing.assert_allclose(traj.times(), np.arange(traj.n_frames) * water_system.dt_ps, atol=1e-4)
+
+
+def test_particle_crossing_box_faces_stays_continuous(tmp_path):
+    box = 10.0
+    steps = np.arange(40)[:, None] * np.array([0.9, -0.7, 0.45])  # crosses x and y faces several times
+    positions = (np.array([5.0, 5.0, 5.0]) + steps)[:, None, :].astype(np.float32)
+    argon = System(positions=positions, dimensions=np.array([box, box, box, 90, 90, 90], np.float32),
+                   names=["AR"], resnames=["AR"], resids=[1], bonds=[])
+    top = tmp_path / "ar.pdb"
+    path = argon.write(tmp_path / "ar.dcd", wrap=True, topology=top)
+    ingest([path], tmp_path / "s.zarr", topology=top)
+    stored = Store.open(tmp_path / "s.zarr").trajectory().positions()
+    np.testing.assert_allclose(stored, positions, atol=1e-4)
+    # without unwrapping the file's jumps stay in
+    ingest([path], tmp_path / "raw.zarr", topology=top, unwrap=False)
+    raw = Store.open(tmp_path / "raw.zarr").trajectory().positions()
+    assert np.abs(np.diff(raw, axis=0)).max() > box / 2
+
+
+def test_water_split_by_the_box_comes_out_whole(tmp_path):
+    # molecule 0 straddles the x face in frame 0: wrapping per atom splits it in the file
+    system = waters(n_waters=3, n_frames=10, box=9.0, seed=1)
+    system.positions -= system.positions[0, 0] - np.array([8.9, 4.0, 4.0], np.float32)
+    top = tmp_path / "top.pdb"
+    path = system.write(tmp_path / "w.dcd", wrap=True, topology=top)
+    ingest([path], tmp_path / "s.zarr", topology=top)
+    stored = Store.open(tmp_path / "s.zarr").trajectory().positions()
+    oh = np.linalg.norm(stored[:, 1::3] - stored[:, 0::3], axis=-1)
+    np.testing.assert_allclose(oh, 0.9572, atol=1e-4)
+    # equal to the truth up to one lattice translation per molecule
+    shift = stored - system.positions
+    np.testing.assert_allclose(shift, np.broadcast_to(shift[:1], shift.shape), atol=1e-4)
+    np.testing.assert_allclose(shift / 9.0, np.round(shift / 9.0), atol=1e-4)
+
+
+def test_bonds_are_guessed_when_the_topology_has_none(tmp_path):
+    system = waters(n_waters=3, n_frames=6, seed=2)
+    system.positions -= system.positions[0, 0] - np.array([0.1, 4.0, 4.0], np.float32)  # split across x=0
+    system.names = ["O", "H1", "H2"] * 3
+    system.bonds = []
+    top = tmp_path / "top.pdb"
+    path = system.write(tmp_path / "w.dcd", wrap=True, topology=top)
+    ingest([path], tmp_path / "s.zarr", topology=top)
+    store = Store.open(tmp_path / "s.zarr")
+    assert store.attrs["bonds_guessed"] and len(store.topology.bonds) == 6
+    oh = np.linalg.norm(store.trajectory().positions()[:, 1::3] - store.trajectory().positions()[:, 0::3], axis=-1)
+    np.testing.assert_allclose(oh, 0.9572, atol=1e-4)
+
+
+def test_triclinic_box_unwraps_and_keeps_box_vectors(tmp_path):
+    from MDAnalysis.lib.mdamath import triclinic_vectors
+
+    dims = np.array([12.0, 13.0, 14.0, 75.0, 80.0, 85.0], np.float32)
+    system = waters(n_waters=4, n_frames=15, box=12.0, drift=1.2, seed=3, dimensions=list(dims))
+    top = tmp_path / "top.pdb"
+    path = system.write(tmp_path / "t.dcd", wrap=True, topology=top)
+    ingest([path], tmp_path / "s.zarr", topology=top)
+    traj = Store.open(tmp_path / "s.zarr").trajectory()
+    boxes = traj.boxes()
+    assert boxes.shape == (15, 3, 3)
+    np.testing.assert_allclose(boxes[0], triclinic_vectors(dims), atol=1e-4)
+    np.testing.assert_allclose(dimensions_from_box(boxes[0]), dims, atol=1e-3)
+    stored = traj.positions()
+    assert np.linalg.norm(np.diff(stored, axis=0), axis=-1).max() < 3.0  # no jumps
+    shift = stored - system.positions
+    np.testing.assert_allclose(shift, np.broadcast_to(shift[:1], shift.shape), atol=2e-4)  # lattice shift only
+    frac = shift[0] @ np.linalg.inv(triclinic_vectors(dims))
+    np.testing.assert_allclose(frac, np.round(frac), atol=1e-4)
+
+
+def test_velocities_are_kept(tmp_path, water_system):
+    top = tmp_path / "top.pdb"
+    path = water_system.write(tmp_path / "v.trr", topology=top)
+    ingest([path], tmp_path / "s.zarr", topology=top)
+    traj = Store.open(tmp_path / "s.zarr").trajectory()
+    assert traj.has_velocities
+    np.testing.assert_allclose(traj.velocities(), water_system.velocities, atol=1e-4)
+
+
+def test_no_velocities_when_the_file_has_none(water_files, tmp_path):
+    traj, top, _ = water_files
+    ingest([traj], tmp_path / "s.zarr", topology=top)
+    stored = Store.open(tmp_path / "s.zarr").trajectory()
+    assert not stored.has_velocities
+    with pytest.raises(InputError, match="no velocities"):
+        stored.velocities()
+
+
+def test_stride_follows_atoms_through_skipped_frames(tmp_path):
+    # 4 Å per frame: with stride 3 the kept frames are 12 Å apart, more than half the 10 Å box
+    positions = (np.array([5.0, 5.0, 5.0]) + np.arange(30)[:, None] * np.array([4.0, 0, 0]))[:, None].astype(np.float32)
+    argon = System(positions=positions, dimensions=np.array([10, 10, 10, 90, 90, 90], np.float32),
+                   names=["AR"], resnames=["AR"], resids=[1], bonds=[])
+    top = tmp_path / "ar.pdb"
+    path = argon.write(tmp_path / "ar.trr", wrap=True, topology=top)  # TRR keeps each frame's time
+    ingest([path], tmp_path / "s.zarr", topology=top, start=2, stop=26, stride=3)
+    traj = Store.open(tmp_path / "s.zarr").trajectory()
+    stored, truth = traj.positions(), positions[2:26:3]
+    np.testing.assert_allclose(np.diff(stored, axis=0), np.diff(truth, axis=0), atol=1e-4)  # 12 Å per kept frame
+    np.testing.assert_allclose(stored[0], truth[0] - [10.0, 0, 0], atol=1e-4)  # frame 2 as the file has it
+    assert traj.attrs["frames"] == {"start": 2, "stop": 26, "stride": 3}
+    assert traj.attrs["dt_ps"] == pytest.approx(3 * argon.dt_ps)
+
+
+def test_selection_keeps_the_selected_atoms(water_files, tmp_path):
+    traj, top, system = water_files
+    ingest([traj], tmp_path / "s.zarr", topology=top, select="name OW")
+    store = Store.open(tmp_path / "s.zarr")
+    assert store.topology.n_atoms == 4 and set(store.topology.names) == {"OW"}
+    assert store.topology.bonds is not None and len(store.topology.bonds) == 0
+    oxygens = store.trajectory().positions()
+    full = Store.open(ingest([traj], tmp_path / "all.zarr", topology=top).store).trajectory().positions()
+    np.testing.assert_allclose(oxygens, full[:, 0::3], atol=1e-5)
+
+
+def test_several_files_become_several_trajectories_and_append_adds(water_files, tmp_path):
+    traj, top, system = water_files
+    other = system.write(tmp_path / "other.dcd", wrap=True)
+    result = ingest([traj, other], tmp_path / "s.zarr", topology=top, names=["a", "b"])
+    assert list(result.trajectories) == ["a", "b"]
+    ingest([traj], tmp_path / "s.zarr", topology=top, append=True)
+    store = Store.open(tmp_path / "s.zarr")
+    assert store.trajectory_names == ["a", "b", "traj"]
+    np.testing.assert_array_equal(store.trajectory("a").positions(), store.trajectory("traj").positions())
+
+
+@pytest.mark.parametrize("fmt", ["dcd", "xtc", "trr", "pdb"])
+def test_export_then_ingest_round_trip(water_files, tmp_path, fmt):
+    traj, top, system = water_files
+    ingest([traj], tmp_path / "s.zarr", topology=top)
+    store = Store.open(tmp_path / "s.zarr")
+    result = export(store, tmp_path / f"out.{fmt}", start=2, stop=11, stride=2)
+    assert result.frames == 5
+    again = ingest([tmp_path / f"out.{fmt}"], tmp_path / "again.zarr", topology=tmp_path / "out.pdb")
+    back = Store.open(again.store)
+    tol = FORMATS[fmt][1]
+    np.testing.assert_allclose(back.trajectory().positions(), store.trajectory().positions(2, 11, 2), atol=tol)
+    assert back.topology.same_system(store.topology)
+    assert len(back.topology.bonds) == len(store.topology.bonds)
+    if fmt != "pdb":
+        np.testing.assert_allclose(back.trajectory().boxes(), store.trajectory().boxes(2, 11, 2), atol=1e-3)
+
+
+def test_export_selection_writes_only_those_atoms(water_files, tmp_path):
+    traj, top, _ = water_files
+    ingest([traj], tmp_path / "s.zarr", topology=top)
+    export(tmp_path / "s.zarr", tmp_path / "o.dcd", select="name OW")
+    back = Store.open(ingest([tmp_path / "o.dcd"], tmp_path / "o.zarr", topology=tmp_path / "o.pdb").store)
+    assert back.topology.n_atoms == 4
+
+
+def test_water_geometry_is_constant_after_ingest_of_the_shipped_example(tmp_path):
+    from pathlib import Path
+
+    examples = Path(__file__).resolve().parent.parent / "examples"
+    ingest([examples / "water.xtc"], tmp_path / "w.zarr", topology=examples / "water.pdb")
+    positions = Store.open(tmp_path / "w.zarr").trajectory().positions()
+    oh = np.linalg.norm(positions[:, 1::3] - positions[:, 0::3], axis=-1)
+    np.testing.assert_allclose(oh, 0.9572, atol=0.02)  # rigid TIP3P, XTC precision 0.01 Å per coordinate
+    assert np.linalg.norm(np.diff(positions, axis=0), axis=-1).max() < 4.0  # no jumps across the 12.5 Å box
+
+
+def test_water_template_is_the_tip3p_geometry():
+    # guards the fixture itself: O–H 0.9572 Å, H–O–H 104.52°
+    a, b = WATER[1] - WATER[0], WATER[2] - WATER[0]
+    assert np.linalg.norm(a) == pytest.approx(0.9572, abs=1e-4)
+    assert np.linalg.norm(b) == pytest.approx(0.9572, abs=1e-4)
+    assert np.degrees(np.arccos(a @ b / np.linalg.norm(a) / np.linalg.norm(b))) == pytest.approx(104.52, abs=0.01)

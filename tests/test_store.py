@@ -1,0 +1,141 @@
+"""The store: layout, chunking along frames, windows, atomic commits, URLs, the zarr-only reading recipe."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import zarr
+
+from mdforecast.errors import InputError, StoreError
+from mdforecast.store import FORMAT_VERSION, Store, writing
+from mdforecast.topology import Topology
+
+
+def topology(n: int = 5) -> Topology:
+    return Topology(names=np.array(["AR"] * n), resnames=np.array(["AR"] * n), resids=np.arange(1, n + 1),
+                    masses=np.full(n, 39.948))
+
+
+def fill(store: Store, name: str, frames: int, n: int = 5, **options) -> np.ndarray:
+    positions = np.random.default_rng(len(name)).normal(size=(frames, n, 3)).astype(np.float32)
+    with store.add_trajectory(name, velocities=False, box=(3,), **options) as writer:
+        for start in range(0, frames, 7):  # uneven appends
+            stop = min(start + 7, frames)
+            writer.append(positions[start:stop], np.arange(start, stop) * 0.1, np.arange(start, stop) * 50,
+                          boxes=np.full((stop - start, 3), 20.0), **({"frames": np.arange(start, stop) + 0.5}
+                                                                      if options.get("frame_index") else {}))
+    return positions
+
+
+def test_layout_units_and_windows(tmp_path):
+    with writing(tmp_path / "s.zarr", topology=topology(), attrs={"note": "x"}) as store:
+        positions = fill(store, "a", 3000)
+    store = Store.open(tmp_path / "s.zarr")
+    traj = store.trajectory("a")
+    np.testing.assert_array_equal(traj.positions(1234, 1250), positions[1234:1250])
+    np.testing.assert_array_equal(traj.positions(10, 100, 9), positions[10:100:9])
+    np.testing.assert_allclose(traj.times(2, 4), [0.2, 0.3])
+    np.testing.assert_array_equal(traj.frame_index(5, 8), [5, 6, 7])
+    assert store.attrs["format_version"] == FORMAT_VERSION and store.attrs["note"] == "x"
+    assert store.attrs["units"]["length"] == "angstrom"
+    # chunked along frames only: a 20-frame window touches at most two chunks
+    raw = zarr.open_group(str(tmp_path / "s.zarr"), mode="r")["trajectories/a/particles/all/position/value"]
+    assert raw.chunks[1:] == (5, 3) and 20 <= raw.chunks[0] < 3000
+    assert raw.attrs["unit"] == "angstrom"
+    np.testing.assert_allclose(store.topology.masses, 39.948)
+
+
+def test_writer_flushes_chunk_by_chunk(tmp_path):
+    with writing(tmp_path / "s.zarr", topology=topology()) as store:
+        with store.add_trajectory("a", velocities=False, box=None) as writer:
+            chunk = writer._chunk
+            for i in range(chunk + 3):
+                writer.append(np.zeros((1, 5, 3)), [i * 0.1], [i])
+                # memory stays bounded: never more than one chunk waits in memory
+                assert writer._buffered <= chunk
+            assert writer.n_frames == chunk  # one full chunk already on disk
+    assert Store.open(tmp_path / "s.zarr").trajectory().n_frames == chunk + 3
+
+
+def test_frame_index_and_split(tmp_path):
+    with writing(tmp_path / "s.zarr", topology=topology()) as store:
+        fill(store, "a", 10)
+        fill(store, "b", 10, frame_index=True)
+        store.set_split(train=["a"], test=["b"])
+        with pytest.raises(InputError, match="unknown trajectories"):
+            store.set_split(train=["a"], test=["zz"])
+    store = Store.open(tmp_path / "s.zarr")
+    np.testing.assert_allclose(store.trajectory("b").frame_index(0, 3), [0.5, 1.5, 2.5])
+    assert store.split == {"train": ["a"], "test": ["b"]}
+    assert [t.name for t in store] == ["a", "b"]
+
+
+def test_failed_trajectory_is_never_visible(tmp_path):
+    with writing(tmp_path / "s.zarr", topology=topology()) as store:
+        fill(store, "a", 10)
+    store = Store.open(tmp_path / "s.zarr", mode="r+")
+    with pytest.raises(RuntimeError):
+        with store.add_trajectory("b", velocities=False, box=None) as writer:
+            writer.append(np.zeros((2, 5, 3)), [0, 1], [0, 1])
+            raise RuntimeError("killed")
+    assert Store.open(tmp_path / "s.zarr").trajectory_names == ["a"]
+    with pytest.raises(InputError, match="no trajectory 'b'"):
+        Store.open(tmp_path / "s.zarr").trajectory("b")
+
+
+def test_uncommitted_leftover_is_replaced(tmp_path):
+    with writing(tmp_path / "s.zarr", topology=topology()) as store:
+        pass
+    group = zarr.open_group(str(tmp_path / "s.zarr"), mode="r+")
+    group["trajectories"].create_group("a")  # what a killed run leaves: data but no commit
+    store = Store.open(tmp_path / "s.zarr", mode="r+")
+    assert store.trajectory_names == []
+    positions = fill(store, "a", 4)
+    np.testing.assert_array_equal(Store.open(tmp_path / "s.zarr").trajectory("a").positions(), positions)
+
+
+def test_new_store_appears_only_when_complete(tmp_path):
+    with pytest.raises(KeyboardInterrupt):
+        with writing(tmp_path / "s.zarr", topology=topology()) as store:
+            fill(store, "a", 10)
+            raise KeyboardInterrupt
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_overwrite_replaces_only_at_the_end(tmp_path):
+    with writing(tmp_path / "s.zarr", topology=topology()) as store:
+        old = fill(store, "old", 5)
+    with pytest.raises(RuntimeError):
+        with writing(tmp_path / "s.zarr", topology=topology(), mode="overwrite") as store:
+            fill(store, "new", 5)
+            raise RuntimeError
+    np.testing.assert_array_equal(Store.open(tmp_path / "s.zarr").trajectory("old").positions(), old)
+    with writing(tmp_path / "s.zarr", topology=topology(), mode="overwrite") as store:
+        fill(store, "new", 5)
+    assert Store.open(tmp_path / "s.zarr").trajectory_names == ["new"]
+    assert [p.name for p in tmp_path.iterdir()] == ["s.zarr"]
+
+
+def test_url_store(tmp_path):
+    url = f"memory://mdforecast-test-{tmp_path.name}"
+    with writing(url, topology=topology()) as store:
+        positions = fill(store, "a", 30)
+    np.testing.assert_array_equal(Store.open(url).trajectory("a").positions(3, 9), positions[3:9])
+    with pytest.raises(StoreError, match="already exists"):
+        with writing(url, topology=topology()):
+            pass
+
+
+def test_topology_round_trip_and_subset(tmp_path):
+    top = Topology(names=np.array(["OW", "HW1", "HW2", "OW", "HW1", "HW2"]), resnames=np.array(["SOL"] * 6),
+                   resids=np.array([1, 1, 1, 2, 2, 2]), elements=np.array(["O", "H", "H"] * 2),
+                   charges=np.array([-0.834, 0.417, 0.417] * 2), bonds=np.array([[0, 1], [0, 2], [3, 4], [3, 5]]))
+    with writing(tmp_path / "s.zarr", topology=top):
+        pass
+    back = Store.open(tmp_path / "s.zarr").topology
+    for name, value in top.fields().items():
+        np.testing.assert_array_equal(getattr(back, name), value)
+    assert back.types is None and back.masses is None  # absent stays absent, never zeros
+    sub = top.subset(np.array([3, 4, 5]))
+    np.testing.assert_array_equal(sub.bonds, [[0, 1], [0, 2]])
+    assert top.composition() == "SOL×2"
