@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
-from .mdio import box_shape, frame_box, guess_bonds, open_universe, quiet, select_atoms, whole_positions
+from .mdio import box_shape, guess_bonds, open_universe, quiet, select_atoms, stored_boxes, whole_positions
 from .pbc import Unwrapper
 from .progress import progress_bar
 from .store import Store, writing
@@ -143,28 +143,49 @@ def _ingest_one(store: Store, universe, atoms, path: Path, name: str, frames: sl
     attrs = {"source": str(path.resolve()), "dt_ps": dt_ps, "unwrapped": unwrap,
              "frames": {"start": keep.start, "stop": keep.stop, "stride": keep.step}}
     unwrapper = Unwrapper(whole_positions(universe, atoms) if unwrap else None)
-    with store.add_trajectory(name, velocities=first.has_velocities, box=shape, attrs=attrs) as writer, \
+    velocities = first.has_velocities
+    with store.add_trajectory(name, velocities=velocities, box=shape, attrs=attrs,
+                              expected_frames=len(keep)) as writer, \
             progress_bar(f"ingest {name}", len(visit), enabled=progress) as bar, quiet():
+        block: dict[str, list] = {"frame": [], "position": [], "velocity": [], "box": [], "time": [], "step": []}
+
+        def flush() -> None:
+            """Check, unwrap (vectorised over the block) and hand the kept frames to the writer."""
+            if not block["frame"]:
+                return
+            index = np.array(block["frame"])
+            positions = np.stack(block["position"])
+            finite = np.isfinite(positions).all(axis=(1, 2))
+            if not finite.all():
+                bad = int(index[~finite][0])
+                raise InputError(f"frame {bad} of {path} has NaN or infinite coordinates; cut it off with "
+                                 f"--stop {bad} or repair the file")
+            boxes = stored_boxes(np.stack(block["box"]), shape, index, path) if shape is not None else None
+            if unwrap:
+                positions = unwrapper.update(positions, boxes)
+            kept = (index - keep.start) % keep.step == 0
+            writer.append(positions[kept], np.array(block["time"])[kept], np.array(block["step"])[kept],
+                          np.stack(block["velocity"])[kept] if velocities else None,
+                          boxes[kept] if boxes is not None else None)
+            bar.advance(len(index))
+            for values in block.values():
+                values.clear()
+
         frame = visit.start
         try:
             for ts in reader[visit.start:visit.stop:visit.step]:
                 frame = ts.frame
-                where = f"frame {ts.frame} of {path}"
-                positions = ts.positions if every_atom else atoms.positions
-                if not np.isfinite(positions).all():
-                    raise InputError(f"{where} has NaN or infinite coordinates; cut it off with --stop {ts.frame} "
-                                     "or repair the file")
-                box = frame_box(ts.dimensions, shape, where) if shape is not None else None
-                if unwrap:
-                    positions = unwrapper.update(positions, box)
-                if (ts.frame - keep.start) % keep.step == 0:
-                    velocities = None
-                    if first.has_velocities:
-                        velocities = ts.velocities if every_atom else atoms.velocities
-                    writer.append(positions[None], np.array([ts.time]), np.array([ts.data.get("step", ts.frame)]),
-                                  None if velocities is None else velocities[None],
-                                  None if box is None else box[None])
-                bar.advance()
+                block["frame"].append(frame)
+                block["position"].append(ts.positions.copy() if every_atom else atoms.positions)
+                if velocities:
+                    block["velocity"].append(ts.velocities.copy() if every_atom else atoms.velocities)
+                if shape is not None:
+                    block["box"].append(np.full(6, np.nan) if ts.dimensions is None else ts.dimensions.copy())
+                block["time"].append(ts.time)
+                block["step"].append(ts.data.get("step", frame))
+                if len(block["frame"]) == writer.frames_per_chunk:
+                    flush()
+            flush()
         except (OSError, EOFError) as err:
             if getattr(err, "errno", None) == errno.ENOSPC:
                 raise InputError(f"disk full while writing {store.path}; free space or write elsewhere with -o") from err

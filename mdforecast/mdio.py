@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
-from .pbc import is_orthorhombic
+from .pbc import box_vectors, is_orthorhombic
 
-__all__ = ["open_universe", "select_atoms", "frame_box", "box_shape", "guess_bonds", "whole_positions", "quiet"]
+__all__ = ["open_universe", "select_atoms", "stored_boxes", "box_shape", "guess_bonds", "whole_positions", "quiet"]
 
 #: what MDAnalysis raises for unreadable, truncated or unsupported files
 _READ_ERRORS = (ValueError, TypeError, OSError, EOFError, KeyError, IndexError, RuntimeError,
@@ -103,20 +103,22 @@ def box_shape(dimensions) -> tuple[int, ...] | None:
     return (3,) if is_orthorhombic(dimensions) else (3, 3)
 
 
-def frame_box(dimensions, shape: tuple[int, ...], where: str) -> np.ndarray:
-    """One frame's box in the stored ``shape``, Å; error if the box vanished or turned triclinic."""
-    from MDAnalysis.lib.mdamath import triclinic_vectors
+def stored_boxes(dimensions: np.ndarray, shape: tuple[int, ...], frames: np.ndarray, source: str | Path) -> np.ndarray:
+    """Boxes of a block of frames in the stored ``shape``, Å, from MDAnalysis ``dimensions`` ``(T, 6)``.
 
-    current = box_shape(dimensions)
-    if current is None:
-        raise InputError(f"{where} has no box while earlier frames had one; ingest with --no-unwrap "
-                         "or split the file where the box disappears")
+    NaN rows mark frames without a box. Refuses a box that vanishes or turns triclinic mid-trajectory.
+    """
+    vanished = ~(np.nan_to_num(dimensions[:, :3]) > 0).any(axis=1)
+    if vanished.any():
+        raise InputError(f"frame {frames[vanished][0]} of {source} has no box while earlier frames had one; "
+                         "ingest with --no-unwrap or split the file where the box disappears")
     if shape == (3,):
-        if current != (3,):
-            raise InputError(f"{where} has a triclinic box while earlier frames were orthorhombic; "
-                             "split the file at that frame and ingest the parts separately")
-        return np.asarray(dimensions[:3], dtype=np.float32)
-    return triclinic_vectors(dimensions).astype(np.float32)
+        skewed = ~np.all(np.abs(dimensions[:, 3:6] - 90.0) < 1e-3, axis=1)
+        if skewed.any():
+            raise InputError(f"frame {frames[skewed][0]} of {source} has a triclinic box while earlier frames "
+                             "were orthorhombic; split the file at that frame and ingest the parts separately")
+        return dimensions[:, :3].astype(np.float32)
+    return box_vectors(dimensions).astype(np.float32)
 
 
 def guess_bonds(universe) -> bool:

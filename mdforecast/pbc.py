@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["box_matrix", "dimensions_from_box", "is_orthorhombic", "minimum_image", "Unwrapper"]
+__all__ = ["box_matrix", "box_vectors", "dimensions_from_box", "is_orthorhombic", "minimum_image", "Unwrapper"]
 
 
 def is_orthorhombic(dimensions: np.ndarray, atol_deg: float = 1e-3) -> bool:
@@ -28,6 +28,21 @@ def box_matrix(box: np.ndarray) -> np.ndarray:
     out = np.zeros(box.shape[:-1] + (3, 3))
     idx = np.arange(3)
     out[..., idx, idx] = box
+    return out
+
+
+def box_vectors(dimensions: np.ndarray) -> np.ndarray:
+    """Box vectors ``(..., 3, 3)`` Å (rows; a along x, b in the xy plane) from ``[a, b, c, α, β, γ]`` ``(..., 6)``."""
+    dimensions = np.asarray(dimensions, dtype=np.float64)
+    a, b, c = dimensions[..., 0], dimensions[..., 1], dimensions[..., 2]
+    alpha, beta, gamma = (np.radians(dimensions[..., k]) for k in (3, 4, 5))
+    out = np.zeros(dimensions.shape[:-1] + (3, 3))
+    out[..., 0, 0] = a
+    out[..., 1, 0] = b * np.cos(gamma)
+    out[..., 1, 1] = b * np.sin(gamma)
+    out[..., 2, 0] = c * np.cos(beta)
+    out[..., 2, 1] = c * (np.cos(alpha) - np.cos(beta) * np.cos(gamma)) / np.sin(gamma)
+    out[..., 2, 2] = np.sqrt(np.maximum(c**2 - out[..., 2, 0] ** 2 - out[..., 2, 1] ** 2, 0.0))
     return out
 
 
@@ -65,21 +80,22 @@ def minimum_image(delta: np.ndarray, box: np.ndarray) -> np.ndarray:
 
 
 class Unwrapper:
-    """Streams wrapped frames into continuous (unwrapped) positions.
+    """Streams wrapped frames into continuous (unwrapped) positions, one block of frames at a time.
 
     .. math::
         u_0 = w_0, \\qquad u_t = u_{t-1} + \\operatorname{mic}_{H_t}(w_t - w_{t-1})
 
-    where ``mic`` is the minimum image in the box ``H_t`` of frame *t*. Each step adds the shortest
-    periodic displacement, so an atom crossing a face keeps moving continuously, and molecules made whole
-    in the first frame stay whole. Valid while no atom moves half a box between frames. Positions that are
-    already continuous pass through unchanged.
+    where ``mic`` is the minimum image in the box ``H_t`` of frame *t* (von Bülow, Bullerjahn & Hummer, 2020).
+    Each step adds the shortest periodic displacement, so an atom crossing a face keeps moving continuously,
+    and molecules made whole in the first frame stay whole. Valid while no atom moves half a box between
+    frames. Positions that are already continuous pass through unchanged.
 
     Args:
-        first: the first frame's positions with molecules made whole ``(atoms, 3)`` Å; default: the first
+        first: the first frame's positions with molecules made whole ``(N, 3)`` Å; default: the first
             frame as given.
 
-    Shapes: ``update(wrapped (atoms, 3) Å, box (3,) | (3, 3) Å) -> (atoms, 3) float64 Å``.
+    Shapes: ``update(wrapped (T, N, 3) Å, boxes (T, 3) | (T, 3, 3) Å) -> (T, N, 3) float64 Å``; successive
+    calls continue where the previous block ended.
     """
 
     def __init__(self, first: np.ndarray | None = None) -> None:
@@ -87,11 +103,16 @@ class Unwrapper:
         self._last_wrapped: np.ndarray | None = None
         self._last_unwrapped: np.ndarray | None = None
 
-    def update(self, wrapped: np.ndarray, box: np.ndarray) -> np.ndarray:
+    def update(self, wrapped: np.ndarray, boxes: np.ndarray) -> np.ndarray:
         wrapped = np.asarray(wrapped, dtype=np.float64)
+        boxes = np.asarray(boxes, dtype=np.float64)
         if self._last_wrapped is None:
-            unwrapped = wrapped.copy() if self._first is None else self._first
+            start = wrapped[0] if self._first is None else self._first
+            steps = minimum_image(np.diff(wrapped, axis=0), boxes[1:])
         else:
-            unwrapped = self._last_unwrapped + minimum_image(wrapped - self._last_wrapped, box)
-        self._last_wrapped, self._last_unwrapped = wrapped, unwrapped
+            start = self._last_unwrapped
+            steps = minimum_image(np.diff(wrapped, axis=0, prepend=self._last_wrapped[None]), boxes)
+        unwrapped = np.concatenate([start[None], start + np.cumsum(steps, axis=0)]) \
+            if self._last_wrapped is None else start + np.cumsum(steps, axis=0)
+        self._last_wrapped, self._last_unwrapped = wrapped[-1], unwrapped[-1]
         return unwrapped

@@ -43,7 +43,7 @@ FORMAT_VERSION = 1
 #: the units of every stored quantity (MDAnalysis base units)
 UNITS = {"length": "angstrom", "time": "ps", "velocity": "angstrom/ps", "mass": "u", "charge": "e"}
 _CHUNK_BYTES = 1 << 20
-_COMPRESSOR = BloscCodec(cname="zstd", clevel=3, shuffle="shuffle")
+_COMPRESSOR = BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")  # fast enough to keep up with XTC decoding
 _ATTRS = "mdforecast"
 _PARTICLES = "particles/all"
 
@@ -144,7 +144,7 @@ class TrajectoryWriter:
     """
 
     def __init__(self, store: "Store", name: str, *, velocities: bool, box: tuple[int, ...] | None, attrs: dict,
-                 frame_index: bool = False) -> None:
+                 frame_index: bool = False, expected_frames: int = 0) -> None:
         self._store, self.name = store, name
         parent = store._group.require_group("trajectories")
         if name in parent:  # an uncommitted leftover of a killed run
@@ -156,8 +156,8 @@ class TrajectoryWriter:
         particles = self._group.require_group(_PARTICLES)
 
         def array(path: str, shape: tuple[int, ...], dtype, unit: str | None) -> zarr.Array:
-            arr = particles.create_array(path, shape=(0,) + shape, chunks=(chunk,) + shape, dtype=dtype,
-                                         compressors=_COMPRESSOR)
+            arr = particles.create_array(path, shape=(expected_frames,) + shape, chunks=(chunk,) + shape,
+                                         dtype=dtype, compressors=_COMPRESSOR)
             if unit:
                 arr.attrs["unit"] = unit
             return arr
@@ -195,11 +195,21 @@ class TrajectoryWriter:
     def _flush(self) -> None:
         if not self._buffered:
             return
+        lo, hi = self.n_frames, self.n_frames + self._buffered
         for key, arr in self._arrays.items():
-            arr.append(np.concatenate(self._buffers[key]), axis=0)
+            data = np.concatenate(self._buffers[key])
+            if hi <= arr.shape[0]:  # pre-sized: write in place, no metadata rewrite
+                arr[lo:hi] = data
+            else:
+                arr.append(data, axis=0)
             self._buffers[key] = []
-        self.n_frames += self._buffered
+        self.n_frames = hi
         self._buffered = 0
+
+    @property
+    def frames_per_chunk(self) -> int:
+        """Frames per stored chunk: append blocks of this size for the fewest writes."""
+        return self._chunk
 
     def set_attrs(self, **attrs) -> None:
         """Add provenance to the trajectory's attributes (e.g. ``sha256`` known only at the end)."""
@@ -210,6 +220,9 @@ class TrajectoryWriter:
         self._flush()
         if self.n_frames == 0:
             raise InputError(f"trajectory {self.name!r} has no frames; check --start/--stop/--stride and the file")
+        for arr in self._arrays.values():
+            if arr.shape[0] != self.n_frames:  # fewer frames than expected
+                arr.resize((self.n_frames,) + arr.shape[1:])
         names = self._store.trajectory_names
         self._store._set_attrs(trajectories=names + [self.name])
         return self._store.trajectory(self.name)
@@ -329,18 +342,21 @@ class Store:
 
     @contextlib.contextmanager
     def add_trajectory(self, name: str, *, velocities: bool, box: tuple[int, ...] | None,
-                       attrs: dict | None = None, frame_index: bool = False) -> Iterator[TrajectoryWriter]:
+                       attrs: dict | None = None, frame_index: bool = False,
+                       expected_frames: int = 0) -> Iterator[TrajectoryWriter]:
         """Write a new trajectory: committed when the block ends normally, deleted if it raises.
 
         ``box`` is ``(3,)`` for edges, ``(3, 3)`` for box vectors, ``None`` without a box. With
         ``frame_index`` every appended frame also records the (real-valued) frame index it stands for.
+        ``expected_frames`` pre-sizes the arrays when the frame count is known (faster; more frames still
+        fit, fewer are trimmed at commit).
         """
         if name in self.trajectory_names:
             raise StoreError(f"store {self.path} already has a trajectory {name!r}; pick another --name")
         if not name or "/" in name or name.startswith("."):
             raise InputError(f"invalid trajectory name {name!r}; use letters, digits, '-' and '_'")
         writer = TrajectoryWriter(self, name, velocities=velocities, box=box, attrs=attrs or {},
-                                  frame_index=frame_index)
+                                  frame_index=frame_index, expected_frames=expected_frames)
         try:
             yield writer
             writer.commit()

@@ -146,7 +146,7 @@ def test_interrupt_or_full_disk_mid_write_leaves_nothing(failure, mode, water_fi
 
     def failing_append(self, *args, **kwargs):
         calls["n"] += 1
-        if calls["n"] == 5:
+        if calls["n"] == 1:
             raise failure
         return original(self, *args, **kwargs)
 
@@ -196,3 +196,19 @@ def test_console_script_runs(tmp_path):
     done = subprocess.run([sys.executable, "-m", "mdforecast", "info", str(tmp_path / "x.zarr")],
                           capture_output=True, text=True, env=env)
     assert done.returncode == 1 and done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+
+
+def test_box_turning_triclinic_mid_trajectory_is_refused(tmp_path, capsys):
+    import MDAnalysis as mda
+
+    system = waters(n_frames=6)
+    top = tmp_path / "top.pdb"
+    system.write(tmp_path / "ok.dcd", topology=top)
+    universe = mda.Universe(str(top), str(tmp_path / "ok.dcd"))
+    with mda.Writer(str(tmp_path / "skew.dcd"), universe.atoms.n_atoms) as writer:
+        for ts in universe.trajectory:
+            ts.dimensions = [9, 9, 9, 90, 90, 70 if ts.frame >= 3 else 90]
+            writer.write(universe.atoms)
+    code, _, err = run(capsys, "ingest", str(tmp_path / "skew.dcd"), "--top", str(top), "-o", str(tmp_path / "s.zarr"))
+    assert_one_line_error(code, err, "frame 3", "triclinic", "split the file")
+    assert leftovers(tmp_path) == []

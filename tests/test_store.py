@@ -48,7 +48,7 @@ def test_layout_units_and_windows(tmp_path):
 def test_writer_flushes_chunk_by_chunk(tmp_path):
     with writing(tmp_path / "s.zarr", topology=topology()) as store:
         with store.add_trajectory("a", velocities=False, box=None) as writer:
-            chunk = writer._chunk
+            chunk = writer.frames_per_chunk
             for i in range(chunk + 3):
                 writer.append(np.zeros((1, 5, 3)), [i * 0.1], [i])
                 # memory stays bounded: never more than one chunk waits in memory

@@ -1,0 +1,137 @@
+"""Ingest throughput against plain MDAnalysis iteration, and peak memory against trajectory length.
+
+    python benchmarks/ingest_speed.py            # writes the "ingest" section of docs/benchmarks.md
+
+A synthetic XTC of 258 rigid-geometry waters (774 atoms, like the tip3p benchmark system) diffusing in a
+periodic 19.8 Å box, written wrapped per atom, is ingested with `mdforecast ingest` (unwrapping, compression,
+checksum included) and read frame by frame with plain MDAnalysis (`for ts in u.trajectory: ts.positions`).
+Each measurement runs in its own process; peak memory is that process's maximum resident set size.
+Targets (issue 2): ingest ≥ 0.8× plain MDAnalysis speed; peak memory independent of trajectory length.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from report import hardware, write_section  # noqa: E402
+
+N_WATERS, BOX = 258, 19.8
+
+
+def make_xtc(path: Path, n_frames: int, seed: int = 0) -> Path:
+    """Random-walk waters (Å steps like 0.1 ps of liquid water), wrapped per atom, plus a PDB topology."""
+    import warnings
+
+    import MDAnalysis as mda
+
+    warnings.simplefilter("ignore")
+    rng = np.random.default_rng(seed)
+    geometry = np.array([[0.0, 0.0, 0.0], [0.9572, 0.0, 0.0], [-0.23998, 0.92663, 0.0]])
+    n = 3 * N_WATERS
+    universe = mda.Universe.empty(n, n_residues=N_WATERS, atom_resindex=np.repeat(np.arange(N_WATERS), 3),
+                                  trajectory=True)
+    universe.add_TopologyAttr("names", ["OW", "HW1", "HW2"] * N_WATERS)
+    universe.add_TopologyAttr("types", ["O", "H", "H"] * N_WATERS)
+    universe.add_TopologyAttr("resnames", ["SOL"] * N_WATERS)
+    universe.add_TopologyAttr("resids", np.arange(1, N_WATERS + 1))
+    universe.add_TopologyAttr("bonds", [(3 * i, 3 * i + k) for i in range(N_WATERS) for k in (1, 2)])
+    centres = rng.uniform(0, BOX, (N_WATERS, 3))
+    universe.dimensions = [BOX, BOX, BOX, 90, 90, 90]
+    with mda.Writer(str(path), n) as writer:
+        for t in range(n_frames):
+            centres += rng.normal(0, 0.3, centres.shape)
+            xyz = (centres[:, None, :] + geometry[None]).reshape(n, 3)
+            universe.atoms.positions = xyz - BOX * np.floor(xyz / BOX)
+            universe.trajectory.ts.time = 0.1 * t
+            if t == 0:
+                universe.atoms.write(str(path.with_suffix(".pdb")), bonds="all")
+            writer.write(universe.atoms)
+    return path
+
+
+def _child(kind: str, xtc: str, out: str) -> None:
+    import resource
+    import warnings
+
+    warnings.simplefilter("ignore")
+    began = time.perf_counter()
+    if kind == "mdanalysis":
+        import MDAnalysis as mda
+
+        universe = mda.Universe(xtc.replace(".xtc", ".pdb"), xtc)
+        checksum = 0.0
+        for ts in universe.trajectory:
+            checksum += float(ts.positions[0, 0])
+        frames = universe.trajectory.n_frames
+    else:
+        from mdforecast import ingest
+
+        result = ingest([xtc], out, topology=xtc.replace(".xtc", ".pdb"), force=True)
+        frames = sum(result.trajectories.values())
+    seconds = time.perf_counter() - began
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"frames": frames, "seconds": seconds, "peak_mb": peak_mb}))
+
+
+def measure(kind: str, xtc: Path, out: Path) -> dict:
+    done = subprocess.run([sys.executable, __file__, "--child", kind, str(xtc), str(out)], capture_output=True,
+                          text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, nargs="+", default=[2000, 8000], help="trajectory lengths")
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        _child(*args.child)
+        return
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for n_frames in args.frames:
+            xtc = make_xtc(Path(tmp) / f"w{n_frames}.xtc", n_frames)
+            measure("mdanalysis", xtc, Path(tmp) / "warm.zarr")  # warm the page cache and offsets
+            best = {}
+            for kind in ("mdanalysis", "mdforecast"):
+                runs = [measure(kind, xtc, Path(tmp) / "s.zarr") for _ in range(args.repeats)]
+                best[kind] = min(runs, key=lambda r: r["seconds"])
+            size_mb = xtc.stat().st_size / 2**20
+            store_mb = sum(p.stat().st_size for p in (Path(tmp) / "s.zarr").rglob("*") if p.is_file()) / 2**20
+            rows.append((n_frames, size_mb, store_mb, best))
+            print(n_frames, best, file=sys.stderr)
+    lines = [
+        "## Ingest",
+        "",
+        f"`benchmarks/ingest_speed.py` on {hardware()}: a synthetic XTC of {3 * N_WATERS} atoms "
+        f"({N_WATERS} waters, wrapped per atom in a {BOX} Å box); best of {args.repeats} runs, each in a fresh "
+        "process. *Plain MDAnalysis* iterates the frames and touches the positions; *mdforecast ingest* "
+        "also unwraps, makes molecules whole, compresses into the store and checksums the file.",
+        "",
+        "| frames | XTC (MiB) | store (MiB) | plain MDAnalysis (frames/s) | mdforecast ingest (frames/s) | ratio | "
+        "peak memory, MDAnalysis (MiB) | peak memory, ingest (MiB) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for n_frames, size_mb, store_mb, best in rows:
+        mda_fps = best["mdanalysis"]["frames"] / best["mdanalysis"]["seconds"]
+        ing_fps = best["mdforecast"]["frames"] / best["mdforecast"]["seconds"]
+        lines.append(f"| {n_frames} | {size_mb:.1f} | {store_mb:.1f} | {mda_fps:,.0f} | {ing_fps:,.0f} | "
+                     f"{ing_fps / mda_fps:.2f}× | {best['mdanalysis']['peak_mb']:.0f} | "
+                     f"{best['mdforecast']['peak_mb']:.0f} |")
+    lines += ["", "Target: ratio ≥ 0.8×; peak memory of ingest independent of the number of frames "
+              "(frames are streamed and written one chunk at a time)."]
+    write_section("ingest", "\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
