@@ -1,4 +1,4 @@
-"""Make the example trajectory shipped in examples/: 64 TIP3P waters, 200 frames, wrapped per atom.
+"""Make the example trajectory shipped in examples/: 60 TIP3P waters (a 12.5 Å box), 200 frames, wrapped per atom.
 
 The frames are written the way many MD engines write them (every atom put back into the box, so molecules
 crossing a face are split), which is what `mdforecast ingest` must undo. Run from the repository root:

@@ -105,7 +105,8 @@ def ingest(trajectories: Sequence[str | Path], output: str | Path, *, topology: 
             raise InputError(f"{path} holds a different system than {paths[0]}; ingest it into its own store")
     top_source = Path(topology) if topology is not None else paths[0]
     attrs = {"topology_source": {"path": str(top_source.resolve()), "sha256": sha256(top_source)},
-             "bonds_guessed": any(guessed), "selection": select, "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+             "bonds_guessed": any(guessed), "selection": select,
+             "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
 
     mode = "append" if append else "overwrite" if force else "create"
     written: dict[str, int] = {}

@@ -43,8 +43,8 @@ def info(store: Annotated[str, typer.Argument(help="Store path or URL.")], as_js
     table = Table(title=f"{summary['store']}: {summary['atoms']} atoms ({summary['composition']})",
                   caption=f"format {summary['format_version']}, written by mdforecast "
                           f"{summary['mdforecast_version']}; split: {summary['split'] or 'none'}")
-    for column in ("trajectory", "frames", "dt (ps)", "time (ps)", "box (Å)", "velocities", "unwrapped"):
-        table.add_column(column)
+    for column in ("trajectory", "frames", "dt ps", "time ps", "box Å", "vel.", "unwrapped"):
+        table.add_column(column, overflow="fold")
     for t in summary["trajectories"]:
         table.add_row(t["name"] + (f" (twin of {t['twin_of']})" if t["twin_of"] else ""), str(t["frames"]),
                       f"{t['dt_ps']:g}" if t["dt_ps"] is not None else "?",
@@ -57,8 +57,8 @@ def _box_text(box) -> str:
     if box is None:
         return "none"
     if isinstance(box[0], list):  # triclinic vectors: lengths, marked
-        return " × ".join(f"{sum(x * x for x in row) ** 0.5:.2f}" for row in box) + " (triclinic)"
-    return " × ".join(f"{x:.2f}" for x in box)
+        return "×".join(f"{sum(x * x for x in row) ** 0.5:.4g}" for row in box) + " triclinic"
+    return "×".join(f"{x:.4g}" for x in box)
 
 
 @app.command()
