@@ -67,7 +67,7 @@ def _default_names(paths: Sequence[Path], taken: Sequence[str]) -> list[str]:
 def ingest(trajectories: Sequence[str | Path], output: str | Path, *, topology: str | Path | None = None,
            select: str = "all", start: int | None = None, stop: int | None = None, stride: int | None = None,
            names: Sequence[str] | None = None, append: bool = False, force: bool = False, unwrap: bool = True,
-           progress: bool = False) -> IngestResult:
+           fmt: str | None = None, progress: bool = False) -> IngestResult:
     """Read trajectory files into the store ``output``; one stored trajectory per file.
 
     Args:
@@ -79,7 +79,9 @@ def ingest(trajectories: Sequence[str | Path], output: str | Path, *, topology: 
         names: one name per trajectory (default: the file name without extensions).
         append: add to an existing store of the same system. force: replace an existing store.
         unwrap: make molecules whole and remove periodic jumps (default True). With ``stride > 1`` the
-            skipped frames are read too, so atoms are followed across box faces.
+            skipped frames are read too, so atoms are followed across box faces. Unwrapping assumes no atom
+            moves half a box between consecutive frames of the file.
+        fmt: the trajectory format when the extension does not say it (MDAnalysis format name).
         progress: show a progress bar on stderr.
 
     Returns:
@@ -96,7 +98,7 @@ def ingest(trajectories: Sequence[str | Path], output: str | Path, *, topology: 
     if names is not None and len(names) != len(paths):
         raise InputError(f"{len(names)} --name for {len(paths)} trajectories; give one name per trajectory file")
 
-    universes = [open_universe(path, topology) for path in paths]
+    universes = [open_universe(path, topology, fmt) for path in paths]
     guessed = [guess_bonds(u) for u in universes if unwrap and u.dimensions is not None]
     selections = [select_atoms(u, select, path) for u, path in zip(universes, paths)]
     top = Topology.from_atomgroup(selections[0])

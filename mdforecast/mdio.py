@@ -45,15 +45,19 @@ def _require_file(path: str | Path, what: str) -> Path:
     return path
 
 
-def open_universe(trajectory: str | Path, topology: str | Path | None = None):
-    """An MDAnalysis ``Universe`` of ``trajectory`` (with ``topology`` when given), or a clear InputError."""
+def open_universe(trajectory: str | Path, topology: str | Path | None = None, fmt: str | None = None):
+    """An MDAnalysis ``Universe`` of ``trajectory`` (with ``topology`` when given), or a clear InputError.
+
+    ``fmt`` names the trajectory format when its extension does not (e.g. ``LAMMPS`` for a LAMMPS DCD,
+    ``LAMMPSDUMP`` for a ``.dump`` file); default: from the extension.
+    """
     import MDAnalysis as mda
 
     trajectory = _require_file(trajectory, "trajectory")
     top = _require_file(topology, "topology") if topology is not None else trajectory
     with quiet():
         try:
-            universe = mda.Universe(str(top))
+            universe = mda.Universe(str(top), **({"format": fmt} if fmt and topology is None else {}))
         except _READ_ERRORS as err:
             hint = "give a topology MDAnalysis reads (PDB, GRO, PSF, PRMTOP, TPR, …) with --top"
             if topology is None:
@@ -61,7 +65,7 @@ def open_universe(trajectory: str | Path, topology: str | Path | None = None):
             raise InputError(f"cannot read topology {top}: {_first_line(err)}; {hint}") from err
         if topology is not None:
             try:
-                universe.load_new(str(trajectory))
+                universe.load_new(str(trajectory), format=fmt)
             except _READ_ERRORS as err:
                 message = str(err)
                 if "same number of atoms" in message:
@@ -71,8 +75,8 @@ def open_universe(trajectory: str | Path, topology: str | Path | None = None):
                                      f"{universe.atoms.n_atoms}; use the topology the trajectory was written with") from err
                 if "Unknown coordinate trajectory format" in message:
                     raise InputError(f"cannot read {trajectory}: unknown trajectory format "
-                                     f"'{trajectory.suffix.lstrip('.')}'; convert it to a format MDAnalysis reads "
-                                     "(XTC, TRR, DCD, NetCDF, H5MD, LAMMPS, GRO, PDB, XYZ)") from err
+                                     f"'{fmt or trajectory.suffix.lstrip('.')}'; name it with --format (e.g. XTC, TRR, "
+                                     "DCD, NCDF, H5MD, LAMMPS, LAMMPSDUMP, GRO, PDB, XYZ) or convert the file") from err
                 raise InputError(f"cannot read trajectory {trajectory}: {_first_line(err)}; "
                                  "the file may be truncated or corrupt") from err
     if universe.trajectory.n_frames == 0:

@@ -67,7 +67,7 @@ def test_ingest_bad_input(case, water_files, tmp_path, capsys):
     (tmp_path / "bad.xtc").write_bytes(b"\0" * 64)
     (tmp_path / "t.foo").write_text("not a trajectory\n")
     needles = {"missing": ["not found"], "directory": ["not a file"], "garbage": ["bad.xtc"],
-               "unknown-format": ["unknown trajectory format 'foo'"], "atom-count": ["15 atoms", "12"],
+               "unknown-format": ["unknown trajectory format 'foo'", "--format"], "atom-count": ["15 atoms", "12"],
                "selection": ["matches no atoms"], "bad-selection": ["invalid selection"],
                "zero-frames": ["no frames"], "stride": ["--stride"]}[case]
     code, out, err = run(capsys, "ingest", *args, "-o", str(tmp_path / "s.zarr"))

@@ -202,3 +202,11 @@ def test_water_template_is_the_tip3p_geometry():
     assert np.linalg.norm(a) == pytest.approx(0.9572, abs=1e-4)
     assert np.linalg.norm(b) == pytest.approx(0.9572, abs=1e-4)
     assert np.degrees(np.arccos(a @ b / np.linalg.norm(a) / np.linalg.norm(b))) == pytest.approx(104.52, abs=0.01)
+
+
+def test_format_option_reads_a_file_whose_extension_does_not_say(water_files, tmp_path):
+    traj, top, system = water_files
+    renamed = tmp_path / "traj.data"
+    renamed.write_bytes(traj.read_bytes())
+    ingest([renamed], tmp_path / "s.zarr", topology=top, fmt="DCD")
+    assert Store.open(tmp_path / "s.zarr").trajectory().n_frames == len(system.positions)

@@ -19,12 +19,14 @@ def ingest(trajectories: Annotated[list[Path], typer.Argument(help="Trajectory f
            append: Annotated[bool, typer.Option(help="Add to an existing store of the same system.")] = False,
            force: Annotated[bool, typer.Option(help="Replace an existing store.")] = False,
            no_unwrap: Annotated[bool, typer.Option("--no-unwrap", help="Keep positions as in the file.")] = False,
+           fmt: Annotated[Optional[str], typer.Option("--format", help="Trajectory format when the extension "
+                                                      "does not say it (MDAnalysis name: LAMMPS, LAMMPSDUMP, …).")] = None,
            as_json: JsonOpt = False, quiet: QuietOpt = False) -> None:
     """Read trajectories (anything MDAnalysis reads) into a store, unwrapped across periodic boxes."""
     from ..ingest import ingest as run
 
     result = run(trajectories, output, topology=top, select=select, start=start, stop=stop, stride=stride,
-                 names=name or None, append=append, force=force, unwrap=not no_unwrap, progress=not quiet)
+                 names=name or None, append=append, force=force, unwrap=not no_unwrap, fmt=fmt, progress=not quiet)
     emit(result, as_json)
 
 
