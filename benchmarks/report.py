@@ -29,11 +29,11 @@ def hardware() -> str:
     return f"{os.cpu_count()} CPU cores ({cpu}), {gpu}, Python {platform.python_version()}"
 
 
-def write_section(name: str, markdown: str) -> None:
-    """Replace (or append) section ``name`` of docs/benchmarks.md with ``markdown``."""
-    text = DOC.read_text() if DOC.exists() else HEADER
+def write_section(name: str, markdown: str, doc: Path = DOC) -> None:
+    """Replace (or append) section ``name`` of ``doc`` (default docs/benchmarks.md) with ``markdown``."""
+    text = doc.read_text() if doc.exists() else HEADER
     block = f"<!-- BEGIN {name} -->\n{markdown.strip()}\n<!-- END {name} -->"
     pattern = re.compile(rf"<!-- BEGIN {re.escape(name)} -->.*?<!-- END {re.escape(name)} -->", re.S)
     text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
-    DOC.parent.mkdir(exist_ok=True)
-    DOC.write_text(text)
+    doc.parent.mkdir(exist_ok=True)
+    doc.write_text(text)

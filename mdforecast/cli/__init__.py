@@ -48,6 +48,7 @@ def _root(version: Annotated[bool, typer.Option("--version", callback=_version, 
 
 
 from . import data  # noqa: E402,F401  (registers its commands)
+from . import datasets  # noqa: E402,F401  (registers datasets list, datasets make)
 
 
 def main(argv: list[str] | None = None) -> None:
