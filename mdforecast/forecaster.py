@@ -77,6 +77,10 @@ class Forecaster(abc.ABC):
 
     #: short name, used by ``--model`` and in score tables
     name: str = "forecaster"
+    #: observed frames the forecaster expects (``mdforecast predict``'s default ``--observe``); None: any
+    observe: int | None = None
+    #: frames after the observation it can forecast (bounds ``predict``'s default ``--until``); None: any
+    horizon: int | None = None
 
     def fit(self, trajectories: list[Trajectory], *, observe: int) -> "Forecaster":
         """Learn from training trajectories (default: nothing to learn). Returns ``self``."""
@@ -85,6 +89,10 @@ class Forecaster(abc.ABC):
     @abc.abstractmethod
     def predict(self, observation: Observation, times: np.ndarray) -> np.ndarray:
         """Positions ``(K, N, 3)`` float32 Å at trajectory frame ``times`` ``(K,)`` (real-valued, ≥ ``observation.end``)."""
+
+    def check(self, topology: Topology) -> None:
+        """Raise :class:`InputError` when this forecaster cannot forecast ``topology``'s system (e.g. a model
+        trained on other atom types); the default accepts every system."""
 
     def describe(self) -> dict:
         """Provenance recorded with a forecast (name, checkpoint, hash, config, …)."""

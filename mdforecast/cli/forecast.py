@@ -1,0 +1,135 @@
+"""Commands that forecast and score: ``predict``, ``evaluate``."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from . import JsonOpt, QuietOpt, app, emit
+
+
+@app.command()
+def predict(store: Annotated[Optional[str], typer.Argument(
+                help="Truth store to forecast (default: the store the model was trained on).")] = None,
+            model: Annotated[str, typer.Option("--model", "-m", help=(
+                "Run directory, checkpoint, or a baseline: persistence, mean, velocity, damped-velocity."))] = ...,
+            output: Annotated[str, typer.Option("--output", "-o", help="Forecast store to write.")] = ...,
+            until: Annotated[Optional[str], typer.Option(help=(
+                "Forecast frames [observed end, UNTIL): frames (10000) or a time since frame 0 (1000ps). "
+                "Default: the end of the truth trajectory."))] = None,
+            times: Annotated[Optional[str], typer.Option(help=(
+                "Instead of --until: frame times, any real values: 2500.5,3000 or ranges START:STOP:STEP (250ps:300ps:1ps)."))] = None,
+            every: Annotated[int, typer.Option(help="Keep every N-th frame of the --until range.")] = 1,
+            trajectory: Annotated[Optional[list[str]], typer.Option(help=(
+                "Trajectory to forecast; repeat for several (default: the first test trajectory, else the first)."))] = None,
+            observe: Annotated[Optional[int], typer.Option(help=(
+                "Observe frames [0, N) (default: the model's; baselines: 2000, or a fifth of a shorter trajectory)."))] = None,
+            fmt: Annotated[Optional[str], typer.Option("--format", help=(
+                "Also write an MD file next to the store (xtc, dcd, trr, nc, pdb, …) with a PDB topology."))] = None,
+            device: Annotated[Optional[str], typer.Option(help="Torch device for a model (cpu, cuda, cuda:1).")] = None,
+            batch: Annotated[int, typer.Option(help="Forecast frames per model call (bounds memory).")] = 100,
+            force: Annotated[bool, typer.Option(help="Replace existing output.")] = False,
+            as_json: JsonOpt = False, quiet: QuietOpt = False) -> None:
+    """Forecast a trajectory from its observed frames into a new store (and optionally an MD file)."""
+    from ..predict import predict as run
+
+    emit(run(store, model, output, trajectories=trajectory, until=until, times=times, every=every, observe=observe,
+             fmt=fmt, device=device, batch=batch, force=force, progress=not quiet), as_json)
+
+
+@app.command()
+def evaluate(forecast: Annotated[str, typer.Argument(help="Forecast store written by `mdforecast predict`.")],
+             truth: Annotated[Optional[str], typer.Option(help="Truth store (default: the forecast's provenance).")] = None,
+             window: Annotated[Optional[list[str]], typer.Option(help=(
+                 "Trajectory frames A-B, half-open (4980-5000); repeat for several."))] = None,
+             horizon: Annotated[Optional[list[str]], typer.Option(help=(
+                 "Frames A-B after the observed part, the paper's Table 3 naming (2980-3000); repeatable."))] = None,
+             full: Annotated[bool, typer.Option(help="Also score every forecast frame.")] = False,
+             baselines: Annotated[str, typer.Option(help=(
+                 "Comma-separated baselines to score on the same frames: persistence, mean, velocity, "
+                 "damped-velocity, LABEL:RUN_DIR (e.g. lgode:runs/lgode), or 'none'."))] = "persistence,mean,velocity,damped-velocity",
+             physics: Annotated[bool, typer.Option(help=(
+                 "Physics metrics: g(r)/MSD (liquids), O–H/H–O–H/g_OO (water), bonds and φ/ψ JSD (peptides)."))] = False,
+             plot: Annotated[Optional[str], typer.Option(help=(
+                 "Write MSE against horizon (log-log) to FILE.png ('-': PNG to stdout); with --physics also "
+                 "FILE-physics.png."))] = None,
+             as_json: JsonOpt = False, quiet: QuietOpt = False) -> None:
+    """Score a forecast against the truth per window: MSE (Å²), paper-scale MSE, baselines, skill, chaos floor."""
+    from ..evaluate import evaluate as run
+    from ..plots import physics_plot_path, plot_mse, plot_physics
+
+    if as_json and plot == "-":
+        raise typer.BadParameter("--plot - and --json both write to stdout; give --plot a file", param_hint="--plot")
+    names = [] if baselines.strip().lower() == "none" else [b.strip() for b in baselines.split(",") if b.strip()]
+    result = run(forecast, truth=truth, window=window or (), horizon=horizon or (), full=full, baselines=names,
+                 physics=physics, progress=not quiet)
+    if plot is not None:
+        plot_mse(result, plot)
+        written = [plot]
+        if physics and plot != "-":
+            plot_physics(result, physics_plot_path(plot))
+            written.append(physics_plot_path(plot))
+        if not quiet and plot != "-":
+            typer.echo(f"wrote {', '.join(written)}", err=True)
+    if plot == "-":
+        return
+    if as_json:
+        emit(result, True)
+        return
+    _print_table(result)
+
+
+def _number(value) -> str:
+    return "–" if value is None else f"{value:.4g}"
+
+
+def _print_table(result) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    kabsch = "mse_kabsch" in result.metrics
+    table = Table(title=f"{result.model.get('name', 'model')} forecast of {', '.join(result.trajectories)} "
+                        f"(observed frames [{result.observed[0]}, {result.observed[1]}))",
+                  caption=("MSE of centred positions; Kabsch: after optimal superposition. " if result.centred else "")
+                  + f"Paper scale: positions mapped to [-1, 1] by {result.paper_scale['low']:.2f}…"
+                    f"{result.paper_scale['high']:.2f} Å ({result.paper_scale['source']}). "
+                    "Skill = 1 − MSE_model/MSE_baseline. Windows: trajectory frames [A, B), horizon = after the observed part.")
+    for column in ("window", "horizon", "frames", "predictor", "MSE (Å²)", *(["Kabsch MSE (Å²)"] if kabsch else []),
+                   "paper MSE", "model skill vs it"):
+        table.add_column(column, justify="left" if column in ("window", "predictor") else "right")
+    for w in result.windows:
+        rows = [("forecast", w["model"], None)]
+        rows += [(name, b, b["skill"]) for name, b in w["baselines"].items()]
+        if w["chaos_floor"] is not None:
+            rows.append((f"chaos floor ({w['chaos_floor']['frames']} fr.)", w["chaos_floor"], None))
+        for i, (name, values, skill) in enumerate(rows):
+            first = i == 0
+            table.add_row(("full " if w["full"] else "") + f"{w['window'][0]}-{w['window'][1]}" if first else "",
+                          f"{w['horizon'][0]}-{w['horizon'][1]}" if first else "", str(w["frames"]) if first else "",
+                          name, _number(values["mse"]), *([_number(values["mse_kabsch"])] if kabsch else []),
+                          _number(values["mse_paper"]),
+                          "" if skill is None else _number(skill["mse"]), end_section=i == len(rows) - 1)
+    console = Console()
+    console.print(table)
+    if result.physics_kind is not None:
+        physics = Table(title=f"physics ({result.physics_kind}): forecast vs truth")
+        physics.add_column("window")
+        keys = _flat(result.windows[0]["physics"])
+        for key in keys:
+            physics.add_column(key, justify="right")
+        for w in result.windows:
+            flat = _flat(w["physics"])
+            physics.add_row(("full " if w["full"] else "") + f"{w['window'][0]}-{w['window'][1]}",
+                            *(_number(flat[k]) for k in keys))
+        console.print(physics)
+
+
+def _flat(values: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key} "))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out

@@ -1,0 +1,72 @@
+"""The predict and evaluate commands: stdout/stderr discipline, JSON, plots, exit codes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from mdforecast.cli import main
+from synth import argon, make_store, random_walk
+
+
+@pytest.fixture
+def truth(tmp_path) -> str:
+    trajs = {f"t{i}": random_walk(60, 5, seed=i) for i in range(3)}
+    make_store(tmp_path / "truth.zarr", argon(5), trajs, box=15.0, split=(["t0", "t1"], ["t2"]))
+    return str(tmp_path / "truth.zarr")
+
+
+def run(argv: list[str]) -> int:
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    return exit_info.value.code
+
+
+def test_predict_then_evaluate_json(tmp_path, truth, capsys):
+    forecast = str(tmp_path / "f.zarr")
+    assert run(["predict", truth, "-m", "damped-velocity", "--until", "5ps", "--observe", "20", "-o", forecast,
+                "--json", "--quiet"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["frames"] == 30 and err == ""
+    assert run(["evaluate", forecast, "--horizon", "0-10", "--window", "40-50", "--json", "--quiet"]) == 0
+    out, err = capsys.readouterr()
+    doc = json.loads(out)
+    assert [w["label"] for w in doc["windows"]] == ["20-30 (horizon 0-10)", "40-50 (horizon 20-30)"]
+    assert err == ""
+
+
+def test_evaluate_table_and_plots(tmp_path, truth, capsys):
+    forecast = str(tmp_path / "f.zarr")
+    assert run(["predict", truth, "-m", "persistence", "--observe", "20", "-o", forecast, "-q"]) == 0
+    capsys.readouterr()
+    plot = tmp_path / "mse.png"
+    assert run(["evaluate", forecast, "--full", "--physics", "--plot", str(plot), "--baselines", "mean,velocity"]) == 0
+    out, err = capsys.readouterr()
+    assert "persistence forecast of t2" in out and "velocity" in out and "physics (liquid)" in out
+    assert f"wrote {plot}" in err
+    for path in (plot, tmp_path / "mse-physics.png"):
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_plot_to_stdout(tmp_path, truth, capsysbinary):
+    forecast = str(tmp_path / "f.zarr")
+    assert run(["predict", truth, "-m", "mean", "--observe", "20", "-o", forecast, "-q"]) == 0
+    capsysbinary.readouterr()
+    assert run(["evaluate", forecast, "--plot", "-", "-q"]) == 0
+    assert capsysbinary.readouterr().out[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("argv, code, message", [
+    (["predict", "{truth}", "-m", "nope", "-o", "{tmp}/f.zarr"], 1, "unknown model 'nope'"),
+    (["predict", "{truth}", "-m", "mean", "-o", "{tmp}/f.zarr", "--until", "soon"], 1, "is not a time"),
+    (["predict", "{truth}", "-o", "{tmp}/f.zarr"], 2, "--model"),
+    (["evaluate", "{tmp}/missing.zarr"], 1, "does not exist"),
+    (["evaluate", "{truth}"], 1, "not a forecast"),
+])
+def test_bad_input_exits_non_zero_with_one_line(tmp_path, truth, capsys, argv, code, message):
+    assert run([a.format(truth=truth, tmp=tmp_path) for a in argv]) == code
+    out, err = capsys.readouterr()
+    assert message in err and out == ""
+    if code == 1:
+        assert err.count("\n") == 1 and err.startswith("error: ")
