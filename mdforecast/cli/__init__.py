@@ -50,6 +50,7 @@ def _root(version: Annotated[bool, typer.Option("--version", callback=_version, 
 from . import data  # noqa: E402,F401  (registers its commands)
 from . import datasets  # noqa: E402,F401  (registers datasets list, datasets make)
 from . import forecast  # noqa: E402,F401  (registers predict, evaluate)
+from . import train  # noqa: E402,F401  (registers train)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,223 @@
+"""DoMiNO assembled: encoder → hierarchy of latent graph ODEs → attention fusion → equivariant decoder.
+
+``levels = 1`` is LG-ODE (one latent graph ODE over the whole horizon) through the same code path.
+A forward pass answers a batch of *queries* (window b, lead time t in frames, depth d): it plans the
+segments those queries need (:meth:`Hierarchy.plan`), solves every level's segments of all windows
+together as one disjoint graph, and decodes positions. The level-0 graph is the last observed frame; a
+finer segment's graph is the geometry decoded by the coarser levels at its start (not differentiated
+through, like any neighbour list). All graphs use the minimum image of the window's last box.
+
+Shapes: B windows, N atoms, K input vectors, Q queries, L levels, F features, C vector channels.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import InputError
+from ..graph import NeighborFn, batch_graphs, radius_graph
+from .encoder import Encoder
+from .fusion import EquivariantDecoder, LevelFusion
+from .hierarchy import DownScale, Hierarchy, Plan
+from .layers import RadialBasis
+from .ode import SOLVERS, LatentODE, interpolate
+
+__all__ = ["DominoConfig", "Normalisation", "Window", "Domino"]
+
+
+@dataclasses.dataclass(frozen=True)
+class DominoConfig:
+    """Architecture and time layout. Frame counts are frames of the training trajectories.
+
+    Args:
+        observe: frames observed. horizon: frames forecast (H).
+        strides: output stride of each level, frames, coarse → fine (``levels = len(strides)``).
+        features: F invariant features per atom. vectors: C equivariant vector channels per atom.
+        encoder_layers: interactions in the encoder. ode_layers: interactions per ODE evaluation.
+        cutoff: neighbour radius, Å. radial: R radial basis functions.
+        lags: frames looked back for the recent-motion inputs. context: frames averaged for the mean input.
+        solver: a :data:`~mdforecast.model.ode.SOLVERS` name. steps: fixed solver steps per segment.
+        vae: Gaussian latent with KL (see :class:`~mdforecast.model.encoder.Encoder`).
+        checkpoint: recompute ODE activations in the backward pass (less memory, one more forward pass).
+    """
+
+    observe: int = 2000
+    horizon: int = 8000
+    strides: tuple[int, ...] = (400, 20, 1)
+    features: int = 64
+    vectors: int = 16
+    encoder_layers: int = 2
+    ode_layers: int = 1
+    cutoff: float = 5.0
+    radial: int = 16
+    lags: tuple[int, ...] = (1, 10)
+    context: int = 50
+    solver: str = "rk4"
+    steps: int = 8
+    vae: bool = False
+    checkpoint: bool = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "strides", tuple(int(s) for s in self.strides))
+        object.__setattr__(self, "lags", tuple(int(s) for s in self.lags))
+        Hierarchy(self.horizon, self.strides)  # raises on an impossible layout
+        if self.solver not in SOLVERS:
+            raise InputError(f"unknown solver {self.solver!r}; choose one of {', '.join(SOLVERS)}")
+        if not self.lags or min(self.lags) < 1 or max(self.lags) >= self.observe:
+            raise InputError(f"lags {list(self.lags)} must be between 1 and --observe − 1 = {self.observe - 1} frames")
+        if min(self.features, self.vectors, self.radial, self.steps, self.context) < 1 or self.cutoff <= 0:
+            raise InputError("features, vectors, radial, steps, context and cutoff must be positive")
+
+    @property
+    def levels(self) -> int:
+        return len(self.strides)
+
+    def to_dict(self) -> dict:
+        return {**dataclasses.asdict(self), "strides": list(self.strides), "lags": list(self.lags)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "DominoConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise InputError(f"unknown model options {sorted(unknown)}; known: {sorted(known)}")
+        return cls(**d)
+
+
+@dataclasses.dataclass(frozen=True)
+class Normalisation:
+    """Scales learned from training data (saved with the model).
+
+    Args:
+        displacement: RMS displacement over the horizon, Å (the decoder's unit σ).
+        inputs: RMS of each input vector, Å ``(K,)``.
+        avg_neighbors: mean neighbour count within the cutoff.
+    """
+
+    displacement: float
+    inputs: tuple[float, ...]
+    avg_neighbors: float
+
+    def to_dict(self) -> dict:
+        return {"displacement": self.displacement, "inputs": list(self.inputs), "avg_neighbors": self.avg_neighbors}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Normalisation":
+        return cls(float(d["displacement"]), tuple(float(x) for x in d["inputs"]), float(d["avg_neighbors"]))
+
+
+@dataclasses.dataclass(frozen=True)
+class Window:
+    """B observed windows of one system, as tensors.
+
+    Args:
+        kinds: ``(N,)`` int64 kind indices. last: ``(B, N, 3)`` last observed positions, Å.
+        inputs: ``(B, N, K, 3)`` input vectors, Å. boxes: ``(B, 3, 3)`` box vectors, Å, or ``None``.
+    """
+
+    kinds: torch.Tensor
+    last: torch.Tensor
+    inputs: torch.Tensor
+    boxes: torch.Tensor | None = None
+
+
+class Domino(nn.Module):
+    """The DoMiNO forecaster network.
+
+    Args:
+        config: :class:`DominoConfig`. norm: :class:`Normalisation`. kinds: the atom-kind vocabulary.
+        neighbor_fn: builds the neighbour list (default :func:`~mdforecast.graph.radius_graph`).
+
+    Shapes: ``forward(window, sample (Q,), t (Q,) frames, depth (Q,)) -> positions (Q, N, 3) Å, kl ()``.
+    """
+
+    def __init__(self, config: DominoConfig, norm: Normalisation, kinds: Sequence[str],
+                 neighbor_fn: NeighborFn = radius_graph) -> None:
+        super().__init__()
+        if len(norm.inputs) != len(config.lags) + 1:
+            raise InputError(f"normalisation has {len(norm.inputs)} input scales, the config needs {len(config.lags) + 1}")
+        self.config, self.norm, self.kinds = config, norm, tuple(kinds)
+        self.neighbor_fn = neighbor_fn
+        self.hierarchy = Hierarchy(config.horizon, config.strides)
+        f, c = config.features, config.vectors
+        basis = RadialBasis(config.cutoff, config.radial)
+        self.encoder = Encoder(len(self.kinds), len(norm.inputs), f, c, config.encoder_layers, basis,
+                               norm.avg_neighbors, config.vae)
+        self.odes = nn.ModuleList(LatentODE(f, c, basis, norm.avg_neighbors, config.ode_layers, config.solver,
+                                            config.steps, config.checkpoint) for _ in range(config.levels))
+        self.downscale = nn.ModuleList(DownScale(level, f, c) for level in range(1, config.levels))
+        self.fusion = LevelFusion(config.levels, f, c)
+        self.decoder = EquivariantDecoder(f, c)
+        self.register_buffer("input_scale", torch.tensor(norm.inputs), persistent=False)
+
+    def kind_index(self, kinds: Sequence[str]) -> torch.Tensor:
+        """Indices ``(N,)`` of atom kinds in the vocabulary; :class:`InputError` for a kind never trained on."""
+        lookup = {k: i for i, k in enumerate(self.kinds)}
+        unknown = sorted({str(k) for k in kinds} - set(lookup))
+        if unknown:
+            raise InputError(f"atom kinds {unknown} are not in the model's vocabulary {list(self.kinds)}; "
+                             "train (or fine-tune with --init) on data that contains them")
+        return torch.tensor([lookup[k] for k in kinds], dtype=torch.int64)
+
+    def _graph(self, positions: torch.Tensor, boxes: torch.Tensor | None):
+        return batch_graphs(positions.detach(), self.config.cutoff, boxes, self.neighbor_fn)
+
+    def _decode(self, hs: list[torch.Tensor], vs: list[torch.Tensor], depth: torch.Tensor) -> torch.Tensor:
+        """Displacements ``(Q, N, 3)`` Å from per-level states (levels beyond a query's depth are zeros)."""
+        pad = self.config.levels - len(hs)
+        h = torch.stack(hs + [torch.zeros_like(hs[0])] * pad, dim=1)
+        v = torch.stack(vs + [torch.zeros_like(vs[0])] * pad, dim=1)
+        return self.decoder(*self.fusion(h, v, depth)) * self.norm.displacement
+
+    def forward(self, window: Window, sample: np.ndarray, t: np.ndarray, depth: np.ndarray,
+                generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        b, n = window.last.shape[:2]
+        device = window.last.device
+        graph0 = self._graph(window.last, window.boxes)
+        inputs = (window.inputs / self.input_scale[:, None]).reshape(b * n, -1, 3)
+        h0, v0, kl = self.encoder(window.kinds.repeat(b), inputs, graph0, generator)
+        h0, v0 = h0.reshape(b, n, -1), v0.reshape(b, n, -1, 3)
+        plan: Plan = self.hierarchy.plan(sample, t, depth)
+        grids: list[tuple[torch.Tensor, torch.Tensor]] = []
+        for p, level in enumerate(plan.levels):
+            seg_sample = torch.as_tensor(level.sample, device=device)
+            if p == 0:
+                h, v, geometry = h0[seg_sample], v0[seg_sample], window.last[seg_sample]
+            else:
+                hs, vs = self._states(grids, level.parent_rows, level.parent_tau, device)
+                depth_p = torch.full((len(level.sample),), p - 1, dtype=torch.int64, device=device)
+                with torch.no_grad():  # only the neighbour list is built on it
+                    geometry = window.last[seg_sample] + self._decode(hs, vs, depth_p)
+                h, v = self.downscale[p - 1](hs, vs)
+            u = len(level.sample)
+            boxes = None if window.boxes is None else window.boxes[seg_sample]
+            hg, vg = self.odes[p].solve(h.reshape(u * n, -1), v.reshape(u * n, -1, 3), self._graph(geometry, boxes))
+            grids.append((hg.reshape(hg.shape[0], u, n, -1), vg.reshape(vg.shape[0], u, n, -1, 3)))
+        depth_t = torch.as_tensor(depth, device=device)
+        hs, vs = [], []
+        for p, (hg, vg) in enumerate(grids):
+            rows = torch.as_tensor(np.maximum(plan.rows[p], 0), device=device)
+            tau = torch.as_tensor(plan.tau[p], device=device)
+            live = (depth_t >= p).to(hg.dtype)
+            hs.append(interpolate(hg, rows, tau) * live[:, None, None])
+            vs.append(interpolate(vg, rows, tau) * live[:, None, None, None])
+        positions = window.last[torch.as_tensor(sample, device=device)] + self._decode(hs, vs, depth_t)
+        return positions, kl
+
+    @staticmethod
+    def _states(grids, rows: list[np.ndarray], taus: list[np.ndarray], device) -> tuple[list, list]:
+        hs, vs = [], []
+        for (hg, vg), r, tau in zip(grids, rows, taus):
+            r, tau = torch.as_tensor(r, device=device), torch.as_tensor(tau, device=device)
+            hs.append(interpolate(hg, r, tau))
+            vs.append(interpolate(vg, r, tau))
+        return hs, vs
+
+    def extra_repr(self) -> str:
+        c = self.config
+        return f"levels={c.levels}, strides={list(c.strides)}, horizon={c.horizon}, kinds={list(self.kinds)}"

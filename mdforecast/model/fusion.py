@@ -1,0 +1,81 @@
+"""Attention fusion over levels and the equivariant decoder of displacements.
+
+At a query time each level p ≤ d (the query's depth) offers its state :math:`(h_p, v_p)`. Attention weights
+come from invariants only, so they are the same in every frame of reference:
+
+.. math::
+    w_p = \\operatorname{softmax}_{p \\le d}\\Big(\\frac{(W_q h_d)\\cdot(W_k h_p + e_p)}{\\sqrt F}\\Big), \\qquad
+    s = \\sum_p w_p\\,A_p h_p, \\qquad V = \\sum_p w_p\\,B_p v_p
+
+(:math:`e_p` a learned level embedding, :math:`A_p` linear, :math:`B_p` a vector channel mix). The decoder
+gates the fused vector channels by invariants and sums them into one displacement per atom, in units of
+the training data's displacement scale σ:
+
+.. math::
+    \\Delta x_i = \\sigma \\sum_c g_c(s_i, |V_i|)\\, V_{ic}, \\qquad x_i(t) = x_i(T) + \\Delta x_i
+
+The gate's last layer starts at zero, so an untrained model forecasts persistence.
+
+Shapes: Q queries, L levels, N atoms, F features, C vector channels.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from .layers import mlp, vector_norm
+
+__all__ = ["LevelFusion", "EquivariantDecoder"]
+
+
+class LevelFusion(nn.Module):
+    """Shapes: ``h (Q, L, N, F), v (Q, L, N, C, 3), depth (Q,) int64 -> s (Q, N, F), V (Q, N, C, 3)``."""
+
+    def __init__(self, levels: int, features: int, vectors: int) -> None:
+        super().__init__()
+        self.levels, self.features = levels, features
+        self.query = nn.Linear(features, features, bias=False)
+        self.key = nn.Linear(features, features, bias=False)
+        self.level_embedding = nn.Parameter(torch.zeros(levels, features))
+        self.scalar_values = nn.Parameter(torch.empty(levels, features, features))
+        self.vector_values = nn.Parameter(torch.empty(levels, vectors, vectors))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        nn.init.normal_(self.scalar_values, std=1.0 / math.sqrt(self.scalar_values.shape[-1]))
+        nn.init.normal_(self.vector_values, std=1.0 / math.sqrt(self.vector_values.shape[-1]))
+
+    def forward(self, h: torch.Tensor, v: torch.Tensor, depth: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        finest = h[torch.arange(h.shape[0], device=h.device), depth]  # (Q, N, F)
+        keys = self.key(h) + self.level_embedding[:, None, :]
+        scores = torch.einsum("qnf,qlnf->qln", self.query(finest), keys) / math.sqrt(self.features)
+        levels = torch.arange(self.levels, device=h.device)
+        scores = scores.masked_fill((levels[None, :] > depth[:, None])[..., None], float("-inf"))
+        w = torch.softmax(scores, dim=1)  # (Q, L, N)
+        # two contractions each, never a (Q, L, N, F, F) intermediate
+        s = torch.einsum("qln,qlng->qng", w, torch.einsum("lgf,qlnf->qlng", self.scalar_values, h))
+        vec = torch.einsum("qln,qlndx->qndx", w, torch.einsum("ldc,qlncx->qlndx", self.vector_values, v))
+        return s, vec
+
+    def __repr__(self) -> str:
+        return f"LevelFusion(levels={self.levels}, features={self.features})"
+
+
+class EquivariantDecoder(nn.Module):
+    """Shapes: ``s (Q, N, F), V (Q, N, C, 3) -> Δx (Q, N, 3)`` in units of σ."""
+
+    def __init__(self, features: int, vectors: int) -> None:
+        super().__init__()
+        self.gate = mlp(features + vectors, features, vectors)
+        nn.init.zeros_(self.gate[-1].weight)
+        nn.init.zeros_(self.gate[-1].bias)
+
+    def forward(self, s: torch.Tensor, vec: torch.Tensor) -> torch.Tensor:
+        g = self.gate(torch.cat([s, vector_norm(vec)], dim=-1))
+        return (g[..., None] * vec).sum(-2)
+
+    def __repr__(self) -> str:
+        return f"EquivariantDecoder(vectors={self.gate[-1].out_features})"

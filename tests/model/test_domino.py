@@ -1,0 +1,153 @@
+"""The assembled model: symmetries, continuous time, lazy segment solving, hierarchy bookkeeping."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from mdforecast.checkpoint import DominoForecaster
+from mdforecast.errors import InputError
+from mdforecast.forecaster import Observation
+from mdforecast.model import Domino, DominoConfig, Normalisation
+from mdforecast.model.hierarchy import Hierarchy
+from mdforecast.testing import assert_equivariant
+
+from oscillators import oscillators, topology
+
+
+def random_forecaster(levels: int = 3, vae: bool = False) -> DominoForecaster:
+    strides = {1: (1,), 2: (6, 1), 3: (12, 4, 1)}[levels]
+    config = DominoConfig(observe=30, horizon=24, strides=strides, features=16, vectors=8, encoder_layers=1,
+                          radial=8, steps=3, lags=(1, 5), context=10, cutoff=6.0, checkpoint=False, vae=vae)
+    torch.manual_seed(0)
+    model = Domino(config, Normalisation(1.0, (0.2, 0.6, 0.6), 3.0), ["A", "B"]).double()
+    for p in model.decoder.parameters():  # the decoder starts at zero (= persistence); make it act
+        torch.nn.init.normal_(p, std=0.5)
+    return DominoForecaster(model)
+
+
+def observation(box: float | None = 20.0, n_atoms: int = 14) -> Observation:
+    pos = oscillators(n_atoms, 40, box=box, seed=3)[:30].astype(np.float64)
+    boxes = None if box is None else np.full((30, 3), box)
+    return Observation(positions=pos, topology=topology(n_atoms), dt_ps=0.1, boxes=boxes)
+
+
+@pytest.mark.parametrize("levels,box", [(3, 20.0), (3, None), (1, 20.0)])
+def test_rotation_translation_permutation_equivariance(levels, box):
+    forecaster = random_forecaster(levels)
+    obs = observation(box)
+    times = np.array([30, 33.5, 41, 53])
+    moved = np.abs(forecaster.predict(obs, times) - obs.positions[-1]).max()
+    assert moved > 0.1  # the forecast is not persistence, so the check has teeth
+    errors = assert_equivariant(forecaster, obs, times, atol=1e-5)
+    assert set(errors) == {"rotation", "translation", "permutation"}
+    forecaster.model.float()  # the dtype models are trained and run in
+    assert_equivariant(forecaster, obs, times, atol=1e-5)
+
+
+def test_assert_equivariant_catches_a_broken_model():
+    class Absolute(DominoForecaster):  # adds a fixed absolute vector: not rotation-equivariant
+        def predict(self, observation, times):
+            return super().predict(observation, times) + np.array([1.0, 0.0, 0.0], dtype=np.float32)
+
+    with pytest.raises(AssertionError, match="rotation"):
+        assert_equivariant(Absolute(random_forecaster().model), observation(), np.array([31.0]))
+
+
+def test_continuous_time_and_horizon_bounds():
+    forecaster, obs = random_forecaster(), observation()
+    t = np.array([40.0, 40.25, 40.5, 41.0])
+    p = forecaster.predict(obs, t)
+    # real-valued times interpolate smoothly between the integer frames
+    assert np.abs(p[1] - p[0]).max() < np.abs(p[3] - p[0]).max() + 1e-9
+    np.testing.assert_allclose(p[2], forecaster.predict(obs, np.array([40.5]))[0], atol=1e-6)
+    with pytest.raises(InputError, match="times must lie in"):
+        forecaster.predict(obs, np.array([30 + 24.5]))
+    with pytest.raises(InputError, match="times must lie in"):
+        forecaster.predict(obs, np.array([29.0]))
+
+
+def test_one_far_frame_solves_one_segment_per_level():
+    forecaster, obs = random_forecaster(), observation()
+    solved = []
+    for level, ode in enumerate(forecaster.model.odes):
+        original = ode.solve
+        ode.solve = lambda h, v, g, original=original, level=level: (solved.append((level, g.n_nodes)), original(h, v, g))[1]
+    forecaster.predict(obs, np.array([50.0]))
+    assert solved == [(0, 14), (1, 14), (2, 14)]
+    solved.clear()
+    forecaster.predict(obs, np.arange(30, 54))  # the whole horizon: 1 + 2 + 6 segments
+    assert [n // 14 for _, n in solved] == [1, 2, 6]
+
+
+def test_unknown_atom_kind_is_a_clear_error():
+    forecaster, obs = random_forecaster(), observation()
+    types = topology(14).types.astype(object)
+    types[0] = "Xe"
+    bad = Observation(positions=obs.positions, topology=dataclasses.replace(topology(14), types=types), dt_ps=0.1,
+                      boxes=obs.boxes)
+    with pytest.raises(InputError, match="Xe"):
+        forecaster.predict(bad, np.array([31.0]))
+
+
+def test_vae_is_deterministic_at_inference():
+    forecaster, obs = random_forecaster(vae=True), observation()
+    t = np.array([35.0])
+    np.testing.assert_array_equal(forecaster.predict(obs, t), forecaster.predict(obs, t))
+
+
+def test_hierarchy_layout_and_errors():
+    h = Hierarchy(8000, (400, 20, 1))
+    assert h.spans == (8000, 400, 20) and h.outputs == (20, 20, 20) and h.segments == (1, 20, 400)
+    np.testing.assert_array_equal(h.segment_of(1, np.array([0.5, 400, 400.5, 8000])), [0, 0, 1, 19])
+    np.testing.assert_array_equal(h.output_times(2, 3), np.arange(61, 81))
+    plan = h.plan(np.array([0, 0]), np.array([2500.5, 2510.0]), np.array([2, 2]))
+    assert [len(level.index) for level in plan.levels] == [1, 1, 1]  # same finest segment (2500, 2520]
+    assert plan.levels[2].index.tolist() == [125] and plan.levels[1].index.tolist() == [6]
+    np.testing.assert_allclose(plan.levels[2].parent_tau[1], [100 / 400])  # starts 100 frames into level 1
+    np.testing.assert_allclose(plan.tau[2], [0.5 / 20, 10 / 20])
+    with pytest.raises(InputError, match="does not divide"):
+        Hierarchy(300, (40, 1))
+    with pytest.raises(InputError, match="does not divide"):
+        Hierarchy(300, (15, 4))
+
+
+def test_gradient_checkpointing_gives_the_same_gradients():
+    from mdforecast.model import Window
+
+    grads = []
+    for flag in (False, True):
+        model = random_forecaster().model
+        for ode in model.odes:
+            ode.checkpoint = flag
+        obs = observation()
+        window = Window(model.kind_index(topology(14).types), torch.as_tensor(obs.positions[-1])[None],
+                        torch.as_tensor(np.random.default_rng(0).normal(size=(1, 14, 3, 3))),
+                        torch.eye(3, dtype=torch.float64)[None] * 20)
+        positions, _ = model.train()(window, np.zeros(3, np.int64), np.array([3.0, 10.0, 20.0]), np.array([2, 1, 2]))
+        positions.square().sum().backward()
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]))
+    torch.testing.assert_close(grads[1], grads[0])
+    assert grads[0].abs().max() > 0
+
+
+def test_atom_kind_fallback_order():
+    from mdforecast.model import atom_kinds
+    from mdforecast.topology import Topology
+
+    names = np.array(["OW", "HW1", "HW2"])
+    base = dict(names=names, resnames=np.array(["SOL"] * 3), resids=np.array([1, 1, 1]))
+    assert atom_kinds(Topology(**base, types=np.array(["opls_111", "opls_112", "opls_112"]),
+                               elements=np.array(["O", "H", "H"]))).tolist() == ["opls_111", "opls_112", "opls_112"]
+    assert atom_kinds(Topology(**base, types=np.array(["", "", ""]), elements=np.array(["O", "H", "H"]))).tolist() \
+        == ["O", "H", "H"]
+    assert atom_kinds(Topology(**base)).tolist() == ["OW", "HW1", "HW2"]
+
+
+def test_check_refuses_other_atom_kinds_and_exposes_layout():
+    forecaster = random_forecaster()
+    assert (forecaster.observe, forecaster.horizon) == (30, 24)
+    forecaster.check(topology(14))
+    with pytest.raises(InputError, match="vocabulary"):
+        forecaster.check(dataclasses.replace(topology(4), types=np.array(["Ar"] * 4)))

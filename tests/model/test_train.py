@@ -1,0 +1,157 @@
+"""Training end to end on the oscillator system: skill, run directory, checkpoints, resume, LG-ODE."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import mdforecast.train as train_module
+from mdforecast.checkpoint import DominoForecaster, load, save_model
+from mdforecast.errors import FormatVersionError, InputError
+from mdforecast.forecaster import Observation
+from mdforecast.model import Domino, DominoConfig, Normalisation
+from mdforecast.store import Store
+from mdforecast.train import train
+from oscillators import TINY
+
+
+def test_tiny_system_trains_and_beats_persistence_on_test_trajectory(osc_store, tmp_path):
+    run = tmp_path / "run"
+    result = train(osc_store, run, options={**TINY, "epochs": 10})
+    assert result.selected_on == "validation" and result.epochs == 10
+    meta = json.loads((run / "model.json").read_text())
+    # trained on the train split only, selected on a held-out training trajectory, never on test
+    assert set(meta["data"]["trajectories"]) == {"t0", "t1", "t2"} and meta["training"]["validation"] == ["t2"]
+    assert meta["format_version"] == 1 and meta["name"] == "domino" and meta["kinds"] == ["A", "B"]
+    assert meta["normalisation"]["displacement"] > 0 and len(meta["history"]) == 10
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 10
+    assert (run / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    losses = [h["train_loss"] for h in meta["history"]]
+    assert losses[-1] < 0.5 * losses[0]
+
+    forecaster = load(run)
+    assert forecaster.describe()["sha256"] == meta["weights_sha256"]
+    store = Store.open(osc_store)
+    test = store.trajectory("t3")
+    model_mse, persistence_mse = [], []
+    for end in (60, 100, 150):
+        obs = Observation.from_trajectory(test, store.topology, observe=48, end=end)
+        times = np.arange(end, end + 24)
+        truth = test.positions(end, end + 24)
+        model_mse.append(((forecaster.predict(obs, times) - truth) ** 2).mean())
+        persistence_mse.append(((obs.positions[-1] - truth) ** 2).mean())
+    assert np.mean(model_mse) < 0.3 * np.mean(persistence_mse)
+
+
+def _model(levels: int = 2) -> Domino:
+    config = DominoConfig(observe=20, horizon=12, strides=(4, 1)[-levels:] if levels < 3 else (6, 2, 1),
+                          features=8, vectors=4, encoder_layers=1, radial=4, steps=2, lags=(1,), context=5,
+                          cutoff=6.0, checkpoint=False)
+    torch.manual_seed(1)
+    model = Domino(config, Normalisation(0.5, (0.1, 0.4), 2.0), ["A", "B"])
+    for p in model.decoder.parameters():
+        torch.nn.init.normal_(p, std=0.3)
+    return model
+
+
+def test_checkpoint_round_trip_and_errors(tmp_path):
+    from oscillators import oscillators, topology
+
+    model = _model()
+    save_model(tmp_path, model, training={"seed": 0}, data={"sha256": "x"}, history=[])
+    obs = Observation(positions=oscillators(12, 20, seed=5), topology=topology(12), dt_ps=0.1,
+                      boxes=np.full((20, 3), 20.0))
+    times = np.array([20.0, 25.5, 31.0])
+    expected = DominoForecaster(model).predict(obs, times)
+    for path in (tmp_path, tmp_path / "model.json", tmp_path / "model.safetensors"):
+        loaded = load(path)
+        np.testing.assert_array_equal(loaded.predict(obs, times), expected)
+    assert loaded.describe()["name"] == "domino" and loaded.describe()["config"]["strides"] == [4, 1]
+
+    meta = json.loads((tmp_path / "model.json").read_text())
+    (tmp_path / "model.json").write_text(json.dumps({**meta, "format_version": 99}))
+    with pytest.raises(FormatVersionError, match="format version 99"):
+        load(tmp_path)
+    (tmp_path / "model.json").write_text(json.dumps({"format": "something-else"}))
+    with pytest.raises(InputError, match="not an mdforecast model"):
+        load(tmp_path)
+    (tmp_path / "model.json").write_text(json.dumps(meta))
+    (tmp_path / "model.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(InputError, match="corrupt"):
+        load(tmp_path)
+    with pytest.raises(InputError, match="no model"):
+        load(tmp_path / "missing")
+
+
+def test_resume_after_kill_ends_where_an_uninterrupted_run_ends(osc_store, tmp_path, monkeypatch):
+    options = {**TINY, "epochs": 3, "samples_per_epoch": 16, "vae": True}  # VAE noise must replay too
+    train(osc_store, tmp_path / "full", options=options)
+
+    calls = []
+    real = train_module._write_metrics
+
+    def killed_after_two_epochs(run_dir, history):
+        real(run_dir, history)
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_module, "_write_metrics", killed_after_two_epochs)
+    with pytest.raises(KeyboardInterrupt):
+        train(osc_store, tmp_path / "killed", options=options)
+    monkeypatch.setattr(train_module, "_write_metrics", real)
+    assert json.loads((tmp_path / "killed" / "state.json").read_text())["epoch"] == 2
+    with pytest.raises(InputError, match="--resume"):
+        train(osc_store, tmp_path / "killed", options=options)
+    result = train(osc_store, tmp_path / "killed", options=options, resume=True)
+    assert result.epochs == 3 and len(result.history) == 3
+    for name in ("model.safetensors", "state.safetensors"):
+        a, b = load_file(str(tmp_path / "full" / name)), load_file(str(tmp_path / "killed" / name))
+        assert a.keys() == b.keys()
+        for key in a:
+            assert torch.equal(a[key], b[key]), key  # bitwise: deterministic under the seed
+
+
+def test_lgode_is_one_level_of_the_same_code(osc_store, tmp_path):
+    result = train(osc_store, tmp_path / "lg", options={**TINY, "levels": 1, "strides": (1,), "epochs": 1,
+                                                        "samples_per_epoch": 8})
+    assert result.name == "lgode"
+    forecaster = load(tmp_path / "lg")
+    assert forecaster.describe()["name"] == "lgode" and len(forecaster.model.odes) == 1
+    # fine-tuning keeps the architecture and may change the time layout
+    tuned = train(osc_store, tmp_path / "ft", options={"epochs": 1, "samples_per_epoch": 8, "horizon": 12},
+                  init=tmp_path / "lg")
+    meta = json.loads((tmp_path / "ft" / "model.json").read_text())
+    assert tuned.name == "lgode" and meta["config"]["horizon"] == 12 and meta["training"]["init"] == str(tmp_path / "lg")
+    assert meta["normalisation"] == json.loads((tmp_path / "lg" / "model.json").read_text())["normalisation"]
+    with pytest.raises(InputError, match="architecture comes from the checkpoint"):
+        train(osc_store, tmp_path / "ft2", options={"features": 4}, init=tmp_path / "lg")
+
+
+def test_vacuum_system_without_box_trains_and_forecasts(tmp_path):
+    from oscillators import make_store
+
+    store = make_store(tmp_path / "vac.zarr", n_traj=2, n_frames=100, box=None)
+    train(store, tmp_path / "run", options={**TINY, "epochs": 1, "samples_per_epoch": 8})
+    s = Store.open(store)
+    obs = Observation.from_trajectory(s.trajectory("t1"), s.topology, observe=48)
+    assert obs.boxes is None
+    assert load(tmp_path / "run").predict(obs, np.array([48.0, 60.5])).shape == (2, 12, 3)
+
+
+def test_bad_options_are_clear_errors(osc_store, tmp_path):
+    with pytest.raises(InputError, match="needs 272"):
+        train(osc_store, tmp_path / "a", options={**TINY, "observe": 48, "horizon": 224, "strides": (8, 1)})
+    with pytest.raises(InputError, match="unknown device"):
+        train(osc_store, tmp_path / "b", options={**TINY, "device": "tpu"})
+    with pytest.raises(InputError, match="unknown options"):
+        train(osc_store, tmp_path / "c", options={**TINY, "hiden": 3})
+    with pytest.raises(InputError, match="does not divide"):
+        train(osc_store, tmp_path / "d", options={**TINY, "strides": (5, 1)})
+    with pytest.raises(InputError, match="unknown preset"):
+        train(osc_store, tmp_path / "e", options=TINY, preset="huge")
+    assert not any((tmp_path / name).exists() for name in "abcde")  # nothing written
