@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import System, waters
+from mdsystems import System, waters
 from mdforecast import Store, ingest
 from mdforecast.cli import main
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import WATER, System, waters
+from mdsystems import WATER, System, waters
 from mdforecast import Store, export, ingest
 from mdforecast.errors import InputError
 from mdforecast.pbc import dimensions_from_box
