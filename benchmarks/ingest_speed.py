@@ -90,8 +90,8 @@ def measure(kind: str, xtc: Path, out: Path) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--frames", type=int, nargs="+", default=[2000, 8000], help="trajectory lengths")
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--frames", type=int, nargs="+", default=[2000, 20000], help="trajectory lengths")
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -128,8 +128,16 @@ def main() -> None:
         lines.append(f"| {n_frames} | {size_mb:.1f} | {store_mb:.1f} | {mda_fps:,.0f} | {ing_fps:,.0f} | "
                      f"{ing_fps / mda_fps:.2f}× | {best['mdanalysis']['peak_mb']:.0f} | "
                      f"{best['mdforecast']['peak_mb']:.0f} |")
-    lines += ["", "Target: ratio ≥ 0.8×; peak memory of ingest independent of the number of frames "
-              "(frames are streamed and written one chunk at a time)."]
+    ratios = [(r[3]["mdforecast"]["frames"] / r[3]["mdforecast"]["seconds"]) /
+              (r[3]["mdanalysis"]["frames"] / r[3]["mdanalysis"]["seconds"]) for r in rows]
+    peaks = [r[3]["mdforecast"]["peak_mb"] for r in rows]
+    lines += ["", f"Target ratio ≥ 0.8×: **{'met' if min(ratios) >= 0.8 else 'not met'}** (lowest "
+              f"{min(ratios):.2f}×). Plain iteration only decodes; per frame, ingest also copies the positions, "
+              "unwraps them (float64 minimum image and cumulative sum over each block) and compresses and writes "
+              "them, which together cost more than decoding an XTC frame of this size. "
+              f"Peak memory of ingest: {min(peaks):.0f}–{max(peaks):.0f} MiB over a "
+              f"{max(r[0] for r in rows) // min(r[0] for r in rows)}× range of trajectory lengths (frames are "
+              "streamed and written one chunk at a time)."]
     write_section("ingest", "\n".join(lines))
 
 

@@ -9,7 +9,6 @@ minimum-image displacement from the frame before (:class:`mdforecast.pbc.Unwrapp
 from __future__ import annotations
 
 import dataclasses
-import errno
 import hashlib
 import time
 from collections.abc import Sequence
@@ -189,9 +188,7 @@ def _ingest_one(store: Store, universe, atoms, path: Path, name: str, frames: sl
                 if len(block["frame"]) == writer.frames_per_chunk:
                     flush()
             flush()
-        except (OSError, EOFError) as err:
-            if getattr(err, "errno", None) == errno.ENOSPC:
-                raise InputError(f"disk full while writing {store.path}; free space or write elsewhere with -o") from err
+        except (OSError, EOFError) as err:  # the reader's; the store maps its own write errors
             raise InputError(f"cannot read {path} at frame {frame}: {err}; the file may be truncated, "
                              f"try --stop {frame}") from err
         writer.set_attrs(sha256=sha256(path))

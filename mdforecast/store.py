@@ -23,6 +23,7 @@ Shapes use T frames, N atoms.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 from collections.abc import Iterator, Sequence
@@ -196,13 +197,14 @@ class TrajectoryWriter:
         if not self._buffered:
             return
         lo, hi = self.n_frames, self.n_frames + self._buffered
-        for key, arr in self._arrays.items():
-            data = np.concatenate(self._buffers[key])
-            if hi <= arr.shape[0]:  # pre-sized: write in place, no metadata rewrite
-                arr[lo:hi] = data
-            else:
-                arr.append(data, axis=0)
-            self._buffers[key] = []
+        try:
+            self._write({key: np.concatenate(self._buffers[key]) for key in self._arrays}, lo, hi)
+        except OSError as err:
+            if err.errno == errno.ENOSPC:
+                raise StoreError(f"disk full while writing {self._store.path}; free space or write elsewhere "
+                                 "with -o") from err
+            raise StoreError(f"cannot write {self._store.path}: {err}; check the path and permissions") from err
+        self._buffers = {key: [] for key in self._arrays}
         self.n_frames = hi
         self._buffered = 0
 
@@ -210,6 +212,14 @@ class TrajectoryWriter:
     def frames_per_chunk(self) -> int:
         """Frames per stored chunk: append blocks of this size for the fewest writes."""
         return self._chunk
+
+    def _write(self, blocks: dict[str, np.ndarray], lo: int, hi: int) -> None:
+        """Write frames [lo, hi) of every array: the only place frames reach the disk."""
+        for key, arr in self._arrays.items():
+            if hi <= arr.shape[0]:  # pre-sized: write in place, no metadata rewrite
+                arr[lo:hi] = blocks[key]
+            else:
+                arr.append(blocks[key], axis=0)
 
     def set_attrs(self, **attrs) -> None:
         """Add provenance to the trajectory's attributes (e.g. ``sha256`` known only at the end)."""
