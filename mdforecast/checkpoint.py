@@ -9,7 +9,6 @@ state (weights + AdamW moments) is a second pair, ``state.safetensors`` + ``stat
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -22,6 +21,7 @@ from safetensors.torch import load_file, save_file
 from . import __version__
 from .errors import FormatVersionError, InputError
 from .forecaster import Forecaster, Observation
+from .provenance import sha256
 from .model import Domino, DominoConfig, Normalisation, Window, atom_kinds, input_vectors
 from .model.features import last_box
 
@@ -31,14 +31,6 @@ __all__ = ["FORMAT_VERSION", "DominoForecaster", "save_model", "load_model", "lo
 FORMAT_VERSION = 1
 _FORMAT = "mdforecast-model"
 _CHUNK = 32  # finest-level segments decoded per forward pass in predict()
-
-
-def sha256(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _write_json(path: Path, data: dict) -> None:

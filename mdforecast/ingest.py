@@ -9,7 +9,6 @@ minimum-image displacement from the frame before (:class:`mdforecast.pbc.Unwrapp
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import time
 from collections.abc import Sequence
 from datetime import datetime, timezone
@@ -21,6 +20,7 @@ from .errors import InputError
 from .mdio import box_shape, guess_bonds, open_universe, quiet, select_atoms, stored_boxes, whole_positions
 from .pbc import Unwrapper
 from .progress import progress_bar
+from .provenance import sha256
 from .store import Store, writing
 from .topology import Topology
 
@@ -43,12 +43,6 @@ class IngestResult:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
-
-
-def sha256(path: str | Path) -> str:
-    """Hex SHA-256 of a file, read in blocks."""
-    with open(path, "rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def _default_names(paths: Sequence[Path], taken: Sequence[str]) -> list[str]:

@@ -12,7 +12,6 @@ frames forecasts frames 2000 … 9999, "through the 10,000th frame" (PROTOCOL.md
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
 import time
 from collections.abc import Sequence
@@ -25,6 +24,7 @@ from .baselines import BASELINES
 from .errors import InputError, MDForecastError
 from .forecaster import Forecaster, Observation
 from .progress import progress_bar
+from .provenance import sha256_files
 from .store import Store, Trajectory, is_remote, writing
 from .timespec import parse_time, parse_times
 
@@ -62,15 +62,10 @@ class PredictResult:
 def _checkpoint_hash(path: Path) -> str:
     """SHA-256 of a checkpoint file, or of a run directory's top-level ``*.safetensors`` and ``*.json`` files
     (not the resumable training state ``state.*``, which changes without changing the model)."""
-    digest = hashlib.sha256()
-    files = [path] if path.is_file() else sorted(p for p in path.iterdir() if p.suffix in (".safetensors", ".json")
-                                                 and p.stem != "state")
-    for file in files:
-        digest.update(str(file.relative_to(path) if file != path else file.name).encode())
-        with open(file, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()
+    if path.is_file():
+        return sha256_files([path], path.parent)
+    return sha256_files(sorted(p for p in path.iterdir() if p.suffix in (".safetensors", ".json") and p.stem != "state"),
+                        path)
 
 
 def load_forecaster(spec: str | Forecaster, *, train_trajectories: Sequence[Trajectory] = (),
