@@ -210,3 +210,13 @@ def test_format_option_reads_a_file_whose_extension_does_not_say(water_files, tm
     renamed.write_bytes(traj.read_bytes())
     ingest([renamed], tmp_path / "s.zarr", topology=top, fmt="DCD")
     assert Store.open(tmp_path / "s.zarr").trajectory().n_frames == len(system.positions)
+
+
+def test_ingest_into_a_url_store_and_export_from_it(water_files, tmp_path):
+    traj, top, system = water_files
+    url = f"memory://ingest-{tmp_path.name}"
+    ingest([traj], url, topology=top)
+    np.testing.assert_allclose(Store.open(url).trajectory().positions(), system.positions, atol=2e-4)
+    export(url, tmp_path / "o.dcd")
+    back = Store.open(ingest([tmp_path / "o.dcd"], tmp_path / "o.zarr", topology=tmp_path / "o.pdb").store)
+    np.testing.assert_allclose(back.trajectory().positions(), system.positions, atol=2e-4)
