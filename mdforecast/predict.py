@@ -23,6 +23,7 @@ import numpy as np
 from .baselines import BASELINES
 from .errors import InputError, MDForecastError
 from .forecaster import Forecaster, Observation
+from .pretrained import PRETRAINED
 from .progress import progress_bar
 from .provenance import sha256_files
 from .store import Store, Trajectory, is_remote, writing
@@ -71,16 +72,23 @@ def _checkpoint_hash(path: Path) -> str:
 def load_forecaster(spec: str | Forecaster, *, train_trajectories: Sequence[Trajectory] = (),
                     observe: int = PROTOCOL_OBSERVE, device: str | None = None) -> Forecaster:
     """The forecaster ``spec`` names: a baseline of :data:`~mdforecast.baselines.BASELINES` (fitted on frames
-    [0, ``observe``) of ``train_trajectories`` when it learns something) or a run directory / checkpoint path
-    (loaded by :func:`mdforecast.checkpoint.load`, on ``device`` when given). A Forecaster passes through."""
+    [0, ``observe``) of ``train_trajectories`` when it learns something), a pretrained model of
+    :data:`~mdforecast.pretrained.PRETRAINED` (a name wins over a same-named path: give that as ``./NAME``) or
+    a run directory / checkpoint path (loaded by :func:`mdforecast.checkpoint.load`, on ``device`` when given).
+    A Forecaster passes through."""
     if isinstance(spec, Forecaster):
         return spec
     if spec in BASELINES:
         return BASELINES[spec]().fit(list(train_trajectories), observe=observe)
+    if spec in PRETRAINED:
+        from .pretrained import load_pretrained
+
+        return load_pretrained(spec, device=device or "cpu")
     path = Path(spec)
     if not path.exists():
-        raise InputError(f"unknown model {spec!r}; choose from {', '.join(BASELINES)}, "
-                         "or give a run directory or checkpoint path")
+        raise InputError(f"unknown model {spec!r}; choose from {', '.join(BASELINES)} (baselines), "
+                         f"{', '.join(PRETRAINED) or 'none shipped yet'} (pretrained), or give a run directory or "
+                         "checkpoint path")
     try:
         from . import checkpoint
     except ModuleNotFoundError as err:
@@ -103,8 +111,9 @@ def default_observe(forecaster: Forecaster | None, n_frames: int) -> int:
 def _provenance(forecaster: Forecaster, spec: str | Forecaster) -> dict:
     described = forecaster.describe()
     if not isinstance(spec, Forecaster) and spec not in BASELINES:
-        described = {"checkpoint": str(Path(spec).resolve()), **described,
-                     "checkpoint_sha256": _checkpoint_hash(Path(spec))}
+        path = PRETRAINED.get(spec, Path(spec))
+        described = {"checkpoint": str(path.resolve()), **described, "checkpoint_sha256": _checkpoint_hash(path),
+                     **({"pretrained": spec} if spec in PRETRAINED else {})}
     return described
 
 

@@ -51,6 +51,7 @@ from . import data  # noqa: E402,F401  (registers its commands)
 from . import datasets  # noqa: E402,F401  (registers datasets list, datasets make)
 from . import forecast  # noqa: E402,F401  (registers predict, evaluate)
 from . import train  # noqa: E402,F401  (registers train)
+from . import models  # noqa: E402,F401  (registers models list, models show)
 
 
 def main(argv: list[str] | None = None) -> None:

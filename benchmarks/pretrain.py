@@ -1,0 +1,271 @@
+"""Produce pretrained DoMiNO weights for one benchmark system, with the scores that go on its model card.
+
+One prepared, resumable pipeline (issue 6), the same for every system of ``mdforecast.datasets.SYSTEMS``:
+
+1. **data**: ``mdforecast.datasets.make`` the system with twins of every test trajectory (chaos floor);
+2. **train**: DoMiNO (3 levels) and the LG-ODE baseline (``levels=1``) with ``mdforecast.train.train`` on
+   the store's training trajectories;
+3. **predict**: both models forecast every test trajectory from its observed frames to its end
+   (``mdforecast.predict.predict``);
+4. **evaluate**: ``mdforecast.evaluate.evaluate`` on the full domain and on the paper's windows (those of
+   Table 3 that fit the scale's horizon), DoMiNO against LG-ODE and every baseline on the same frames, with
+   physics metrics; LG-ODE's own forecast is scored as well (its physics).
+
+Everything goes under ``OUT/SYSTEM/``: the store, ``runs/domino`` and ``runs/lgode``, the forecasts,
+``scores-domino.json`` and ``scores-lgode.json`` (the ``evaluate --json`` documents) and ``pretrain.json``
+(scale, every reduction from the protocol, options, hardware, stage timings, headline scores). Rerunning
+the same command resumes: the store fills in missing trajectories, training continues from its last
+finished epoch, and finished stages are skipped (recorded in ``pretrain.json``).
+
+Scales (:data:`SCALES`): ``protocol`` is PROTOCOL.md exactly with the ``paper`` preset (for a GPU);
+``cpu-small`` and ``tiny`` shrink the data, the horizon and the training and say so in ``pretrain.json``.
+``tiny`` only checks that the pipeline runs (minutes on a CPU): its weights are not fit to ship.
+
+    python benchmarks/pretrain.py lj --scale protocol --device cuda --workers 4 -o pretrain
+    python benchmarks/pretrain.py ala2 --scale cpu-small --device cpu -o pretrain
+    python benchmarks/pretrain.py lj --scale tiny --device cpu -o /tmp/pretrain-tiny
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+#: model options per system: the neighbour cutoff (Å) of docs/model.md (LJ argon: 2.5 σ; water: first shells)
+SYSTEM_OPTIONS = {"lj": {"cutoff": 8.5}, "tip3p": {"cutoff": 5.0}, "tip4p": {"cutoff": 5.0}, "ala2": {"cutoff": 5.0}}
+#: data, layout and training of each scale; ``None`` = the protocol's value. ``lgode`` = LG-ODE's own options
+#: (one segment over the whole horizon, so more solver steps than one DoMiNO segment).
+SCALES = {
+    "protocol": {"trajectories": None, "frames": None, "twins": 2, "preset": "paper",
+                 "options": {}, "lgode": {"steps": 64}},
+    "cpu-small": {"trajectories": 4, "frames": 5000, "twins": 2, "preset": "cpu-small",
+                  "options": {"observe": 1000, "horizon": 4000, "epochs": 10}, "lgode": {"steps": 32}},
+    "tiny": {"trajectories": 3, "frames": 1500, "twins": 1, "preset": "cpu-small",
+             "options": {"observe": 300, "horizon": 1000, "strides": (200, 20, 1), "epochs": 2,
+                         "samples_per_epoch": 8, "val_samples": 4, "cutoff": 6.0}, "lgode": {"steps": 16}},
+}
+MODELS = ("domino", "lgode")
+
+
+def plan(system: str, scale: str, device: str, epochs: int | None = None) -> dict:
+    """What the run does: dataset arguments, each model's training options (``epochs`` overrides the
+    scale's), and the differences from the protocol (``{key: {"protocol": value, "used": value}}``)."""
+    from mdforecast.datasets import SYSTEMS
+    from mdforecast.train import PRESETS
+
+    spec, chosen = SYSTEMS[system], SCALES[scale]
+    data = {"trajectories": min(chosen["trajectories"] or spec.trajectories, spec.trajectories),
+            "frames": chosen["frames"] or spec.frames, "twins": chosen["twins"]}
+    options = {**SYSTEM_OPTIONS[system], **chosen["options"], **({"epochs": epochs} if epochs else {}),
+               "device": device}
+    models = {"domino": {"preset": chosen["preset"], "options": {**options, "levels": 3}},
+              "lgode": {"preset": chosen["preset"], "options": {**options, "levels": 1, "strides": (1,),
+                                                                 **chosen["lgode"]}}}
+    protocol = {"trajectories": spec.trajectories, "frames": spec.frames, "observe": spec.frames // 5,
+                "horizon": spec.frames - spec.frames // 5, "twins": SCALES["protocol"]["twins"], "preset": "paper"}
+    used = {**data, "observe": options.get("observe", protocol["observe"]),
+            "horizon": options.get("horizon", protocol["horizon"]), "preset": chosen["preset"]}
+    reductions = {k: {"protocol": protocol[k], "used": used[k]} for k in protocol if used[k] != protocol[k]}
+    paper = {**_defaults(), **SYSTEM_OPTIONS[system]}
+    changed = {**PRESETS[chosen["preset"]], **{k: v for k, v in options.items() if k != "device"}}
+    reductions.update({f"option {k}": {"protocol": paper[k], "used": v} for k, v in changed.items()
+                       if k not in ("observe", "horizon") and v != paper[k]})
+    return {"system": system, "scale": scale, "data": data, "models": models, "reductions": reductions}
+
+
+def _defaults() -> dict:
+    """The paper configuration: every model and training option's default (docs/model.md)."""
+    import dataclasses
+
+    from mdforecast.model import DominoConfig
+    from mdforecast.train import TrainOptions
+
+    return {f.name: f.default for cls in (DominoConfig, TrainOptions) for f in dataclasses.fields(cls)}
+
+
+def hardware(device: str) -> dict:
+    import torch
+
+    gpu = torch.cuda.get_device_name(0) if device != "cpu" and torch.cuda.is_available() else None
+    return {"cpu_cores": os.cpu_count(), "cpu": platform.processor() or platform.machine(), "gpu": gpu,
+            "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
+            "torch": torch.__version__}
+
+
+def _json(value):
+    """``value`` as it reads back from JSON (tuples become lists), for comparing with a saved record."""
+    return json.loads(json.dumps(value))
+
+
+def _write(path: Path, record: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(record, indent=2, default=list))
+    os.replace(tmp, path)
+
+
+def _stage(record: dict, path: Path, name: str, fn) -> dict:
+    """Run stage ``name`` unless ``record`` says it finished; record its result and wall time."""
+    if record["stages"].get(name, {}).get("done"):
+        print(f"[{name}] done before, skipped", file=sys.stderr)
+        return record["stages"][name]
+    print(f"[{name}] …", file=sys.stderr)
+    began = time.perf_counter()
+    result = fn()
+    record["stages"][name] = {"done": True, **result, "wall_s": round(time.perf_counter() - began, 1)}
+    _write(path, record)
+    return record["stages"][name]
+
+
+def _train(store: Path, run: Path, model: dict, progress: bool) -> dict:
+    from mdforecast.train import train
+
+    resume = (run / "state.json").exists()
+    result = train(store, run, options=model["options"], preset=model["preset"], resume=resume, progress=progress)
+    return {"run": str(run), "resumed": resume, **{k: v for k, v in result.to_dict().items() if k != "history"}}
+
+
+def headline(scores: dict) -> list[dict]:
+    """Per window: MSE (Å²) of the model and every baseline and the chaos floor (and Kabsch MSE if scored)."""
+    rows = []
+    for w in scores["windows"]:
+        row = {"window": w["label"] if not w["full"] else f"full {w['window'][0]}-{w['window'][1]}",
+               "frames": w["frames"], "model": w["model"]["mse"]}
+        row.update({name: b["mse"] for name, b in w["baselines"].items()})
+        row["chaos floor"] = None if w["chaos_floor"] is None else w["chaos_floor"]["mse"]
+        if "mse_kabsch" in scores["metrics"]:
+            row["kabsch"] = {"model": w["model"]["mse_kabsch"],
+                             **{name: b["mse_kabsch"] for name, b in w["baselines"].items()}}
+        rows.append(row)
+    return rows
+
+
+def run(system: str, scale: str, out: Path, *, device: str = "cpu", workers: int = 1, platform_name: str = "auto",
+        seed: int = 0, epochs: int | None = None, progress: bool = True) -> dict:
+    """The whole pipeline for ``system`` at ``scale`` into ``out/system``; returns the ``pretrain.json`` record."""
+    from mdforecast import __version__
+    from mdforecast.baselines import BASELINES
+    from mdforecast.datasets import make
+    from mdforecast.evaluate import evaluate
+    from mdforecast.predict import predict
+    from mdforecast.store import Store
+
+    root = out / system
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / "pretrain.json"
+    wanted = plan(system, scale, device, epochs)
+    record = json.loads(path.read_text()) if path.exists() else {}
+    same = ("scale", "seed", "data", "models")
+    if record and _json([record[k] for k in same]) != _json([{**wanted, "seed": seed}[k] for k in same]):
+        raise SystemExit(f"{root} holds a run with other options (scale, seed, data or models); use another -o")
+    record = {**wanted, "seed": seed, "stages": record.get("stages", {}), "hardware": hardware(device),
+              "mdforecast": __version__,
+              "started": record.get("started", datetime.now(timezone.utc).isoformat(timespec="seconds"))}
+    _write(path, record)
+    store = root / f"{system}.zarr"
+    _stage(record, path, "data", lambda: make(system, store, seed=seed, platform=platform_name, workers=workers,
+                                              progress=progress, **record["data"]).to_dict())
+    test = Store.open(store).split["test"]
+    for name in MODELS:
+        _stage(record, path, f"train-{name}", lambda: _train(store, root / "runs" / name, record["models"][name],
+                                                             progress))
+        _stage(record, path, f"predict-{name}", lambda: predict(
+            store, str(root / "runs" / name), root / f"forecast-{name}.zarr", trajectories=test, device=device,
+            force=True, progress=progress).to_dict())
+    for name, baselines in (("domino", [*BASELINES, f"lgode:{root / 'runs' / 'lgode'}"]), ("lgode", [])):
+        def score(name=name, baselines=baselines) -> dict:
+            result = evaluate(root / f"forecast-{name}.zarr", baselines=baselines, physics=True, progress=progress)
+            _write(root / f"scores-{name}.json", result.to_dict())
+            return {"scores": str(root / f"scores-{name}.json"), "mse": headline(result.to_dict())}
+        _stage(record, path, f"evaluate-{name}", score)
+    record["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    _write(path, record)
+    return record
+
+
+def card(record: dict, model_json: dict, box: list[float] | None) -> dict:
+    """The model card (``card.json``) of the DoMiNO model of a finished run: protocol and reductions, data
+    seeds and fingerprint, config, hardware, training time and the test scores (MSE in Å²); ``box``: the
+    edges (Å) of a test trajectory's last observed frame, ``None`` without a periodic box."""
+    rows = record["stages"]["evaluate-domino"]["mse"]
+    full = next(r for r in rows if r["window"].startswith("full"))
+    data = record["stages"]["data"]
+    return {"format": "mdforecast-model-card", "format_version": 1, "system": record["system"],
+            "atoms": data["n_atoms"], "box": box, "scale": record["scale"], "protocol": "PROTOCOL.md",
+            "reductions": record["reductions"],
+            "data": {"seed": record["seed"], **record["data"], "split": data["split"], "platform": data["platform"],
+                     "fingerprint": model_json["data"]},
+            "config": model_json["config"], "preset": record["models"]["domino"]["preset"],
+            "training": {name: {k: record["stages"][f"train-{name}"][k] for k in ("epochs", "best_epoch", "best_loss",
+                                                                                    "selected_on", "wall_s")}
+                         for name in MODELS},
+            "hardware": record["hardware"], "mdforecast": record["mdforecast"],
+            "full_domain_mse": full["model"], "scores": rows}
+
+
+def _last_observed_box(path: Path, observe: int) -> list[float] | None:
+    from mdforecast.store import Store
+
+    store = Store.open(path)
+    traj = store.trajectory(store.split["test"][0])
+    return None if not traj.has_box else [float(x) for x in traj.boxes(observe - 1, observe)[0]]
+
+
+def ship(root: Path, target: Path) -> Path:
+    """Copy the DoMiNO model of the finished run in ``root`` (``OUT/SYSTEM``) to ``target`` (e.g.
+    ``mdforecast/pretrained/lj``) with its :func:`card`. A ``tiny`` run is refused: it only checks the pipeline."""
+    import shutil
+
+    record = json.loads((root / "pretrain.json").read_text())
+    if "finished" not in record:
+        raise SystemExit(f"the run in {root} has not finished; rerun it before shipping")
+    if record["scale"] == "tiny":
+        raise SystemExit("a tiny run only checks the pipeline; ship a protocol (or cpu-small) run")
+    run = root / "runs" / "domino"
+    target.mkdir(parents=True, exist_ok=True)
+    for name in ("model.safetensors", "model.json"):
+        shutil.copyfile(run / name, target / name)
+    meta = json.loads((run / "model.json").read_text())
+    _write(target / "card.json", card(record, meta, _last_observed_box(root / f"{record['system']}.zarr",
+                                                                        meta["config"]["observe"])))
+    return target
+
+
+def main(argv: list[str] | None = None) -> None:
+    from mdforecast.datasets import SYSTEMS
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("system", choices=list(SYSTEMS))
+    parser.add_argument("--scale", choices=list(SCALES), default="protocol")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("-o", "--output", type=Path, default=Path("pretrain"), help="output directory")
+    parser.add_argument("--workers", type=int, default=1, help="simulation processes (datasets make --workers)")
+    parser.add_argument("--platform", default="auto", help="OpenMM platform (datasets make --platform)")
+    parser.add_argument("--seed", type=int, default=0, help="dataset seed (trajectory i uses seed + i)")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--epochs", type=int, help="training epochs of both models (default: the scale's)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--ship", type=Path, metavar="DIR",
+                        help="after the run, copy its DoMiNO model and model card to DIR (mdforecast/pretrained/NAME)")
+    args = parser.parse_args(argv)
+    if args.ship is not None and args.scale == "tiny":
+        parser.error("--ship: a tiny run only checks the pipeline; ship a protocol (or cpu-small) run")
+    import torch
+
+    torch.set_num_threads(args.threads)
+    record = run(args.system, args.scale, args.output, device=args.device, workers=args.workers,
+                 platform_name=args.platform, seed=args.seed, epochs=args.epochs, progress=not args.quiet)
+    print(json.dumps({"system": record["system"], "scale": record["scale"], "reductions": record["reductions"],
+                      "wall_s": {k: v.get("wall_s") for k, v in record["stages"].items()},
+                      "mse": record["stages"]["evaluate-domino"]["mse"]}, indent=2, default=list))
+    if args.ship is not None:
+        print(f"shipped {ship(args.output / args.system, args.ship)}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,75 @@
+"""``mdforecast models list|show``: the pretrained models shipped with the package."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from . import JsonOpt, app, emit
+
+models = typer.Typer(name="models", no_args_is_help=True,
+                     help="Pretrained models shipped with mdforecast (use one with --model NAME).")
+app.add_typer(models)
+
+
+def _number(value) -> str:
+    if value is None:
+        return "–"
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+@models.command("list")
+def list_(as_json: JsonOpt = False) -> None:
+    """Show each shipped pretrained model: system, architecture, atoms, observe → horizon, scale, score."""
+    from ..pretrained import list_models
+
+    result = list_models()
+    if as_json or not result.models:
+        emit(result, as_json)
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="pretrained models (mdforecast predict STORE --model NAME)",
+                  caption="MSE: full forecast domain of the model card's test trajectories, Å²; details: "
+                          "mdforecast models show NAME")
+    for column in ("name", "system", "model", "atoms", "levels", "observe → horizon (frames)", "scale", "MSE (Å²)"):
+        table.add_column(column)
+    for m in result.models:
+        table.add_row(m["name"], _number(m["system"]), m["model"], _number(m["atoms"]), _number(m["levels"]),
+                      f"{_number(m['observe'])} → {_number(m['horizon'])}", _number(m["scale"]),
+                      _number(m["full_domain_mse"]))
+    Console().print(table)
+
+
+@models.command("show")
+def show(name: Annotated[str, typer.Argument(help="Pretrained model name (see `mdforecast models list`).")],
+         as_json: JsonOpt = False) -> None:
+    """Show one pretrained model: its files, architecture, training data and model card."""
+    from ..pretrained import model_info
+
+    info = model_info(name)
+    if as_json:
+        emit(info, True)
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"pretrained model {name}", caption=info["path"], show_header=False)
+    table.add_column("key")
+    table.add_column("value")
+    for section in ("model", "card"):
+        for key, value in _flat(info[section], f"{section}.").items():
+            table.add_row(key, _number(value))
+    Console().print(table)
+
+
+def _flat(values: dict, prefix: str) -> dict:
+    out = {}
+    for key, value in values.items():
+        if isinstance(value, dict) and value:
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out

@@ -1,0 +1,217 @@
+"""Pretrained models: every shipped weight forecasts on the CPU; the registry, ``mdforecast models`` and
+``--model NAME`` work, exercised with a tiny model trained here and registered in a temporary directory."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from mdforecast.cli import main
+from mdforecast.errors import InputError
+from mdforecast.forecaster import Observation
+from mdforecast.predict import load_forecaster, predict
+from mdforecast.pretrained import PRETRAINED, discover, list_models, load_pretrained
+from mdforecast.pretrained import ROOT as PRETRAINED_ROOT
+from mdforecast.store import Store, writing
+from mdforecast.topology import Topology
+from mdforecast.train import train
+
+torch.set_num_threads(1)  # tiny tensors; the test machine's cores are shared
+ROOT = Path(__file__).resolve().parents[2]
+BOX = 12.0  # Å
+TINY = {"observe": 16, "horizon": 24, "strides": (6, 1), "features": 8, "vectors": 4, "encoder_layers": 1,
+        "radial": 4, "steps": 2, "lags": (1, 4), "context": 16, "cutoff": 5.0, "checkpoint": False, "batch": 4,
+        "samples_per_epoch": 8, "segments": 1, "max_outputs": 4, "val_samples": 4, "epochs": 1, "seed": 0}
+
+
+def _argon_store(path: Path, n_atoms: int = 8, n_frames: int = 60) -> str:
+    """3 random-walk argon trajectories (train t0, t1; test t2) in a cubic box of ``BOX`` Å, 0.1 ps frames."""
+    names = np.array(["Ar"] * n_atoms)
+    topology = Topology(names=names, resnames=names, resids=np.arange(1, n_atoms + 1), types=names)
+    with writing(path, topology=topology) as store:
+        for k in range(3):
+            rng = np.random.default_rng(k)
+            pos = rng.uniform(0, BOX, (n_atoms, 3)) + np.cumsum(rng.normal(0, 0.2, (n_frames, n_atoms, 3)), 0)
+            attrs = {"dt_ps": 0.1, "unwrapped": True}
+            with store.add_trajectory(f"t{k}", velocities=False, box=(3,), attrs=attrs) as w:
+                w.append(pos.astype(np.float32), np.arange(n_frames) * 0.1, np.arange(n_frames) * 50,
+                         boxes=np.full((n_frames, 3), BOX, np.float32))
+        store.set_split(["t0", "t1"], ["t2"])
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory) -> tuple[str, Path]:
+    """A store and a DoMiNO run directory (2 levels, one epoch) trained on it."""
+    root = tmp_path_factory.mktemp("tiny")
+    store = _argon_store(root / "argon.zarr")
+    train(store, root / "run", options=TINY)
+    return store, root / "run"
+
+
+@pytest.fixture
+def registered(tiny_run, tmp_path, monkeypatch) -> Path:
+    """The tiny model registered as pretrained model ``toy`` (a temporary package directory)."""
+    directory = tmp_path / "pretrained" / "toy"
+    directory.mkdir(parents=True)
+    for name in ("model.json", "model.safetensors"):
+        shutil.copyfile(tiny_run[1] / name, directory / name)
+    (directory / "card.json").write_text(json.dumps({"system": "argon-test", "atoms": 8, "scale": "test",
+                                                     "full_domain_mse": 1.5}))
+    monkeypatch.setitem(PRETRAINED, "toy", directory)
+    return directory
+
+
+def run_cli(argv: list[str]) -> int:
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    return exit_info.value.code
+
+
+@pytest.mark.parametrize("name", sorted(PRETRAINED))
+def test_every_shipped_model_loads_and_forecasts_a_few_frames_on_the_cpu(name):
+    """Runs once per shipped weight (none yet): a synthetic observation of the card's atom count and box."""
+    forecaster = load_forecaster(name)
+    card = json.loads((PRETRAINED[name] / "card.json").read_text())
+    kinds = forecaster.model.kinds
+    n_atoms, box = card["atoms"], card.get("box")
+    types = np.array([kinds[i % len(kinds)] for i in range(n_atoms)])
+    topology = Topology(names=types, resnames=types, resids=np.arange(1, n_atoms + 1), types=types)
+    forecaster.check(topology)
+    rng = np.random.default_rng(0)
+    edge = box[0] if box else 3.0 * n_atoms ** (1 / 3)
+    start = rng.uniform(0, edge, (n_atoms, 3))
+    positions = (start + np.cumsum(rng.normal(0, 0.1, (forecaster.observe, n_atoms, 3)), 0)).astype(np.float32)
+    boxes = None if not box else np.tile(np.asarray(box, np.float32), (forecaster.observe, 1))
+    observation = Observation(positions, topology, dt_ps=0.1, boxes=boxes)
+    times = observation.end + np.array([0.0, 1.0, 2.0, forecaster.horizon - 1.0])
+    out = forecaster.predict(observation, times)
+    assert out.shape == (4, n_atoms, 3) and np.isfinite(out).all()
+
+
+def test_registry_discovers_only_complete_model_directories(registered, tmp_path):
+    (tmp_path / "pretrained" / "incomplete").mkdir()
+    shutil.copyfile(registered / "model.json", tmp_path / "pretrained" / "incomplete" / "model.json")  # no card
+    assert discover(tmp_path / "pretrained") == {"toy": registered}
+
+
+def test_no_shipped_model_directory_lacks_its_card():
+    """A model directory in the package without ``card.json`` (or ``model.json``) would be silently invisible."""
+    shipped = {p.parent for pattern in ("*/model.json", "*/model.safetensors", "*/card.json")
+               for p in PRETRAINED_ROOT.glob(pattern)}
+    assert shipped == set(discover(PRETRAINED_ROOT).values())
+
+
+def test_predict_with_a_pretrained_name_equals_the_run_directory(tiny_run, registered, tmp_path):
+    store, run = tiny_run
+    by_name = predict(store, "toy", tmp_path / "a.zarr", until=40)
+    by_path = predict(store, str(run), tmp_path / "b.zarr", until=40)
+    assert by_name.frames == by_path.frames == 24
+    a, b = Store.open(tmp_path / "a.zarr"), Store.open(tmp_path / "b.zarr")
+    np.testing.assert_array_equal(a.trajectory("t2").positions(), b.trajectory("t2").positions())
+    provenance = a.attrs["forecast"]["model"]
+    assert provenance["pretrained"] == "toy" and provenance["checkpoint"] == str(registered / "model.safetensors")
+    assert provenance["checkpoint_sha256"] != b.attrs["forecast"]["model"]["checkpoint_sha256"]  # card.json counts
+    assert run_cli(["predict", store, "-m", "toy", "-o", str(tmp_path / "c.zarr"), "--quiet"]) == 0
+
+
+def test_unknown_model_lists_baselines_and_pretrained_names(registered, monkeypatch):
+    with pytest.raises(InputError, match=r"unknown model 'nope'; choose from persistence, .* toy \(pretrained\)"):
+        load_forecaster("nope")
+    monkeypatch.delitem(PRETRAINED, "toy")
+    for name in list(PRETRAINED):
+        monkeypatch.delitem(PRETRAINED, name)
+    with pytest.raises(InputError, match=r"none shipped yet \(pretrained\)"):
+        load_forecaster("nope")
+
+
+def test_corrupt_pretrained_weights_are_refused_in_one_line(tiny_run, registered, tmp_path, capsys):
+    weights = registered / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-8] + bytes(8))
+    with pytest.raises(InputError, match="does not match the SHA-256"):
+        load_pretrained("toy")
+    assert run_cli(["predict", tiny_run[0], "-m", "toy", "-o", str(tmp_path / "f.zarr"), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "reinstall mdforecast" in err and not (tmp_path / "f.zarr").exists()
+
+
+def test_models_list_and_show(registered, capsys):
+    assert run_cli(["models", "list", "--json"]) == 0
+    rows = [m for m in json.loads(capsys.readouterr().out)["models"] if m["name"] == "toy"]
+    assert len(rows) == 1
+    assert rows[0] | {"path": None} == {"name": "toy", "system": "argon-test", "model": "domino", "atoms": 8,
+                                         "observe": 16, "horizon": 24, "levels": 2, "scale": "test",
+                                         "full_domain_mse": 1.5, "path": None}
+    assert run_cli(["models", "list"]) == 0
+    assert "toy" in capsys.readouterr().out
+    assert run_cli(["models", "show", "toy", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["card"]["system"] == "argon-test" and info["model"]["config"]["strides"] == [6, 1]
+    assert info["model"]["weights_sha256"] == json.loads((registered / "model.json").read_text())["weights_sha256"]
+    assert run_cli(["models", "show", "toy"]) == 0
+    assert "card.full_domain_mse" in capsys.readouterr().out
+    assert run_cli(["models", "show", "nope"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "unknown pretrained model 'nope'" in err and "toy" in err
+
+
+def test_models_list_says_none_are_shipped_and_how_to_make_them(monkeypatch, capsys):
+    for name in list(PRETRAINED):
+        monkeypatch.delitem(PRETRAINED, name)
+    assert list_models().models == []
+    assert run_cli(["models", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "no pretrained models are shipped yet" in out and "benchmarks/pretrain.py" in out
+    assert run_cli(["models", "list", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["models"] == []
+
+
+def _pretrain_script():
+    spec = importlib.util.spec_from_file_location("pretrain_script", ROOT / "benchmarks" / "pretrain.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_pretrain_plan_records_every_reduction_from_the_protocol():
+    pretrain = _pretrain_script()
+    assert pretrain.plan("lj", "protocol", "cuda")["reductions"] == {}
+    assert pretrain.plan("ala2", "protocol", "cuda")["data"] == {"trajectories": 3, "frames": 10000, "twins": 2}
+    tiny = pretrain.plan("lj", "tiny", "cpu")
+    assert tiny["reductions"]["frames"] == {"protocol": 10000, "used": 1500}
+    assert tiny["reductions"]["option features"] == {"protocol": 64, "used": 16}
+    assert tiny["reductions"]["option cutoff"] == {"protocol": 8.5, "used": 6.0}
+    assert tiny["models"]["lgode"]["options"]["levels"] == 1 and tiny["models"]["domino"]["options"]["levels"] == 3
+    longer = pretrain.plan("ala2", "cpu-small", "cpu", epochs=100)
+    assert longer["reductions"]["option epochs"] == {"protocol": 50, "used": 100}
+    assert longer["models"]["lgode"]["options"]["epochs"] == 100
+
+
+def test_pretrain_ship_writes_a_discoverable_model_and_refuses_tiny_runs(tiny_run, tmp_path):
+    pretrain = _pretrain_script()
+    root = tmp_path / "out" / "argon"
+    shutil.copytree(tiny_run[1], root / "runs" / "domino")
+    shutil.copytree(tiny_run[0], root / "argon.zarr")
+    trained = {"epochs": 1, "best_epoch": 1, "best_loss": 1.0, "selected_on": "validation", "wall_s": 1.0}
+    rows = [{"window": "16-36 (horizon 0-20)", "frames": 20, "model": 2.0},
+            {"window": "full 16-40", "frames": 24, "model": 3.0}]
+    record = {"system": "argon", "scale": "cpu-small", "seed": 0, "reductions": {}, "hardware": {},
+              "mdforecast": "0", "data": {"trajectories": 3}, "finished": "now",
+              "models": {"domino": {"preset": "cpu-small"}},
+              "stages": {"data": {"n_atoms": 8, "split": {}, "platform": "CPU"}, "train-domino": trained,
+                         "train-lgode": trained, "evaluate-domino": {"mse": rows}}}
+    (root / "pretrain.json").write_text(json.dumps(record))
+    target = pretrain.ship(root, tmp_path / "pkg" / "argon")
+    assert discover(tmp_path / "pkg") == {"argon": target}
+    card = json.loads((target / "card.json").read_text())
+    assert card["full_domain_mse"] == 3.0 and card["atoms"] == 8 and card["config"]["strides"] == [6, 1]
+    assert card["box"] == [BOX] * 3
+    (root / "pretrain.json").write_text(json.dumps({**record, "scale": "tiny"}))
+    with pytest.raises(SystemExit, match="tiny"):
+        pretrain.ship(root, tmp_path / "pkg" / "again")
