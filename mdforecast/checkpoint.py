@@ -70,8 +70,8 @@ def _meta_path(path: Path) -> Path:
     elif path.suffix == ".safetensors":
         path = path.with_suffix(".json")
     if not path.exists():
-        raise InputError(f"no model at {path}; pass a run directory written by `mdforecast train` or its model.json "
-                         "(no pretrained models are shipped yet)")
+        raise InputError(f"no model at {path}; pass a run directory written by `mdforecast train`, its model.json, "
+                         "or a name from `mdforecast models list`")
     return path
 
 

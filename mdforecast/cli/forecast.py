@@ -6,6 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from ..baselines import BASELINES
 from . import JsonOpt, QuietOpt, app, emit
 
 
@@ -13,7 +14,8 @@ from . import JsonOpt, QuietOpt, app, emit
 def predict(store: Annotated[Optional[str], typer.Argument(
                 help="Truth store to forecast (default: the store the model was trained on).")] = None,
             model: Annotated[str, typer.Option("--model", "-m", help=(
-                "Run directory, checkpoint, or a baseline: persistence, mean, velocity, damped-velocity."))] = ...,
+                "Run directory, checkpoint, a pretrained name (`mdforecast models list`), or a baseline: "
+                f"{', '.join(BASELINES)}."))] = ...,
             output: Annotated[str, typer.Option("--output", "-o", help="Forecast store to write.")] = ...,
             until: Annotated[Optional[str], typer.Option(help=(
                 "Forecast frames [observed end, UNTIL): frames (10000) or a time since frame 0 (1000ps). "
