@@ -6,7 +6,6 @@ import dataclasses
 import os
 from pathlib import Path
 
-import numpy as np
 
 from .errors import InputError
 from .mdio import quiet, select_atoms
