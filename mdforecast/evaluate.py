@@ -115,8 +115,13 @@ def _parse_baselines(specs: Sequence[str]) -> list[tuple[str, str]]:
     return out
 
 
+def _scoreable(frames: np.ndarray, n_truth: int) -> np.ndarray:
+    """Mask of forecast frames that can be scored: whole frames inside the truth trajectory."""
+    return (frames == np.round(frames)) & (frames < n_truth)
+
+
 def _windows(frames: np.ndarray, observe_end: int, n_truth: int, *, window, horizon, full) -> list[Window]:
-    scoreable = frames[(frames == np.round(frames)) & (frames < n_truth)]
+    scoreable = frames[_scoreable(frames, n_truth)]
     if not len(scoreable):
         raise InputError("no forecast frame falls on a whole frame of the truth trajectory, so nothing can be "
                          "scored; predict whole frames inside the truth's length")
@@ -216,7 +221,7 @@ def _score_trajectory(ftraj: Trajectory, ttraj: Trajectory, topology, observed: 
     wanted = np.zeros(len(frames), bool)
     for w in windows:
         wanted |= w.contains(frames)
-    wanted &= (frames == np.round(frames)) & (frames < ttraj.n_frames)
+    wanted &= _scoreable(frames, ttraj.n_frames)
     rows = np.flatnonzero(wanted)
     kept = frames[rows].astype(np.int64)
     observation = Observation.from_trajectory(ttraj, topology, observe=observed[1] - observed[0], end=observed[1])
@@ -327,7 +332,7 @@ def _window_physics(kind: str, topology, pairs: list, window: Window) -> tuple[d
     parts: dict[str, list] = {"forecast": [], "truth": [], "forecast_boxes": [], "truth_boxes": [], "reference": []}
     for ftraj, ttraj, observed in pairs:
         frames = ftraj.frame_index()
-        rows = np.flatnonzero(window.contains(frames) & (frames == np.round(frames)) & (frames < ttraj.n_frames))
+        rows = np.flatnonzero(window.contains(frames) & _scoreable(frames, ttraj.n_frames))
         rows = rows[np.unique(np.linspace(0, len(rows) - 1, min(len(rows), _PHYSICS_FRAMES)).round().astype(int))]
         kept = frames[rows].astype(np.int64)
         parts["forecast"].append(_read_rows(ftraj, rows))
