@@ -63,7 +63,7 @@ class Observation:
                              f"[{end - observe}, {end}) needs {end}; lower --observe or use a longer trajectory")
         start = end - observe
         return cls(positions=trajectory.positions(start, end), topology=topology,
-                   dt_ps=float(trajectory.attrs.get("dt_ps") or 1.0), start=start,
+                   dt_ps=trajectory.dt_ps, start=start,
                    boxes=trajectory.boxes(start, end),
                    velocities=trajectory.velocities(start, end) if trajectory.has_velocities else None)
 

@@ -118,7 +118,7 @@ def _provenance(forecaster: Forecaster, spec: str | Forecaster) -> dict:
 
 
 def _frame_times(traj: Trajectory, end: int, *, until, times, every: int, horizon: int | None) -> np.ndarray:
-    dt_ps = float(traj.attrs.get("dt_ps") or 1.0)
+    dt_ps = traj.dt_ps
     if times is not None and (until is not None or every != 1):
         raise InputError("--times lists the frames itself; drop --until/--every (ranges take a step: A:B:STEP)")
     if every < 1:

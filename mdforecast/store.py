@@ -84,6 +84,11 @@ class Trajectory:
         return self._position.shape[0]
 
     @property
+    def dt_ps(self) -> float:
+        """Time between stored frames, ps (1.0 when the source did not record it)."""
+        return float(self.attrs.get("dt_ps") or 1.0)
+
+    @property
     def n_atoms(self) -> int:
         return self._position.shape[1]
 
