@@ -18,10 +18,12 @@ the same command resumes: the store fills in missing trajectories, training cont
 finished epoch, and finished stages are skipped (recorded in ``pretrain.json``).
 
 Scales (:data:`SCALES`): ``protocol`` is PROTOCOL.md exactly with the ``paper`` preset (for a GPU);
-``cpu-small`` and ``tiny`` shrink the data, the horizon and the training and say so in ``pretrain.json``.
+``cpu`` keeps PROTOCOL.md's data and time layout but trains the ``cpu-small`` preset for fewer samples;
+``cpu-small`` and ``tiny`` shrink the data, the horizon and the training. Each says so in ``pretrain.json``.
 ``tiny`` only checks that the pipeline runs (minutes on a CPU): its weights are not fit to ship.
 
     python benchmarks/pretrain.py lj --scale protocol --device cuda --workers 4 -o pretrain
+    python benchmarks/pretrain.py lj --scale cpu --device cpu --workers 2 --parallel -o pretrain
     python benchmarks/pretrain.py ala2 --scale cpu-small --device cpu -o pretrain
     python benchmarks/pretrain.py lj --scale tiny --device cpu -o /tmp/pretrain-tiny
 """
@@ -40,10 +42,15 @@ from pathlib import Path
 #: model options per system: the neighbour cutoff (Å) of docs/model.md (LJ argon: 2.5 σ; water: first shells)
 SYSTEM_OPTIONS = {"lj": {"cutoff": 8.5}, "tip3p": {"cutoff": 5.0}, "tip4p": {"cutoff": 5.0}, "ala2": {"cutoff": 5.0}}
 #: data, layout and training of each scale; ``None`` = the protocol's value. ``lgode`` = LG-ODE's own options
-#: (one segment over the whole horizon, so more solver steps than one DoMiNO segment).
+#: (one segment over the whole horizon, so more solver steps than one DoMiNO segment); ``systems``: options
+#: of one system at that scale (on a CPU, lj's 6 Å cutoff keeps the first shell, minimum at 5.3 Å, with a
+#: third of the edges of 2.5 σ).
 SCALES = {
     "protocol": {"trajectories": None, "frames": None, "twins": 2, "preset": "paper",
                  "options": {}, "lgode": {"steps": 64}},
+    "cpu": {"trajectories": None, "frames": None, "twins": 2, "preset": "cpu-small",
+            "options": {"epochs": 25, "samples_per_epoch": 128}, "lgode": {"steps": 32},
+            "systems": {"lj": {"cutoff": 6.0}}},
     "cpu-small": {"trajectories": 4, "frames": 5000, "twins": 2, "preset": "cpu-small",
                   "options": {"observe": 1000, "horizon": 4000, "epochs": 10}, "lgode": {"steps": 32}},
     "tiny": {"trajectories": 3, "frames": 1500, "twins": 1, "preset": "cpu-small",
@@ -51,6 +58,12 @@ SCALES = {
                          "samples_per_epoch": 8, "val_samples": 4, "cutoff": 6.0}, "lgode": {"steps": 16}},
 }
 MODELS = ("domino", "lgode")
+#: offset of the unseen seed of the fresh-trajectory check (``seed + FRESH_SEED``; training used seed + i, i < 8)
+FRESH_SEED = 1000
+#: forecast frames the fresh-trajectory check scores (issue 6: better than persistence over the first 400)
+FRESH_FRAMES = 400
+#: coarser read-outs of the trained DoMiNO scored for the ablation (levels 0..depth; the full model is the third)
+ABLATION = (0, 1)
 
 
 def plan(system: str, scale: str, device: str, epochs: int | None = None) -> dict:
@@ -62,8 +75,8 @@ def plan(system: str, scale: str, device: str, epochs: int | None = None) -> dic
     spec, chosen = SYSTEMS[system], SCALES[scale]
     data = {"trajectories": min(chosen["trajectories"] or spec.trajectories, spec.trajectories),
             "frames": chosen["frames"] or spec.frames, "twins": chosen["twins"]}
-    options = {**SYSTEM_OPTIONS[system], **chosen["options"], **({"epochs": epochs} if epochs else {}),
-               "device": device}
+    options = {**SYSTEM_OPTIONS[system], **chosen["options"], **chosen.get("systems", {}).get(system, {}),
+               **({"epochs": epochs} if epochs else {}), "device": device}
     models = {"domino": {"preset": chosen["preset"], "options": {**options, "levels": 3}},
               "lgode": {"preset": chosen["preset"], "options": {**options, "levels": 1, "strides": (1,),
                                                                  **chosen["lgode"]}}}
@@ -122,12 +135,53 @@ def _stage(record: dict, path: Path, name: str, fn) -> dict:
     return record["stages"][name]
 
 
-def _train(store: Path, run: Path, model: dict, progress: bool) -> dict:
+def _train(store: Path, run: Path, model: dict, progress: bool, threads: int | None = None) -> dict:
+    import torch
+
     from mdforecast.train import train
 
+    if threads is not None:  # a worker process of --parallel
+        torch.set_num_threads(threads)
     resume = (run / "state.json").exists()
     result = train(store, run, options=model["options"], preset=model["preset"], resume=resume, progress=progress)
     return {"run": str(run), "resumed": resume, **{k: v for k, v in result.to_dict().items() if k != "history"}}
+
+
+def ablation(store: Path, root: Path, depth: int, test: list[str], device: str, progress: bool) -> dict:
+    """DoMiNO decoded from its levels 0..``depth`` only, on the full domain of every test trajectory."""
+    from mdforecast.checkpoint import load
+    from mdforecast.evaluate import evaluate
+    from mdforecast.predict import predict
+
+    forecast = root / f"forecast-domino-L{depth}.zarr"
+    predict(store, load(root / "runs" / "domino", device=device, depth=depth), forecast, trajectories=test,
+            device=device, force=True, progress=progress)
+    result = evaluate(forecast, full=True, baselines=[], progress=progress).to_dict()
+    full = next(w for w in result["windows"] if w["full"])
+    return {"depth": depth, "levels": f"L0…L{depth}", "mse": full["model"], "frames": full["frames"]}
+
+
+def fresh(system: str, root: Path, seed: int, model: dict, *, workers: int, platform_name: str, device: str,
+          progress: bool) -> dict:
+    """Forecast a trajectory nobody trained on (two trajectories simulated with ``seed``; the test one is
+    forecast) and score DoMiNO against persistence and damped velocity over its first :data:`FRESH_FRAMES`
+    forecast frames, and over the paper's first windows."""
+    from mdforecast.datasets import make
+    from mdforecast.evaluate import evaluate
+    from mdforecast.predict import predict
+
+    observe = model["options"].get("observe", 2000)
+    store = root / "fresh.zarr"
+    made = make(system, store, trajectories=2, frames=observe + 1000, seed=seed, platform=platform_name,
+                workers=workers, progress=progress)
+    forecast = root / "forecast-fresh.zarr"
+    predict(store, str(root / "runs" / "domino"), forecast, until=observe + 1000, device=device, force=True,
+            progress=progress)
+    result = evaluate(forecast, horizon=[f"0-{FRESH_FRAMES}", "0-20", "80-100", "180-200", "980-1000"],
+                      baselines=["persistence", "damped-velocity", "mean"], progress=progress).to_dict()
+    _write(root / "scores-fresh.json", result)
+    return {"seed": seed, "store": str(store), "trajectory": result["trajectories"], "simulated_s": made.seconds,
+            "scores": str(root / "scores-fresh.json"), "mse": headline(result)}
 
 
 def headline(scores: dict) -> list[dict]:
@@ -145,9 +199,37 @@ def headline(scores: dict) -> list[dict]:
     return rows
 
 
+def _train_both(record: dict, path: Path, store: Path, root: Path, threads: int) -> None:
+    """Train the models not trained yet at once, one spawned process each, ``threads`` torch threads apiece
+    (no progress bars: the two would interleave); each stage's wall time is its own process's."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    todo = [name for name in MODELS if not record["stages"].get(f"train-{name}", {}).get("done")]
+    if not todo:
+        return
+    print(f"[train-{'+'.join(todo)}] … in {len(todo)} processes", file=sys.stderr)
+    with ProcessPoolExecutor(len(todo), mp_context=multiprocessing.get_context("spawn")) as pool:
+        began = time.perf_counter()
+        jobs = {name: pool.submit(_timed, _train, store, root / "runs" / name, record["models"][name], False, threads)
+                for name in todo}
+        for name, job in jobs.items():
+            result, wall = job.result()
+            record["stages"][f"train-{name}"] = {"done": True, **result, "wall_s": round(wall, 1),
+                                                 "parallel_wall_s": round(time.perf_counter() - began, 1),
+                                                 "threads": threads}
+            _write(path, record)
+
+
+def _timed(fn, *args):
+    began = time.perf_counter()
+    return fn(*args), time.perf_counter() - began
+
+
 def run(system: str, scale: str, out: Path, *, device: str = "cpu", workers: int = 1, platform_name: str = "auto",
-        seed: int = 0, epochs: int | None = None, progress: bool = True) -> dict:
-    """The whole pipeline for ``system`` at ``scale`` into ``out/system``; returns the ``pretrain.json`` record."""
+        seed: int = 0, epochs: int | None = None, progress: bool = True, parallel_threads: int | None = None) -> dict:
+    """The whole pipeline for ``system`` at ``scale`` into ``out/system``; returns the ``pretrain.json`` record.
+    ``parallel_threads``: train DoMiNO and LG-ODE at once, in two processes with that many threads each."""
     from mdforecast import __version__
     from mdforecast.baselines import BASELINES
     from mdforecast.datasets import make
@@ -171,12 +253,20 @@ def run(system: str, scale: str, out: Path, *, device: str = "cpu", workers: int
     _stage(record, path, "data", lambda: make(system, store, seed=seed, platform=platform_name, workers=workers,
                                               progress=progress, **record["data"]).to_dict())
     test = Store.open(store).split["test"]
+    if parallel_threads:
+        _train_both(record, path, store, root, parallel_threads)
     for name in MODELS:
         _stage(record, path, f"train-{name}", lambda: _train(store, root / "runs" / name, record["models"][name],
                                                              progress))
         _stage(record, path, f"predict-{name}", lambda: predict(
             store, str(root / "runs" / name), root / f"forecast-{name}.zarr", trajectories=test, device=device,
             force=True, progress=progress).to_dict())
+    for depth in ABLATION:
+        _stage(record, path, f"ablation-L{depth}", lambda depth=depth: ablation(store, root, depth, test, device,
+                                                                               progress))
+    _stage(record, path, "fresh", lambda: fresh(system, root, seed + FRESH_SEED, record["models"]["domino"],
+                                                 workers=workers, platform_name=platform_name, device=device,
+                                                 progress=progress))
     for name, baselines in (("domino", [*BASELINES, f"lgode:{root / 'runs' / 'lgode'}"]), ("lgode", [])):
         def score(name=name, baselines=baselines) -> dict:
             result = evaluate(root / f"forecast-{name}.zarr", baselines=baselines, physics=True, progress=progress)
@@ -205,7 +295,8 @@ def card(record: dict, model_json: dict, box: list[float] | None) -> dict:
                                                                                     "selected_on", "wall_s")}
                          for name in MODELS},
             "hardware": record["hardware"], "mdforecast": record["mdforecast"],
-            "full_domain_mse": full["model"], "scores": rows}
+            "full_domain_mse": full["model"], "scores": rows,
+            "fresh": {k: record["stages"]["fresh"][k] for k in ("seed", "trajectory", "mse")}}
 
 
 def _last_observed_box(path: Path, observe: int) -> list[float] | None:
@@ -221,6 +312,9 @@ def ship(root: Path, target: Path) -> Path:
     ``mdforecast/pretrained/lj``) with its :func:`card`. A ``tiny`` run is refused: it only checks the pipeline."""
     import shutil
 
+    from mdforecast.pretrained import TRUTH_STRIDE, embed_truth
+    from mdforecast.store import Store
+
     record = json.loads((root / "pretrain.json").read_text())
     if "finished" not in record:
         raise SystemExit(f"the run in {root} has not finished; rerun it before shipping")
@@ -231,8 +325,16 @@ def ship(root: Path, target: Path) -> Path:
     for name in ("model.safetensors", "model.json"):
         shutil.copyfile(run / name, target / name)
     meta = json.loads((run / "model.json").read_text())
-    _write(target / "card.json", card(record, meta, _last_observed_box(root / f"{record['system']}.zarr",
-                                                                        meta["config"]["observe"])))
+    store = root / f"{record['system']}.zarr"
+    model_card = card(record, meta, _last_observed_box(store, meta["config"]["observe"]))
+    test = Store.open(store).split["test"][0]
+    truth = target / "truth.zarr"
+    if truth.exists():
+        shutil.rmtree(truth)
+    frames = embed_truth(store, test, truth, observe=meta["config"]["observe"])
+    model_card["truth"] = {"file": "truth.zarr", "trajectory": test, "frames": len(frames),
+                           "stride": TRUTH_STRIDE, "twins": len(Store.open(truth).trajectory_names) - 1}
+    _write(target / "card.json", model_card)
     return target
 
 
@@ -249,6 +351,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0, help="dataset seed (trajectory i uses seed + i)")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--epochs", type=int, help="training epochs of both models (default: the scale's)")
+    parser.add_argument("--parallel", action="store_true",
+                        help="train DoMiNO and LG-ODE at once, one process each with --threads/2 threads")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument("--ship", type=Path, metavar="DIR",
                         help="after the run, copy its DoMiNO model and model card to DIR (mdforecast/pretrained/NAME)")
@@ -259,7 +363,8 @@ def main(argv: list[str] | None = None) -> None:
 
     torch.set_num_threads(args.threads)
     record = run(args.system, args.scale, args.output, device=args.device, workers=args.workers,
-                 platform_name=args.platform, seed=args.seed, epochs=args.epochs, progress=not args.quiet)
+                 platform_name=args.platform, seed=args.seed, epochs=args.epochs, progress=not args.quiet,
+                 parallel_threads=max(1, args.threads // 2) if args.parallel else None)
     print(json.dumps({"system": record["system"], "scale": record["scale"], "reductions": record["reductions"],
                       "wall_s": {k: v.get("wall_s") for k, v in record["stages"].items()},
                       "mse": record["stages"]["evaluate-domino"]["mse"]}, indent=2, default=list))

@@ -106,15 +106,15 @@ def load_model(path: str | os.PathLike, *, map_location: str | torch.device = "c
     return model.to(map_location), meta, weights
 
 
-def load(path: str | os.PathLike, *, device: str | torch.device = "cpu") -> "DominoForecaster":
+def load(path: str | os.PathLike, *, device: str | torch.device = "cpu", depth: int | None = None) -> "DominoForecaster":
     """A :class:`DominoForecaster` from a run directory, ``model.json`` or ``model.safetensors``, on ``device``
-    (``cpu``, ``cuda`` or ``auto``)."""
+    (``cpu``, ``cuda`` or ``auto``), decoding from levels 0..``depth`` (default: all)."""
     if str(device) == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     elif str(device).startswith("cuda") and not torch.cuda.is_available():
         raise InputError(f"device {device} requested but no CUDA GPU is visible to torch; use cpu")
     model, meta, weights = load_model(path, map_location=device)
-    return DominoForecaster(model, meta=meta, path=weights)
+    return DominoForecaster(model, meta=meta, path=weights, depth=depth)
 
 
 def save_state(run_dir: str | os.PathLike, model: Domino, optimizer: torch.optim.Optimizer, state: dict) -> None:
@@ -152,10 +152,16 @@ class DominoForecaster(Forecaster):
 
     ``predict`` solves only the segments that hold the requested times, batched, up to 32 finest-level
     segments per pass. Times are trajectory frame indices in ``[observation.end, observation.end + H − 1]``
-    (frame ``end + h − 1`` is horizon step h; real values are fine).
+    (frame ``end + h − 1`` is horizon step h; real values are fine). ``depth`` decodes from levels
+    0..depth only (default: all levels), the read-out of the ablation L0 / L0+L1 / full.
     """
 
-    def __init__(self, model: Domino, *, meta: dict | None = None, path: str | os.PathLike | None = None) -> None:
+    def __init__(self, model: Domino, *, meta: dict | None = None, path: str | os.PathLike | None = None,
+                 depth: int | None = None) -> None:
+        levels = model.config.levels
+        if depth is not None and not 0 <= depth < levels:
+            raise InputError(f"depth {depth} must be a level of the model's {levels} (0 … {levels - 1})")
+        self.depth = levels - 1 if depth is None else depth
         self.model = model.eval()
         self.meta = meta or {}
         self.path = None if path is None else Path(path)
@@ -183,7 +189,7 @@ class DominoForecaster(Forecaster):
         window = Window(kinds, as_tensor(observed[-1]), as_tensor(input_vectors(observed, config.lags, config.context)),
                         None if box is None else as_tensor(box))
         out = np.empty((len(t), observation.positions.shape[1], 3), dtype=np.float32)
-        depth = config.levels - 1
+        depth = self.depth
         finest = model.hierarchy.segment_of(depth, t)
         unique = np.unique(finest)
         with torch.no_grad():
@@ -197,4 +203,4 @@ class DominoForecaster(Forecaster):
         return {"name": self.name, "checkpoint": None if self.path is None else str(self.path),
                 "sha256": self._sha256, "config": self.model.config.to_dict(),
                 "normalisation": self.model.norm.to_dict(), "kinds": list(self.model.kinds),
-                "data": self.meta.get("data")}
+                "data": self.meta.get("data"), "depth": self.depth}

@@ -115,13 +115,14 @@ def _parse_baselines(specs: Sequence[str]) -> list[tuple[str, str]]:
     return out
 
 
-def _scoreable(frames: np.ndarray, n_truth: int) -> np.ndarray:
-    """Mask of forecast frames that can be scored: whole frames inside the truth trajectory."""
-    return (frames == np.round(frames)) & (frames < n_truth)
+def _scoreable(frames: np.ndarray, truth: Trajectory) -> np.ndarray:
+    """Mask of forecast frames that can be scored: whole frames the truth trajectory holds."""
+    return truth.rows_of(frames) >= 0
 
 
-def _windows(frames: np.ndarray, observe_end: int, n_truth: int, *, window, horizon, full) -> list[Window]:
-    scoreable = frames[_scoreable(frames, n_truth)]
+def _windows(frames: np.ndarray, observe_end: int, truth: Trajectory, *, window, horizon, full) -> list[Window]:
+    scoreable = frames[_scoreable(frames, truth)]
+    n_truth = truth.span
     if not len(scoreable):
         raise InputError("no forecast frame falls on a whole frame of the truth trajectory, so nothing can be "
                          "scored; predict whole frames inside the truth's length")
@@ -162,6 +163,8 @@ def evaluate(forecast: str | os.PathLike | Store, *, truth: str | os.PathLike | 
     provenance = fstore.attrs.get("forecast")
     if not isinstance(provenance, dict):
         raise InputError(f"{fstore.path} is a store but not a forecast; make one with `mdforecast predict`")
+    if truth is None:
+        truth = _recorded_truth(provenance)
     if truth is None and not Path(provenance["truth"]).exists() and "://" not in provenance["truth"]:
         raise InputError(f"the truth store recorded in {fstore.path}, {provenance['truth']}, does not exist; "
                          "pass --truth STORE")
@@ -182,8 +185,8 @@ def evaluate(forecast: str | os.PathLike | Store, *, truth: str | os.PathLike | 
     if any(p[2] != observed for p in pairs):
         raise InputError(f"the trajectories of {fstore.path} observed different frames; evaluate them one by one")
     frames0 = pairs[0][0].frame_index()
-    windows = _windows(frames0, observed[1], min(p[1].n_frames for p in pairs), window=window, horizon=horizon,
-                       full=full)
+    windows = _windows(frames0, observed[1], min((p[1] for p in pairs), key=lambda t: t.span), window=window,
+                       horizon=horizon, full=full)
     centred = not pairs[0][1].has_box
     fns = _metric_fns(centred)
     split = tstore.split or {}
@@ -195,8 +198,10 @@ def evaluate(forecast: str | os.PathLike | Store, *, truth: str | os.PathLike | 
 
     series = [_score_trajectory(f, t, tstore.topology, observed, windows, fns, predictors, _twins(tstore, t.name),
                                 progress) for f, t, observed in pairs]
-    scale = _paper_scale(train or [t for _, t, _ in pairs], observed, centred,
-                         "training trajectories" if train else "the forecast trajectories (no split in the truth store)")
+    scale = tstore.attrs.get("paper_scale") if not train else None
+    if scale is None:
+        scale = paper_scale(train or [t for _, t, _ in pairs], observed, centred, "training trajectories" if train
+                             else "the forecast trajectories (no split in the truth store)")
     kind, physics_numbers, physics_curves = None, {}, {}
     if physics:
         from .physics import system_kind
@@ -213,6 +218,18 @@ def evaluate(forecast: str | os.PathLike | Store, *, truth: str | os.PathLike | 
                       physics_kind=kind, curve=_curve(series, model_name), physics_curves=physics_curves)
 
 
+def _recorded_truth(provenance: dict) -> str | None:
+    """The truth embedded with the pretrained model a forecast names, when its recorded truth path is gone
+    (a forecast made on another machine, or by another installation of mdforecast)."""
+    name = (provenance.get("model") or {}).get("pretrained")
+    recorded = provenance.get("truth", "")
+    if name is None or "://" in recorded or Path(recorded).exists():
+        return None
+    from .pretrained import embedded_truth
+
+    return embedded_truth(name)
+
+
 def _score_trajectory(ftraj: Trajectory, ttraj: Trajectory, topology, observed: tuple[int, int],
                       windows: list[Window], fns: dict, predictors: dict[str, Forecaster], twins: list[Trajectory],
                       progress: bool) -> _Series:
@@ -221,7 +238,7 @@ def _score_trajectory(ftraj: Trajectory, ttraj: Trajectory, topology, observed: 
     wanted = np.zeros(len(frames), bool)
     for w in windows:
         wanted |= w.contains(frames)
-    wanted &= _scoreable(frames, ttraj.n_frames)
+    wanted &= _scoreable(frames, ttraj)
     rows = np.flatnonzero(wanted)
     kept = frames[rows].astype(np.int64)
     observation = Observation.from_trajectory(ttraj, topology, observe=observed[1] - observed[0], end=observed[1])
@@ -230,7 +247,7 @@ def _score_trajectory(ftraj: Trajectory, ttraj: Trajectory, topology, observed: 
     with progress_bar(f"score {ttraj.name}", len(rows), enabled=progress) as bar:
         for lo in range(0, len(rows), _BLOCK):
             sl = slice(lo, lo + _BLOCK)
-            truth = _read_rows(ttraj, kept[sl])
+            truth = _read_rows(ttraj, ttraj.rows_of(kept[sl]))
             guesses = {"model": _read_rows(ftraj, rows[sl])}
             guesses.update({n: p.predict(observation, kept[sl].astype(np.float64)) for n, p in predictors.items()})
             for name, guess in guesses.items():
@@ -249,16 +266,16 @@ def _twin_floor(twins: list[Trajectory], frames: np.ndarray, truth: np.ndarray, 
     A twin's attributes ``first_frame`` give the trajectory frame of its frame 0."""
     total, count = np.zeros(len(frames)), np.zeros(len(frames))
     for twin in twins:
-        first = int(twin.attrs.get("first_frame", 0))
-        inside = (frames >= first) & (frames < first + twin.n_frames)
+        rows = twin.rows_of(frames - int(twin.attrs.get("first_frame", 0)))
+        inside = rows >= 0
         if inside.any():
-            total[inside] += fn(_read_rows(twin, frames[inside] - first), truth[inside])
+            total[inside] += fn(_read_rows(twin, rows[inside]), truth[inside])
             count[inside] += 1
     with np.errstate(invalid="ignore"):
         return np.where(count > 0, total / np.maximum(count, 1), np.nan)
 
 
-def _paper_scale(trajectories: list[Trajectory], observed: tuple[int, int], centred: bool, source: str) -> dict:
+def paper_scale(trajectories: list[Trajectory], observed: tuple[int, int], centred: bool, source: str) -> dict:
     """One global min and max (Å) over the observed frames of ``trajectories`` (centred when ``centred``)."""
     low, high = np.inf, -np.inf
     for traj in trajectories:
@@ -332,14 +349,16 @@ def _window_physics(kind: str, topology, pairs: list, window: Window) -> tuple[d
     parts: dict[str, list] = {"forecast": [], "truth": [], "forecast_boxes": [], "truth_boxes": [], "reference": []}
     for ftraj, ttraj, observed in pairs:
         frames = ftraj.frame_index()
-        rows = np.flatnonzero(window.contains(frames) & _scoreable(frames, ttraj.n_frames))
+        rows = np.flatnonzero(window.contains(frames) & _scoreable(frames, ttraj))
         rows = rows[np.unique(np.linspace(0, len(rows) - 1, min(len(rows), _PHYSICS_FRAMES)).round().astype(int))]
-        kept = frames[rows].astype(np.int64)
+        truth_rows = ttraj.rows_of(frames[rows])
+        last = int(ttraj.rows_of(np.array([observed[1] - 1]))[0])
         parts["forecast"].append(_read_rows(ftraj, rows))
-        parts["truth"].append(_read_rows(ttraj, kept))
-        parts["reference"].append(np.repeat(ttraj.positions(observed[1] - 1, observed[1]), len(rows), axis=0))
+        parts["truth"].append(_read_rows(ttraj, truth_rows))
+        parts["reference"].append(np.repeat(ttraj.positions(last, last + 1), len(rows), axis=0))
         if ttraj.has_box:
             parts["forecast_boxes"].append(ftraj.boxes(int(rows[0]), int(rows[-1]) + 1)[rows - rows[0]])
-            parts["truth_boxes"].append(ttraj.boxes(int(kept[0]), int(kept[-1]) + 1)[kept - kept[0]])
+            parts["truth_boxes"].append(ttraj.boxes(int(truth_rows[0]), int(truth_rows[-1]) + 1)
+                                        [truth_rows - truth_rows[0]])
     arrays = {k: np.concatenate(v) if v else None for k, v in parts.items()}
     return physics_scores(kind, topology, **arrays)

@@ -58,14 +58,19 @@ class Observation:
         end = observe if end is None else end
         if observe < 1:
             raise InputError(f"--observe must be at least 1 frame, got {observe}")
-        if end > trajectory.n_frames or end - observe < 0:
-            raise InputError(f"trajectory {trajectory.name!r} has {trajectory.n_frames} frames; observing frames "
+        if end > trajectory.span or end - observe < 0:
+            raise InputError(f"trajectory {trajectory.name!r} has {trajectory.span} frames; observing frames "
                              f"[{end - observe}, {end}) needs {end}; lower --observe or use a longer trajectory")
         start = end - observe
-        return cls(positions=trajectory.positions(start, end), topology=topology,
+        rows = trajectory.rows_of(np.arange(start, end))
+        if (rows < 0).any() or (np.diff(rows) != 1).any():
+            raise InputError(f"trajectory {trajectory.name!r} is a sample that does not hold every frame of "
+                             f"[{start}, {end}); lower --observe to the frames it holds")
+        lo, hi = int(rows[0]), int(rows[-1]) + 1
+        return cls(positions=trajectory.positions(lo, hi), topology=topology,
                    dt_ps=trajectory.dt_ps, start=start,
-                   boxes=trajectory.boxes(start, end),
-                   velocities=trajectory.velocities(start, end) if trajectory.has_velocities else None)
+                   boxes=trajectory.boxes(lo, hi),
+                   velocities=trajectory.velocities(lo, hi) if trajectory.has_velocities else None)
 
 
 class Forecaster(abc.ABC):

@@ -23,7 +23,7 @@ import numpy as np
 from .baselines import BASELINES
 from .errors import InputError, MDForecastError
 from .forecaster import Forecaster, Observation
-from .pretrained import PRETRAINED
+from .pretrained import DEFAULT, PRETRAINED
 from .progress import progress_bar
 from .provenance import sha256_files
 from .store import Store, Trajectory, is_remote, writing
@@ -126,7 +126,7 @@ def _frame_times(traj: Trajectory, end: int, *, until, times, every: int, horizo
     if times is not None:
         frames = parse_times(times, dt_ps) if isinstance(times, str) else np.asarray(times, dtype=np.float64)
     else:
-        default = traj.n_frames if horizon is None else min(traj.n_frames, end + horizon)
+        default = traj.span if horizon is None else min(traj.span, end + horizon)
         stop = default if until is None else (parse_time(until, dt_ps) if isinstance(until, str) else float(until))
         frames = np.arange(end, stop, every, dtype=np.float64)
         if not len(frames):
@@ -160,9 +160,15 @@ def _check_format(fmt: str | None, output: Path, names: list[str], force: bool) 
 
 
 def _store_of(model: str | Forecaster, device: str | None) -> str:
-    """The store a model was trained on (``describe()['store']``), for ``predict`` without a STORE."""
+    """The store to forecast when ``predict`` gets no STORE: the truth sample shipped with a pretrained model,
+    else the store the model was trained on (``describe()['store']``)."""
     if isinstance(model, str) and model in BASELINES:
         raise InputError(f"give the STORE to forecast: baseline {model!r} was not trained on one")
+    if isinstance(model, str) and model in PRETRAINED:
+        from .pretrained import embedded_truth
+
+        if embedded_truth(model) is not None:
+            return embedded_truth(model)
     described = load_forecaster(model, device=device).describe()
     found = described.get("store") or (described.get("data") or {}).get("store")
     if not found:
@@ -170,7 +176,7 @@ def _store_of(model: str | Forecaster, device: str | None) -> str:
     return found
 
 
-def predict(store: str | os.PathLike | Store | None, model: str | Forecaster, output: str | os.PathLike, *,
+def predict(store: str | os.PathLike | Store | None, model: str | Forecaster | None, output: str | os.PathLike, *,
             trajectories: Sequence[str] | None = None, until: float | str | None = None,
             times: str | Sequence[float] | None = None, every: int = 1, observe: int | None = None,
             fmt: str | None = None, device: str | None = None, batch: int = 100, force: bool = False,
@@ -178,8 +184,10 @@ def predict(store: str | os.PathLike | Store | None, model: str | Forecaster, ou
     """Forecast ``trajectories`` of ``store`` with ``model`` into a new store at ``output``.
 
     Args:
-        store: the truth store (path, URL or :class:`Store`); ``None``: the store the model was trained on.
-        model: a baseline name, run directory, checkpoint path or :class:`Forecaster` (:func:`load_forecaster`).
+        store: the truth store (path, URL or :class:`Store`); ``None``: the truth sample shipped with a
+            pretrained model, else the store the model was trained on.
+        model: a baseline name, pretrained name, run directory, checkpoint path or :class:`Forecaster`
+            (:func:`load_forecaster`); ``None`` without a store: the pretrained :data:`~mdforecast.pretrained.DEFAULT`.
         trajectories: names to forecast (default: the split's first test trajectory, else the first).
         until: forecast frames [observe_end, until), in frames or a time with unit (``'1000ps'``);
             default: to the end of the truth trajectory (or of the model's horizon, if sooner).
@@ -194,6 +202,11 @@ def predict(store: str | os.PathLike | Store | None, model: str | Forecaster, ou
     The box of every forecast frame is the last observed box. Nothing is written if anything fails.
     """
     began = time.perf_counter()
+    if model is None:
+        if store is not None:
+            raise InputError("give --model to forecast a STORE: a run directory, a pretrained name "
+                             f"({', '.join(PRETRAINED) or 'none shipped'}) or a baseline ({', '.join(BASELINES)})")
+        model = DEFAULT
     if store is None:
         store = _store_of(model, device)
     truth = store if isinstance(store, Store) else Store.open(store)
@@ -209,7 +222,7 @@ def predict(store: str | os.PathLike | Store | None, model: str | Forecaster, ou
     export_to = _check_format(fmt, Path(output), names, force)
     trajs = [truth.trajectory(name) for name in names]
     train = [truth.trajectory(name) for name in split.get("train", [])]
-    n_frames = trajs[0].n_frames
+    n_frames = trajs[0].span
     fit_observe = observe if observe is not None else default_observe(None, n_frames)  # baselines fit on these
     forecaster = load_forecaster(model, train_trajectories=train, observe=fit_observe, device=device)
     n_observe = observe if observe is not None else default_observe(forecaster, n_frames)

@@ -133,9 +133,34 @@ class Trajectory:
         Forecasts store it (the truth trajectory's frame times they answer, possibly non-integer); for
         other trajectories it is the position in the store, ``0, 1, 2, …``.
         """
-        if "frame" in self._particles["position"]:
+        if self.indexed:
             return self._read(self._particles["position/frame"], start, stop, stride)
         return np.arange(self.n_frames, dtype=np.float64)[slice(start, stop, stride)]
+
+    @property
+    def indexed(self) -> bool:
+        """Whether stored frames record the frame index they stand for (forecasts, sampled truths)."""
+        return "frame" in self._particles["position"]
+
+    @property
+    def span(self) -> int:
+        """Frames the trajectory covers: one past its last frame index (``n_frames`` unless it is a sample)."""
+        if not self.indexed or not self.n_frames:
+            return self.n_frames
+        return int(np.floor(self.frame_index(self.n_frames - 1)[0])) + 1
+
+    def rows_of(self, frames: np.ndarray) -> np.ndarray:
+        """Stored row ``(K,)`` int64 of each trajectory frame in ``frames``, −1 where it holds no such frame
+        (non-integer times, frames outside it, or frames a sampled trajectory left out)."""
+        frames = np.asarray(frames, dtype=np.float64)
+        if not self.indexed:
+            ok = (frames == np.round(frames)) & (frames >= 0) & (frames < self.n_frames)
+            return np.where(ok, frames, -1).astype(np.int64)
+        index = self.frame_index()  # sorted: a forecast or a sample is written in time order
+        if not len(index):
+            return np.full(frames.shape, -1, np.int64)
+        rows = np.minimum(np.searchsorted(index, frames), len(index) - 1)
+        return np.where(index[rows] == frames, rows, -1).astype(np.int64)
 
     @property
     def frames_per_chunk(self) -> int:

@@ -58,6 +58,8 @@ class TrainOptions:
         max_outputs: output times scored per segment. level_weights: loss weight per level (default
             0.1, 0.2, 0.7 for 3 levels; the last L of them, normalised, for fewer; ∝ level + 1 for more).
         kl_weight: weight of the VAE's KL term. holdout: training trajectories held out for selection.
+        partial: also draw windows whose horizon runs past the trajectory's end, scored where the data
+            are (:mod:`mdforecast.model.data`); without it a trajectory of observe + horizon frames is one window.
         val_samples: validation windows (fixed for the run).
         seed: seeds everything. device: a :data:`DEVICES` key.
     """
@@ -73,6 +75,7 @@ class TrainOptions:
     level_weights: tuple[float, ...] | None = None
     kl_weight: float = 1e-3
     holdout: int = 1
+    partial: bool = True
     val_samples: int = 16
     seed: int = 0
     device: str = "auto"
@@ -179,14 +182,17 @@ def _load_series(store: Store, config: DominoConfig) -> tuple[list[Series], dict
 
 def _loss(model, batch, weights: torch.Tensor, levels: int, n_samples: int, kl_weight: float,
           generator: torch.Generator | None = None) -> torch.Tensor:
-    """Σ_levels w_ℓ · mean over samples of the sample's level-ℓ MSE / σ² (+ KL)."""
+    """Σ_levels w_ℓ · mean over samples of the sample's level-ℓ MSE / σ² (+ KL); a level's mean is over
+    the samples scored at that level (a partial window may end before a coarse level's first output)."""
     pred, kl = model(batch.window, batch.sample, batch.t, batch.depth, generator)
     sigma = model.module.norm.displacement if hasattr(model, "module") else model.norm.displacement
     err = ((pred - batch.target) ** 2).mean(dim=(1, 2)) / sigma ** 2
     sums = err.new_zeros(n_samples * levels).index_add_(0, batch.group, err)
     counts = err.new_zeros(n_samples * levels).index_add_(0, batch.group, torch.ones_like(err))
     means = (sums / counts.clamp(min=1)).reshape(n_samples, levels)
-    return (means * weights).sum(1).mean() + kl_weight * kl
+    scored = (counts > 0).reshape(n_samples, levels).to(means.dtype)
+    per_level = (means * scored).sum(0) / scored.sum(0).clamp(min=1)
+    return (per_level * weights).sum() + kl_weight * kl
 
 
 def _plot(history: list[dict], path: Path) -> None:
@@ -285,7 +291,8 @@ def train(store: str | os.PathLike | Store, run_dir: str | os.PathLike, *, optio
                 "world_size": world, "selected_on": selected_on, "init": None if init is None else str(init),
                 "validation": [s.name for s in val_series]}
     model_options = config.to_dict()
-    val_samples = draw_samples(val_series or train_series, config, opts.val_samples, seed=(opts.seed, 2**31))
+    val_samples = draw_samples(val_series or train_series, config, opts.val_samples, seed=(opts.seed, 2**31),
+                               partial=opts.partial)
     steps = -(-opts.samples_per_epoch // opts.batch)
     if rank == 0:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -293,7 +300,8 @@ def train(store: str | os.PathLike | Store, run_dir: str | os.PathLike, *, optio
     with progress_bar("training", total=(opts.epochs - state["epoch"]) * steps * opts.batch,
                       enabled=progress and rank == 0, unit="samples") as bar:
         for epoch in range(state["epoch"], opts.epochs):
-            samples = draw_samples(train_series, config, steps * opts.batch, seed=(opts.seed, epoch))
+            samples = draw_samples(train_series, config, steps * opts.batch, seed=(opts.seed, epoch),
+                                   partial=opts.partial)
             net.train()
             losses, start = [], time.perf_counter()
             for step in range(steps):

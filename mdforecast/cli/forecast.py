@@ -7,16 +7,18 @@ from typing import Annotated, Optional
 import typer
 
 from ..baselines import BASELINES
+from ..pretrained import DEFAULT
 from . import JsonOpt, QuietOpt, app, emit
 
 
 @app.command()
 def predict(store: Annotated[Optional[str], typer.Argument(
-                help="Truth store to forecast (default: the store the model was trained on).")] = None,
-            model: Annotated[str, typer.Option("--model", "-m", help=(
+                help=("Truth store to forecast (default: the test-trajectory sample shipped with a pretrained "
+                      "model, else the store the model was trained on)."))] = None,
+            model: Annotated[Optional[str], typer.Option("--model", "-m", help=(
                 "Run directory, checkpoint, a pretrained name (`mdforecast models list`), or a baseline: "
-                f"{', '.join(BASELINES)}."))] = ...,
-            output: Annotated[str, typer.Option("--output", "-o", help="Forecast store to write.")] = ...,
+                f"{', '.join(BASELINES)}. Default without a STORE: the pretrained {DEFAULT} model."))] = None,
+            output: Annotated[str, typer.Option("--output", "-o", help="Forecast store to write.")] = "forecast.zarr",
             until: Annotated[Optional[str], typer.Option(help=(
                 "Forecast frames [observed end, UNTIL): frames (10000) or a time since frame 0 (1000ps). "
                 "Default: the end of the truth trajectory."))] = None,
@@ -36,12 +38,15 @@ def predict(store: Annotated[Optional[str], typer.Argument(
     """Forecast a trajectory from its observed frames into a new store (and optionally an MD file)."""
     from ..predict import predict as run
 
+    if store is not None and model is None:  # a usage error (exit 2); the default model is for no STORE only
+        raise typer.BadParameter("required with a STORE (without one, the pretrained default is used)",
+                                 param_hint="--model")
     emit(run(store, model, output, trajectories=trajectory, until=until, times=times, every=every, observe=observe,
              fmt=fmt, device=device, batch=batch, force=force, progress=not quiet), as_json)
 
 
 @app.command()
-def evaluate(forecast: Annotated[str, typer.Argument(help="Forecast store written by `mdforecast predict`.")],
+def evaluate(forecast: Annotated[str, typer.Argument(help="Forecast store written by `mdforecast predict`.")] = "forecast.zarr",
              truth: Annotated[Optional[str], typer.Option(help="Truth store (default: the forecast's provenance).")] = None,
              window: Annotated[Optional[list[str]], typer.Option(help=(
                  "Trajectory frames A-B, half-open (4980-5000); repeat for several."))] = None,

@@ -7,6 +7,12 @@ per step"); every coarser segment containing one of them is solved and scored to
 ``max_outputs`` of its output times. All randomness of a sample comes from its own seed, so a batch is
 the same whatever process (DDP rank) builds it.
 
+With ``partial`` windows, a window may end anywhere from ``observe`` to one finest segment before the end
+of its trajectory; it is scored only at the lead times the trajectory holds (its finest segments are drawn
+among those inside the data, coarser levels keep their output times inside it). A trajectory of exactly
+``observe + horizon`` frames then gives ``horizon − S + 1`` distinct windows (S: the finest span) instead
+of one, which is what lets the protocol's 10,000-frame trajectories train a 2,000 → 8,000 model.
+
 Shapes: T frames, N atoms, B windows, Q queries.
 """
 
@@ -58,14 +64,17 @@ class Batch:
     group: torch.Tensor
 
 
-def _ends(series: list[Series], config: DominoConfig) -> np.ndarray:
-    """Number of valid window ends per trajectory."""
-    return np.array([max(0, s.n_frames - config.observe - config.horizon + 1) for s in series])
+def _ends(series: list[Series], config: DominoConfig, partial: bool) -> np.ndarray:
+    """Number of valid window ends per trajectory (the whole horizon inside it, or one finest segment)."""
+    future = Hierarchy(config.horizon, config.strides).spans[-1] if partial else config.horizon
+    return np.array([max(0, s.n_frames - config.observe - future + 1) for s in series])
 
 
-def draw_samples(series: list[Series], config: DominoConfig, n: int, seed: tuple[int, ...]) -> list[Sample]:
-    """``n`` windows drawn uniformly over all valid (trajectory, end) pairs, from ``seed``."""
-    counts = _ends(series, config)
+def draw_samples(series: list[Series], config: DominoConfig, n: int, seed: tuple[int, ...],
+                 partial: bool = False) -> list[Sample]:
+    """``n`` windows drawn uniformly over all valid (trajectory, end) pairs, from ``seed``; ``partial``:
+    also windows whose horizon runs past the trajectory's end (module docstring)."""
+    counts = _ends(series, config, partial)
     rng = np.random.default_rng(list(seed))
     flat = rng.integers(0, counts.sum(), size=n)
     traj = np.searchsorted(np.cumsum(counts), flat, side="right")
@@ -74,14 +83,16 @@ def draw_samples(series: list[Series], config: DominoConfig, n: int, seed: tuple
     return [Sample(int(a), int(b), int(c)) for a, b, c in zip(traj, end, seeds)]
 
 
-def _queries(hierarchy: Hierarchy, rng: np.random.Generator, segments: int, max_outputs: int):
+def _queries(hierarchy: Hierarchy, rng: np.random.Generator, segments: int, max_outputs: int, available: int):
+    """Lead times and depths of one sample's scored outputs, all ≤ ``available`` (frames left in the data)."""
     finest_level = hierarchy.levels - 1
-    n_finest = hierarchy.segments[finest_level]
+    n_finest = min(hierarchy.segments[finest_level], available // hierarchy.spans[finest_level])
     finest = rng.choice(n_finest, size=min(segments, n_finest), replace=False)
     ts, depths = [], []
     for level in range(hierarchy.levels):
         for m in np.unique(hierarchy.ancestor(finest_level, finest, level)):
             times = hierarchy.output_times(level, int(m))
+            times = times[times <= available]
             if len(times) > max_outputs:
                 times = np.sort(rng.choice(times, size=max_outputs, replace=False))
             ts.append(times)
@@ -102,7 +113,7 @@ def make_batch(series: list[Series], samples: list[Sample], config: DominoConfig
         inputs.append(input_vectors(observed, config.lags, config.context))
         if data.boxes is not None:
             boxes.append(data.boxes[s.end - 1])
-        t, d = _queries(hierarchy, np.random.default_rng(s.seed), segments, max_outputs)
+        t, d = _queries(hierarchy, np.random.default_rng(s.seed), segments, max_outputs, data.n_frames - s.end)
         qs.append(np.full(len(t), b))
         ts.append(t)
         ds.append(d)

@@ -155,3 +155,43 @@ def test_bad_options_are_clear_errors(osc_store, tmp_path):
     with pytest.raises(InputError, match="unknown preset"):
         train(osc_store, tmp_path / "e", options=TINY, preset="huge")
     assert not any((tmp_path / name).exists() for name in "abcde")  # nothing written
+
+
+def test_partial_windows_multiply_the_windows_of_short_trajectories_and_stay_inside_the_data():
+    """A trajectory of exactly observe + horizon frames is one full window but horizon − S + 1 partial ones;
+    every scored lead time of a partial window lies inside the trajectory, at every level."""
+    from mdforecast.model.data import Series, draw_samples, make_batch
+
+    config = DominoConfig(observe=20, horizon=60, strides=(20, 4, 1), lags=(1,), context=5, cutoff=6.0)
+    rng = np.random.default_rng(0)
+    series = [Series(f"s{k}", rng.normal(0, 1, (80, 3, 3)).astype(np.float32), None) for k in range(2)]
+    full = draw_samples(series, config, 50, seed=(1,))
+    assert {s.end for s in full} == {20}
+    partial = draw_samples(series, config, 400, seed=(1,), partial=True)
+    ends = {s.end for s in partial}
+    assert min(ends) == 20 and max(ends) == 80 - 4 and len(ends) > 40  # the finest span S is 4 frames
+    batch = make_batch(series, partial, config, torch.zeros(3, dtype=torch.int64), segments=2, max_outputs=5)
+    ends_q = np.array([partial[i].end for i in batch.sample])
+    assert (ends_q + batch.t - 1 <= 79).all() and batch.t.min() >= 1
+    for b, s in enumerate(partial):
+        np.testing.assert_array_equal(batch.target[batch.sample == b].numpy(),
+                                      series[s.traj].positions[s.end + batch.t[batch.sample == b].astype(int) - 1])
+    late = [b for b, s in enumerate(partial) if s.end > 80 - 20]  # less than level 0's first output left
+    assert late and not np.isin(batch.depth[np.isin(batch.sample, late)], [0]).any()
+
+
+def test_a_level_missing_from_some_samples_is_averaged_over_the_samples_that_have_it():
+    class Fixed(torch.nn.Module):
+        norm = Normalisation(1.0, (1.0,), 1.0)
+
+        def forward(self, window, sample, t, depth, generator=None):
+            return torch.zeros(len(t), 1, 3), torch.tensor(0.0)
+
+    from types import SimpleNamespace
+
+    # sample 0: level 0 error 4, level 1 error 1; sample 1: level 1 only, error 9
+    target = torch.tensor([[[2.0] * 3], [[1.0] * 3], [[3.0] * 3]])
+    batch = SimpleNamespace(window=None, sample=np.array([0, 0, 1]), t=np.array([1.0, 1.0, 1.0]),
+                            depth=np.array([0, 1, 1]), target=target, group=torch.tensor([0, 1, 3]))
+    loss = train_module._loss(Fixed(), batch, torch.tensor([0.5, 0.5]), levels=2, n_samples=2, kl_weight=0.0)
+    assert loss.item() == pytest.approx(0.5 * 4.0 + 0.5 * (1.0 + 9.0) / 2)

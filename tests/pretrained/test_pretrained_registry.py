@@ -16,7 +16,8 @@ from mdforecast.cli import main
 from mdforecast.errors import InputError
 from mdforecast.forecaster import Observation
 from mdforecast.predict import load_forecaster, predict
-from mdforecast.pretrained import PRETRAINED, discover, list_models, load_pretrained
+from mdforecast.evaluate import evaluate
+from mdforecast.pretrained import PRETRAINED, discover, embed_truth, embedded_truth, list_models, load_pretrained
 from mdforecast.pretrained import ROOT as PRETRAINED_ROOT
 from mdforecast.store import Store, writing
 from mdforecast.topology import Topology
@@ -93,6 +94,84 @@ def test_every_shipped_model_loads_and_forecasts_a_few_frames_on_the_cpu(name):
     times = observation.end + np.array([0.0, 1.0, 2.0, forecaster.horizon - 1.0])
     out = forecaster.predict(observation, times)
     assert out.shape == (4, n_atoms, 3) and np.isfinite(out).all()
+
+
+@pytest.mark.parametrize("name", sorted(n for n in PRETRAINED if embedded_truth(n)))
+def test_every_shipped_truth_sample_forecasts_and_scores_with_no_other_input(name, tmp_path):
+    """The design card's example on each shipped model, cut to the first window: predict, then evaluate."""
+    out = tmp_path / "forecast.zarr"
+    observe = load_forecaster(name).observe
+    result = predict(None, name, out, times=f"{observe}:{observe + 20}")
+    assert result.truth == str(Path(embedded_truth(name)).resolve()) and result.frames == 20
+    scores = evaluate(out, window=[f"{observe}-{observe + 20}"])
+    window = scores.windows[0]
+    assert window["frames"] == 20 * len(scores.trajectories) and np.isfinite(window["model"]["mse"])
+    assert window["chaos_floor"] is not None  # the sample keeps the twins
+    assert scores.paper_scale["source"].endswith("training trajectories")
+
+
+def _with_twin(store: str) -> str:
+    """Add ``t2-twin1``, a perturbed continuation of test trajectory t2 from its frame 15."""
+    source = Store.open(store).trajectory("t2")
+    positions = source.positions(15) + np.random.default_rng(9).normal(0, 0.05, (45, 8, 3)).astype(np.float32)
+    with writing(store, topology=Store.open(store).topology, mode="append") as out:
+        with out.add_trajectory("t2-twin1", velocities=False, box=(3,),
+                                attrs={"dt_ps": 0.1, "twin_of": "t2", "first_frame": 15}) as w:
+            w.append(positions, source.times(15), source.steps(15), boxes=source.boxes(15))
+    return store
+
+
+def test_a_truth_sample_scores_exactly_what_the_whole_truth_scores_on_its_frames(tmp_path):
+    store = _with_twin(_argon_store(tmp_path / "argon.zarr"))
+    frames = embed_truth(store, "t2", tmp_path / "sample.zarr", observe=16, stride=5)
+    assert frames == [*range(16), *range(16, 36), 36, 41, 46, 51, 56]  # observed, window 0-20, every 5th after
+    sample = Store.open(tmp_path / "sample.zarr")
+    assert sample.trajectory("t2").span == 57 and sample.trajectory("t2").n_frames == len(frames)
+    np.testing.assert_array_equal(sample.trajectory("t2-twin1").frame_index(), np.array(frames[15:]) - 15)
+    predict(store, "persistence", tmp_path / "f.zarr", observe=16)
+    baselines = ["persistence", "mean", "velocity"]
+    whole = evaluate(tmp_path / "f.zarr", window=["16-36", "46-47"], full=True, baselines=baselines)
+    part = evaluate(tmp_path / "f.zarr", truth=tmp_path / "sample.zarr", window=["16-36", "46-47"], full=True,
+                    baselines=baselines)
+    assert part.paper_scale == whole.paper_scale  # taken from the training trajectories, stored with the sample
+    for w_whole, w_part in zip(whole.windows[:2], part.windows[:2]):
+        assert w_part["frames"] == w_whole["frames"]
+        assert w_part["model"] == w_whole["model"] and w_part["baselines"] == w_whole["baselines"]
+        assert w_whole["chaos_floor"] is not None and w_part["chaos_floor"] == w_whole["chaos_floor"]
+    assert part.windows[2]["full"] and part.windows[2]["frames"] == len(frames) - 16  # only the sampled frames
+    truth, forecast = Store.open(store).trajectory("t2"), Store.open(tmp_path / "f.zarr").trajectory("t2")
+    kept = np.array(frames[16:])
+    expected = ((forecast.positions()[kept - 16] - truth.positions()[kept]) ** 2).mean()
+    assert part.windows[2]["model"]["mse"] == pytest.approx(expected, rel=1e-6)
+    with pytest.raises(InputError, match="does not hold every frame"):
+        Observation.from_trajectory(sample.trajectory("t2-twin1"), sample.topology, observe=25)
+
+
+def test_predict_without_store_or_model_uses_the_default_model_and_its_truth_sample(tiny_run, registered, tmp_path,
+                                                                                    monkeypatch, capsys):
+    import mdforecast.predict as predict_module
+
+    embed_truth(tiny_run[0], "t2", registered / "truth.zarr", observe=16)
+    monkeypatch.setattr(predict_module, "DEFAULT", "toy")
+    monkeypatch.chdir(tmp_path)
+    assert run_cli(["predict", "--until", "40", "--quiet"]) == 0
+    forecast = Store.open("forecast.zarr")
+    assert forecast.attrs["forecast"]["truth"] == str((registered / "truth.zarr").resolve())
+    assert forecast.attrs["forecast"]["model"]["pretrained"] == "toy"
+    expected = predict(tiny_run[0], "toy", tmp_path / "direct.zarr", until=40)
+    np.testing.assert_array_equal(forecast.trajectory("t2").positions(),
+                                  Store.open(expected.output).trajectory("t2").positions())
+    # a forecast made elsewhere: its recorded truth path is gone, the pretrained name still finds the sample
+    moved = Store.open("forecast.zarr", mode="r+")
+    moved.update_attrs(forecast={**moved.attrs["forecast"], "truth": "/elsewhere/truth.zarr"})
+    capsys.readouterr()
+    assert run_cli(["evaluate", "--window", "16-36", "--json", "--quiet"]) == 0
+    scores = json.loads(capsys.readouterr().out)
+    assert scores["truth"] == str(registered / "truth.zarr") and scores["windows"][0]["frames"] == 20
+    assert run_cli(["predict", tiny_run[0], "--until", "40", "-o", "x.zarr", "--quiet"]) == 2
+    assert "--model" in capsys.readouterr().err and not Path("x.zarr").exists()
+    with pytest.raises(InputError, match="give --model to forecast a STORE"):
+        predict(tiny_run[0], None, tmp_path / "y.zarr")
 
 
 def test_registry_discovers_only_complete_model_directories(registered, tmp_path):
@@ -205,13 +284,16 @@ def test_pretrain_ship_writes_a_discoverable_model_and_refuses_tiny_runs(tiny_ru
               "mdforecast": "0", "data": {"trajectories": 3}, "finished": "now",
               "models": {"domino": {"preset": "cpu-small"}},
               "stages": {"data": {"n_atoms": 8, "split": {}, "platform": "CPU"}, "train-domino": trained,
-                         "train-lgode": trained, "evaluate-domino": {"mse": rows}}}
+                         "train-lgode": trained, "evaluate-domino": {"mse": rows},
+                         "fresh": {"seed": 1000, "trajectory": ["traj1"], "mse": rows}}}
     (root / "pretrain.json").write_text(json.dumps(record))
     target = pretrain.ship(root, tmp_path / "pkg" / "argon")
     assert discover(tmp_path / "pkg") == {"argon": target}
     card = json.loads((target / "card.json").read_text())
     assert card["full_domain_mse"] == 3.0 and card["atoms"] == 8 and card["config"]["strides"] == [6, 1]
-    assert card["box"] == [BOX] * 3
+    assert card["box"] == [BOX] * 3 and card["fresh"]["seed"] == 1000
+    assert card["truth"] == {"file": "truth.zarr", "trajectory": "t2", "frames": 16 + 20 + 2, "stride": 20, "twins": 0}
+    assert Store.open(target / "truth.zarr").trajectory("t2").frame_index()[-1] == 56
     (root / "pretrain.json").write_text(json.dumps({**record, "scale": "tiny"}))
     with pytest.raises(SystemExit, match="tiny"):
         pretrain.ship(root, tmp_path / "pkg" / "again")
