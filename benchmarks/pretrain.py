@@ -49,7 +49,7 @@ SCALES = {
     "protocol": {"trajectories": None, "frames": None, "twins": 2, "preset": "paper",
                  "options": {}, "lgode": {"steps": 64}},
     "cpu": {"trajectories": None, "frames": None, "twins": 2, "preset": "cpu-small",
-            "options": {"epochs": 25, "samples_per_epoch": 128}, "lgode": {"steps": 32},
+            "options": {"epochs": 25, "samples_per_epoch": 128, "lead_sampling": "log"}, "lgode": {"steps": 32},
             "systems": {"lj": {"cutoff": 6.0}}},
     "cpu-small": {"trajectories": 4, "frames": 5000, "twins": 2, "preset": "cpu-small",
                   "options": {"observe": 1000, "horizon": 4000, "epochs": 10}, "lgode": {"steps": 32}},

@@ -60,6 +60,9 @@ class TrainOptions:
         kl_weight: weight of the VAE's KL term. holdout: training trajectories held out for selection.
         partial: also draw windows whose horizon runs past the trajectory's end, scored where the data
             are (:mod:`mdforecast.model.data`); without it a trajectory of observe + horizon frames is one window.
+        lead_sampling: ``uniform`` (the paper) draws finest segments and scored output times uniformly over
+            the horizon; ``log`` draws them with probability ∝ 1/lead time, so the early horizon, where a
+            forecaster can beat persistence in a liquid, is trained as often as the far one.
         val_samples: validation windows (fixed for the run).
         seed: seeds everything. device: a :data:`DEVICES` key.
     """
@@ -76,6 +79,7 @@ class TrainOptions:
     kl_weight: float = 1e-3
     holdout: int = 1
     partial: bool = True
+    lead_sampling: str = "uniform"
     val_samples: int = 16
     seed: int = 0
     device: str = "auto"
@@ -84,6 +88,8 @@ class TrainOptions:
         counts = {k: getattr(self, k) for k in ("epochs", "batch", "samples_per_epoch", "segments", "max_outputs",
                                                  "val_samples")}
         bad = [k for k, v in counts.items() if not isinstance(v, int) or v < 1]
+        if self.lead_sampling not in ("uniform", "log"):
+            raise InputError(f"lead_sampling must be 'uniform' or 'log', got {self.lead_sampling!r}")
         if bad or self.lr <= 0 or self.clip <= 0 or self.holdout < 0:
             raise InputError(f"training options {bad or ['lr', 'clip', 'holdout']} must be positive "
                              f"(got {counts}, lr={self.lr}, clip={self.clip}, holdout={self.holdout})")
@@ -296,7 +302,8 @@ def train(store: str | os.PathLike | Store, run_dir: str | os.PathLike, *, optio
     steps = -(-opts.samples_per_epoch // opts.batch)
     if rank == 0:
         run_dir.mkdir(parents=True, exist_ok=True)
-    batch_args = dict(segments=opts.segments, max_outputs=opts.max_outputs, device=device)
+    batch_args = dict(segments=opts.segments, max_outputs=opts.max_outputs, device=device,
+                      sampling=opts.lead_sampling)
     with progress_bar("training", total=(opts.epochs - state["epoch"]) * steps * opts.batch,
                       enabled=progress and rank == 0, unit="samples") as bar:
         for epoch in range(state["epoch"], opts.epochs):

@@ -83,18 +83,30 @@ def draw_samples(series: list[Series], config: DominoConfig, n: int, seed: tuple
     return [Sample(int(a), int(b), int(c)) for a, b, c in zip(traj, end, seeds)]
 
 
-def _queries(hierarchy: Hierarchy, rng: np.random.Generator, segments: int, max_outputs: int, available: int):
-    """Lead times and depths of one sample's scored outputs, all ≤ ``available`` (frames left in the data)."""
+def _weights(lead: np.ndarray, sampling: str) -> np.ndarray | None:
+    """Probabilities of drawing each of ``lead`` (frames ahead): ``None`` (uniform) or ∝ 1/lead (``log``)."""
+    if sampling == "uniform":
+        return None
+    w = 1.0 / np.asarray(lead, dtype=np.float64)
+    return w / w.sum()
+
+
+def _queries(hierarchy: Hierarchy, rng: np.random.Generator, segments: int, max_outputs: int, available: int,
+             sampling: str = "uniform"):
+    """Lead times and depths of one sample's scored outputs, all ≤ ``available`` (frames left in the data).
+    ``sampling``: finest segments and output times drawn uniformly, or ∝ 1/lead time (``log``)."""
     finest_level = hierarchy.levels - 1
-    n_finest = min(hierarchy.segments[finest_level], available // hierarchy.spans[finest_level])
-    finest = rng.choice(n_finest, size=min(segments, n_finest), replace=False)
+    span = hierarchy.spans[finest_level]
+    n_finest = min(hierarchy.segments[finest_level], available // span)
+    finest = rng.choice(n_finest, size=min(segments, n_finest), replace=False,
+                        p=_weights(np.arange(1, n_finest + 1) * span, sampling))
     ts, depths = [], []
     for level in range(hierarchy.levels):
         for m in np.unique(hierarchy.ancestor(finest_level, finest, level)):
             times = hierarchy.output_times(level, int(m))
             times = times[times <= available]
             if len(times) > max_outputs:
-                times = np.sort(rng.choice(times, size=max_outputs, replace=False))
+                times = np.sort(rng.choice(times, size=max_outputs, replace=False, p=_weights(times, sampling)))
             ts.append(times)
             depths.append(np.full(len(times), level))
     return np.concatenate(ts), np.concatenate(depths)
@@ -102,8 +114,9 @@ def _queries(hierarchy: Hierarchy, rng: np.random.Generator, segments: int, max_
 
 def make_batch(series: list[Series], samples: list[Sample], config: DominoConfig, kinds: torch.Tensor, *,
                segments: int, max_outputs: int, device: torch.device | str = "cpu",
-               dtype: torch.dtype = torch.float32) -> Batch:
-    """Inputs and targets of ``samples`` (each scored at its own random segments and output times)."""
+               dtype: torch.dtype = torch.float32, sampling: str = "uniform") -> Batch:
+    """Inputs and targets of ``samples`` (each scored at its own random segments and output times, drawn
+    uniformly or, with ``sampling='log'``, with probability ∝ 1/lead time)."""
     hierarchy = Hierarchy(config.horizon, config.strides)
     last, inputs, boxes, qs, ts, ds, targets = [], [], [], [], [], [], []
     for b, s in enumerate(samples):
@@ -113,7 +126,8 @@ def make_batch(series: list[Series], samples: list[Sample], config: DominoConfig
         inputs.append(input_vectors(observed, config.lags, config.context))
         if data.boxes is not None:
             boxes.append(data.boxes[s.end - 1])
-        t, d = _queries(hierarchy, np.random.default_rng(s.seed), segments, max_outputs, data.n_frames - s.end)
+        t, d = _queries(hierarchy, np.random.default_rng(s.seed), segments, max_outputs, data.n_frames - s.end,
+                        sampling)
         qs.append(np.full(len(t), b))
         ts.append(t)
         ds.append(d)

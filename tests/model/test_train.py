@@ -195,3 +195,20 @@ def test_a_level_missing_from_some_samples_is_averaged_over_the_samples_that_hav
                             depth=np.array([0, 1, 1]), target=target, group=torch.tensor([0, 1, 3]))
     loss = train_module._loss(Fixed(), batch, torch.tensor([0.5, 0.5]), levels=2, n_samples=2, kl_weight=0.0)
     assert loss.item() == pytest.approx(0.5 * 4.0 + 0.5 * (1.0 + 9.0) / 2)
+
+
+def test_log_lead_sampling_trains_the_early_horizon_as_often_as_the_far_one():
+    from mdforecast.model.data import _queries
+    from mdforecast.model.hierarchy import Hierarchy
+
+    hierarchy = Hierarchy(8000, (400, 20, 1))
+
+    def early_fraction(sampling: str) -> float:
+        rng = np.random.default_rng(0)
+        t = np.concatenate([_queries(hierarchy, rng, 2, 10, 8000, sampling)[0] for _ in range(300)])
+        return float((t <= 200).mean())
+
+    uniform, log = early_fraction("uniform"), early_fraction("log")
+    assert uniform < 0.1 and log > 0.3  # lead times within 20 ps: ~2 % of the horizon
+    with pytest.raises(InputError, match="lead_sampling"):
+        train_module.TrainOptions(lead_sampling="sqrt")
