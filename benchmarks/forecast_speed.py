@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from report import hardware, write_section  # noqa: E402
+from report import hardware, publish  # noqa: E402
 
 OBSERVE, UNTIL, STEPS_PER_FRAME, DT_PS = 2000, 10000, 50, 0.002
 
@@ -221,11 +221,7 @@ OpenMM producing the same frames: {UNTIL - OBSERVE:,} frames × {STEPS_PER_FRAME
 |---|---|---|---|
 {chr(10).join(omm)}
 """
-    if args.no_write:
-        print(section)
-    else:
-        write_section("forecast_speed", section)
-        print(section)
+    publish("forecast_speed", section, write=not args.no_write)
 
 
 if __name__ == "__main__":

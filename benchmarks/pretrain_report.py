@@ -17,7 +17,9 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from report import write_section  # noqa: E402
+from report import publish  # noqa: E402
+
+from mdforecast.cli import flatten  # noqa: E402
 
 #: columns of the score tables: evaluate's names → headers
 COLUMNS = {"model": "DoMiNO", "lgode": "LG-ODE", "persistence": "persistence", "mean": "mean",
@@ -70,7 +72,8 @@ def verdict(system: str, scores: dict, metric: str) -> list[str]:
         lines.append(f"- {where}: DoMiNO {_number(v['model'])} vs LG-ODE {_number(v['lgode'])} "
                      f"({'below' if beats_lgode else '**not below**'}), vs min(persistence, mean) {_number(floor)} "
                      f"({'below' if beats_floor else '**not below**'}): target {'met' if ok else '**missed**'}"
-                     + ("" if w["full"] else f" (forecasters with skill over persistence here: {', '.join(skill)})"))
+                     + ("" if w["full"] else " (forecasters with skill over persistence here: "
+                        f"{', '.join(COLUMNS[k] for k in skill)})"))
         if w["full"] and system == "ala2":
             ratio = v["lgode"] / v["model"]
             lines.append(f"- full domain: LG-ODE / DoMiNO = {ratio:.2f} (target ≥ 2: "
@@ -78,27 +81,17 @@ def verdict(system: str, scores: dict, metric: str) -> list[str]:
     return lines
 
 
-def _flat(values: dict, prefix: str = "") -> dict:
-    out = {}
-    for key, value in values.items():
-        if isinstance(value, dict):
-            out.update(_flat(value, f"{prefix}{key} "))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
 def physics_table(domino: dict, lgode: dict) -> str:
     """Physics metrics of both forecasts (and the truth where the metric has one) on every window."""
     windows = [(w, l) for w, l in zip(domino["windows"], lgode["windows"]) if "physics" in w]
     if not windows:
         return "_no physics metrics were computed_"
-    keys = list(_flat(windows[0][0]["physics"]))
+    keys = list(flatten(windows[0][0]["physics"]))
     rows = ["| window | model | " + " | ".join(keys) + " |", "|" + "---|" * (2 + len(keys))]
     for w, l in windows:
         name = ("full " if w["full"] else "") + f"{w['window'][0]}-{w['window'][1]}"
         for label, entry in (("DoMiNO", w), ("LG-ODE", l)):
-            flat = _flat(entry["physics"])
+            flat = flatten(entry["physics"])
             rows.append(f"| {name} | {label} | " + " | ".join(_number(flat.get(k)) for k in keys) + " |")
     return "\n".join(rows)
 
@@ -119,7 +112,9 @@ def speed(record: dict, speeds: dict) -> str:
             f"({omm['platform']} platform, one pinned process, {omm['steps_per_s']:,} steps/s measured by "
             f"`benchmarks/datasets_speed.py` on {speeds['hardware']}, {speeds['date']}) makes "
             f"{omm_rate:,.1f} frames/s at {spec.steps_per_frame} steps per frame: DoMiNO is "
-            f"**{rate / omm_rate:,.0f}×** faster per frame at this model size.")
+            + (f"**{rate / omm_rate:,.1f}× faster**" if rate >= omm_rate else f"**{omm_rate / rate:,.1f}× slower**")
+            + " per frame at this model size. (A single far frame costs DoMiNO one segment per level, while "
+            "OpenMM must integrate every step up to it.)")
 
 
 def training(record: dict) -> str:
@@ -147,7 +142,7 @@ def section(root: Path) -> str:
         or "none"
     parts = [f"### {system}",
              f"Scale `{record['scale']}`, dataset seed {record['seed']}, {record['data']['trajectories']} × "
-             f"{record['data']['frames']:,} frames, {record['data']['twins']} twins per test trajectory; trained "
+             f"{record['data']['frames']:,} frames, twins per test trajectory: {record['data']['twins']}; trained "
              f"on {record['hardware']['cpu_cores']} CPU cores ({record['hardware']['cpu']}), GPU: "
              f"{record['hardware']['gpu'] or 'none'}. Differences from PROTOCOL.md and the paper configuration: "
              f"{reductions}.",
@@ -162,8 +157,8 @@ def section(root: Path) -> str:
     parts += [f"Paper scale (positions mapped to [-1, 1] by {domino['paper_scale']['low']:.2f}…"
               f"{domino['paper_scale']['high']:.2f} Å from {domino['paper_scale']['source']}), full domain: "
               + ", ".join(f"{COLUMNS[k]} {_number(v)}" for k, v in _values(full, "mse_paper").items()) + ".",
-              f"**Targets** (issue 6), on {'centred' if metric == 'mse' and domino['centred'] else ''} "
-              f"{'Kabsch ' if metric == 'mse_kabsch' else ''}MSE:", "\n".join(verdict(system, domino, metric))]
+              f"**Targets** (issue 6), on {'Kabsch ' if metric == 'mse_kabsch' else ''}MSE:",
+              "\n".join(verdict(system, domino, metric))]
     if metric == "mse_kabsch":
         parts += ["The same on centred MSE:", "\n".join(verdict(system, domino, "mse"))]
     ablation = [record["stages"].get(f"ablation-L{d}") for d in (0, 1)]
@@ -198,11 +193,7 @@ def main(argv: list[str] | None = None) -> None:
     text = ("## Pretrained models: benchmark scores\n\n`benchmarks/pretrain_report.py` from the runs of "
             "`benchmarks/pretrain.py` (docs/pretrained.md); every number below is read from those runs' stores "
             "and `mdforecast evaluate` documents.\n\n" + "\n\n".join(section(args.output / s) for s in args.systems))
-    if args.no_write:
-        print(text)
-    else:
-        write_section("pretrained", text)
-        print(text)
+    publish("pretrained", text, write=not args.no_write)
 
 
 if __name__ == "__main__":

@@ -37,3 +37,10 @@ def write_section(name: str, markdown: str, doc: Path = DOC) -> None:
     text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
     doc.parent.mkdir(exist_ok=True)
     doc.write_text(text)
+
+
+def publish(name: str, markdown: str, write: bool = True) -> None:
+    """Print section ``name`` and, unless ``write`` is false (a script's ``--no-write``), write it to the page."""
+    print(markdown)
+    if write:
+        write_section(name, markdown)

@@ -107,13 +107,10 @@ def main() -> None:
         rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
         print(f"{system} {case} batch {batch}: {rows[-1]['samples_per_s']:.2f} samples/s, "
               f"peak {rows[-1]['peak_gib']:.2f} GiB ({time.perf_counter() - start:.0f} s)", file=sys.stderr)
-    text = report(rows, args.device)
-    print(text)
-    if not args.no_write:
-        sys.path.insert(0, str(Path(__file__).resolve().parent))
-        from report import write_section
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from report import publish
 
-        write_section(f"train_speed_{args.device}", text)
+    publish(f"train_speed_{args.device}", report(rows, args.device), write=not args.no_write)
 
 
 def report(rows: list[dict], device: str) -> str:

@@ -35,6 +35,17 @@ def emit(result, as_json: bool) -> None:
         typer.echo(result.summary())
 
 
+def flatten(values: dict, prefix: str = "", sep: str = " ") -> dict:
+    """Nested ``values`` as one level, keys joined by ``sep`` (for tables of metrics and model cards)."""
+    out = {}
+    for key, value in values.items():
+        if isinstance(value, dict) and value:
+            out.update(flatten(value, f"{prefix}{key}{sep}", sep))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
 def _version(value: bool) -> None:
     if value:
         typer.echo(f"mdforecast {__version__}")

@@ -8,7 +8,7 @@ import typer
 
 from ..baselines import BASELINES
 from ..pretrained import DEFAULT
-from . import JsonOpt, QuietOpt, app, emit
+from . import JsonOpt, QuietOpt, app, emit, flatten
 
 
 @app.command()
@@ -122,21 +122,11 @@ def _print_table(result) -> None:
     if result.physics_kind is not None:
         physics = Table(title=f"physics ({result.physics_kind}): forecast vs truth")
         physics.add_column("window")
-        keys = _flat(result.windows[0]["physics"])
+        keys = flatten(result.windows[0]["physics"])
         for key in keys:
             physics.add_column(key, justify="right")
         for w in result.windows:
-            flat = _flat(w["physics"])
+            flat = flatten(w["physics"])
             physics.add_row(("full " if w["full"] else "") + f"{w['window'][0]}-{w['window'][1]}",
                             *(_number(flat[k]) for k in keys))
         console.print(physics)
-
-
-def _flat(values: dict, prefix: str = "") -> dict:
-    out = {}
-    for key, value in values.items():
-        if isinstance(value, dict):
-            out.update(_flat(value, f"{prefix}{key} "))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out

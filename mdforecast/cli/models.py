@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from . import JsonOpt, app, emit
+from . import JsonOpt, app, emit, flatten
 
 models = typer.Typer(name="models", no_args_is_help=True,
                      help="Pretrained models shipped with mdforecast (use one with --model NAME).")
@@ -60,16 +60,6 @@ def show(name: Annotated[str, typer.Argument(help="Pretrained model name (see `m
     table.add_column("key")
     table.add_column("value")
     for section in ("model", "card"):
-        for key, value in _flat(info[section], f"{section}.").items():
+        for key, value in flatten(info[section], f"{section}.", ".").items():
             table.add_row(key, _number(value))
     Console().print(table)
-
-
-def _flat(values: dict, prefix: str) -> dict:
-    out = {}
-    for key, value in values.items():
-        if isinstance(value, dict) and value:
-            out.update(_flat(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
