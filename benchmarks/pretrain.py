@@ -44,13 +44,13 @@ SYSTEM_OPTIONS = {"lj": {"cutoff": 8.5}, "tip3p": {"cutoff": 5.0}, "tip4p": {"cu
 #: data, layout and training of each scale; ``None`` = the protocol's value. ``lgode`` = LG-ODE's own options
 #: (one segment over the whole horizon, so more solver steps than one DoMiNO segment); ``systems``: options
 #: of one system at that scale (on a CPU, lj's 6 Å cutoff keeps the first shell, minimum at 5.3 Å, with a
-#: third of the edges of 2.5 σ).
+#: third of the edges of 2.5 σ; ala2's 22 atoms cost a tenth of lj's 250 per window, so it trains longer).
 SCALES = {
     "protocol": {"trajectories": None, "frames": None, "twins": 2, "preset": "paper",
                  "options": {}, "lgode": {"steps": 64}},
     "cpu": {"trajectories": None, "frames": None, "twins": 2, "preset": "cpu-small",
-            "options": {"epochs": 25, "samples_per_epoch": 128, "lead_sampling": "log"}, "lgode": {"steps": 32},
-            "systems": {"lj": {"cutoff": 6.0}}},
+            "options": {"epochs": 20, "samples_per_epoch": 128, "lead_sampling": "log"}, "lgode": {"steps": 32},
+            "systems": {"lj": {"cutoff": 6.0}, "ala2": {"epochs": 40}}},
     "cpu-small": {"trajectories": 4, "frames": 5000, "twins": 2, "preset": "cpu-small",
                   "options": {"observe": 1000, "horizon": 4000, "epochs": 10}, "lgode": {"steps": 32}},
     "tiny": {"trajectories": 3, "frames": 1500, "twins": 1, "preset": "cpu-small",

@@ -5,7 +5,7 @@ twins (``twin_of``); the last ``holdout`` of them are held out for model selecti
 epoch is the model written to RUN_DIR). With a single trajectory, selection falls back to the training
 loss (said in the history). Windows are cut at random ends; each sample trains on ``segments`` random
 finest-level segments and their coarser segments, with the per-level MSE (in units of the displacement
-scale σ) weighted by ``level_weights``.
+scale σ(t) at each output's lead time) weighted by ``level_weights``.
 
 RUN_DIR gets ``model.safetensors`` + ``model.json`` (the selected model), ``state.safetensors`` +
 ``state.json`` (the last epoch, for ``--resume``), ``metrics.jsonl`` and ``loss.png``. All randomness is
@@ -188,11 +188,12 @@ def _load_series(store: Store, config: DominoConfig) -> tuple[list[Series], dict
 
 def _loss(model, batch, weights: torch.Tensor, levels: int, n_samples: int, kl_weight: float,
           generator: torch.Generator | None = None) -> torch.Tensor:
-    """Σ_levels w_ℓ · mean over samples of the sample's level-ℓ MSE / σ² (+ KL); a level's mean is over
-    the samples scored at that level (a partial window may end before a coarse level's first output)."""
+    """Σ_levels w_ℓ · mean over samples of the sample's level-ℓ MSE / σ(t)² (+ KL), σ(t) the training
+    data's RMS displacement at each output's lead time; a level's mean is over the samples scored at that
+    level (a partial window may end before a coarse level's first output)."""
     pred, kl = model(batch.window, batch.sample, batch.t, batch.depth, generator)
-    sigma = model.module.norm.displacement if hasattr(model, "module") else model.norm.displacement
-    err = ((pred - batch.target) ** 2).mean(dim=(1, 2)) / sigma ** 2
+    sigma = (model.module if hasattr(model, "module") else model).scale(torch.as_tensor(batch.t, device=pred.device))
+    err = ((pred - batch.target) ** 2).mean(dim=(1, 2)) / sigma.to(pred.dtype) ** 2
     sums = err.new_zeros(n_samples * levels).index_add_(0, batch.group, err)
     counts = err.new_zeros(n_samples * levels).index_add_(0, batch.group, torch.ones_like(err))
     means = (sums / counts.clamp(min=1)).reshape(n_samples, levels)
@@ -211,7 +212,7 @@ def _plot(history: list[dict], path: Path) -> None:
     epochs = [h["epoch"] for h in history]
     ax.plot(epochs, [h["train_loss"] for h in history], label="train")
     ax.plot(epochs, [h["val_loss"] for h in history], label="validation")
-    ax.set(xlabel="epoch", ylabel="loss (MSE / σ²)", yscale="log")
+    ax.set(xlabel="epoch", ylabel="loss (MSE / σ(t)²)", yscale="log")
     ax.legend()
     fig.tight_layout()
     fig.savefig(path.with_name(".loss.png"), dpi=100, format="png")

@@ -141,21 +141,27 @@ def make_batch(series: list[Series], samples: list[Sample], config: DominoConfig
 
 
 def normalisation(series: list[Series], config: DominoConfig, windows: int = 64, times: int = 32) -> Normalisation:
-    """Scales from up to ``windows`` evenly spread training windows: RMS displacement at ``times`` lead
-    times spread over the horizon, RMS of each input vector, and the mean neighbour count."""
+    """Scales from up to ``windows`` evenly spread training windows: RMS displacement over ``times`` lead
+    times spread evenly over the horizon and, as σ(t), at ``times`` log-spaced lead times; RMS of each
+    input vector; the mean neighbour count."""
     samples = draw_samples(series, config, windows, seed=(0,))
-    lead = np.unique(np.linspace(1, config.horizon, times).round().astype(np.int64))
+    even = np.unique(np.linspace(1, config.horizon, times).round().astype(np.int64))
+    logs = np.unique(np.geomspace(1, config.horizon, times).round().astype(np.int64))
+    lead = np.union1d(even, logs)
     disp, vecs, neighbors = [], [], []
     for k, s in enumerate(samples):
         data = series[s.traj]
         observed = data.positions[s.end - config.observe:s.end]
-        disp.append(((data.positions[s.end + lead - 1] - observed[-1]) ** 2).mean())
+        disp.append(((data.positions[s.end + lead - 1] - observed[-1]) ** 2).mean(axis=(1, 2)))
         vecs.append((input_vectors(observed, config.lags, config.context).astype(np.float64) ** 2).mean(axis=(0, 2)))
         if k < 8:
             box = None if data.boxes is None else torch.as_tensor(data.boxes[s.end - 1], dtype=torch.float64)
             edges, _ = radius_graph(torch.as_tensor(observed[-1], dtype=torch.float64), config.cutoff, box)
             neighbors.append(edges.shape[1] / observed.shape[1])
     floor = 1e-6  # Å: a frozen system still gets finite scales
-    return Normalisation(displacement=max(float(np.sqrt(np.mean(disp))), floor),
+    msd = np.mean(disp, axis=0)  # (len(lead),) Å²
+    return Normalisation(displacement=max(float(np.sqrt(msd[np.isin(lead, even)].mean())), floor),
                          inputs=tuple(max(float(x), floor) for x in np.sqrt(np.mean(vecs, axis=0))),
-                         avg_neighbors=float(np.mean(neighbors)))
+                         avg_neighbors=float(np.mean(neighbors)),
+                         lead=tuple(float(x) for x in logs),
+                         rms=tuple(max(float(x), floor) for x in np.sqrt(msd[np.isin(lead, logs)])))

@@ -94,21 +94,28 @@ class Normalisation:
     """Scales learned from training data (saved with the model).
 
     Args:
-        displacement: RMS displacement over the horizon, Å (the decoder's unit σ).
+        displacement: RMS displacement over the horizon, Å.
         inputs: RMS of each input vector, Å ``(K,)``.
         avg_neighbors: mean neighbour count within the cutoff.
+        lead, rms: the RMS displacement ``rms`` (Å) at lead times ``lead`` (frames, increasing): the unit
+            σ(t) of the decoder and of the training loss at lead time t, interpolated log-log and held
+            constant beyond the ends. Empty: σ(t) = ``displacement`` at every t (models saved before σ(t) existed).
     """
 
     displacement: float
     inputs: tuple[float, ...]
     avg_neighbors: float
+    lead: tuple[float, ...] = ()
+    rms: tuple[float, ...] = ()
 
     def to_dict(self) -> dict:
-        return {"displacement": self.displacement, "inputs": list(self.inputs), "avg_neighbors": self.avg_neighbors}
+        return {"displacement": self.displacement, "inputs": list(self.inputs), "avg_neighbors": self.avg_neighbors,
+                "lead": list(self.lead), "rms": list(self.rms)}
 
     @classmethod
     def from_dict(cls, d: dict) -> "Normalisation":
-        return cls(float(d["displacement"]), tuple(float(x) for x in d["inputs"]), float(d["avg_neighbors"]))
+        return cls(float(d["displacement"]), tuple(float(x) for x in d["inputs"]), float(d["avg_neighbors"]),
+                   tuple(float(x) for x in d.get("lead", ())), tuple(float(x) for x in d.get("rms", ())))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -154,6 +161,20 @@ class Domino(nn.Module):
         self.fusion = LevelFusion(config.levels, f, c)
         self.decoder = EquivariantDecoder(f, c)
         self.register_buffer("input_scale", torch.tensor(norm.inputs), persistent=False)
+        lead, rms = (norm.lead, norm.rms) if norm.lead else ((1.0,), (norm.displacement,))
+        self.register_buffer("log_lead", torch.log(torch.tensor(lead, dtype=torch.float64)), persistent=False)
+        self.register_buffer("log_rms", torch.log(torch.tensor(rms, dtype=torch.float64)), persistent=False)
+
+    def scale(self, t: torch.Tensor) -> torch.Tensor:
+        """σ(t), Å ``(Q,)``: the training data's RMS displacement at lead times ``t`` ``(Q,)`` frames."""
+        x = torch.log(t.to(self.log_lead.dtype).clamp(min=1e-6))
+        x = x.clamp(self.log_lead[0], self.log_lead[-1])
+        if len(self.log_lead) == 1:
+            return torch.exp(self.log_rms[0]).expand(t.shape)
+        k = torch.searchsorted(self.log_lead, x.contiguous()).clamp(1, len(self.log_lead) - 1)
+        x0, x1 = self.log_lead[k - 1], self.log_lead[k]
+        y0, y1 = self.log_rms[k - 1], self.log_rms[k]
+        return torch.exp(y0 + (y1 - y0) * (x - x0) / (x1 - x0))
 
     def kind_index(self, kinds: Sequence[str]) -> torch.Tensor:
         """Indices ``(N,)`` of atom kinds in the vocabulary; :class:`InputError` for a kind never trained on."""
@@ -167,12 +188,15 @@ class Domino(nn.Module):
     def _graph(self, positions: torch.Tensor, boxes: torch.Tensor | None):
         return batch_graphs(positions.detach(), self.config.cutoff, boxes, self.neighbor_fn)
 
-    def _decode(self, hs: list[torch.Tensor], vs: list[torch.Tensor], depth: torch.Tensor) -> torch.Tensor:
-        """Displacements ``(Q, N, 3)`` Å from per-level states (levels beyond a query's depth are zeros)."""
+    def _decode(self, hs: list[torch.Tensor], vs: list[torch.Tensor], depth: torch.Tensor,
+                t: torch.Tensor) -> torch.Tensor:
+        """Displacements ``(Q, N, 3)`` Å at lead times ``t`` ``(Q,)`` from per-level states (levels beyond a
+        query's depth are zeros), in units of σ(t)."""
         pad = self.config.levels - len(hs)
         h = torch.stack(hs + [torch.zeros_like(hs[0])] * pad, dim=1)
         v = torch.stack(vs + [torch.zeros_like(vs[0])] * pad, dim=1)
-        return self.decoder(*self.fusion(h, v, depth)) * self.norm.displacement
+        out = self.decoder(*self.fusion(h, v, depth))
+        return out * self.scale(t).to(out.dtype)[:, None, None]
 
     def forward(self, window: Window, sample: np.ndarray, t: np.ndarray, depth: np.ndarray,
                 generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -191,8 +215,9 @@ class Domino(nn.Module):
             else:
                 hs, vs = self._states(grids, level.parent_rows, level.parent_tau, device)
                 depth_p = torch.full((len(level.sample),), p - 1, dtype=torch.int64, device=device)
+                start = torch.as_tensor(level.index * self.hierarchy.spans[p], device=device)
                 with torch.no_grad():  # only the neighbour list is built on it
-                    geometry = window.last[seg_sample] + self._decode(hs, vs, depth_p)
+                    geometry = window.last[seg_sample] + self._decode(hs, vs, depth_p, start)
                 h, v = self.downscale[p - 1](hs, vs)
             u = len(level.sample)
             boxes = None if window.boxes is None else window.boxes[seg_sample]
@@ -206,7 +231,8 @@ class Domino(nn.Module):
             live = (depth_t >= p).to(hg.dtype)
             hs.append(interpolate(hg, rows, tau) * live[:, None, None])
             vs.append(interpolate(vg, rows, tau) * live[:, None, None, None])
-        positions = window.last[torch.as_tensor(sample, device=device)] + self._decode(hs, vs, depth_t)
+        positions = window.last[torch.as_tensor(sample, device=device)] + self._decode(hs, vs, depth_t,
+                                                                                       torch.as_tensor(t, device=device))
         return positions, kl
 
     @staticmethod

@@ -187,6 +187,9 @@ def test_a_level_missing_from_some_samples_is_averaged_over_the_samples_that_hav
         def forward(self, window, sample, t, depth, generator=None):
             return torch.zeros(len(t), 1, 3), torch.tensor(0.0)
 
+        def scale(self, t):
+            return torch.ones(len(t))
+
     from types import SimpleNamespace
 
     # sample 0: level 0 error 4, level 1 error 1; sample 1: level 1 only, error 9
@@ -212,3 +215,20 @@ def test_log_lead_sampling_trains_the_early_horizon_as_often_as_the_far_one():
     assert uniform < 0.1 and log > 0.3  # lead times within 20 ps: ~2 % of the horizon
     with pytest.raises(InputError, match="lead_sampling"):
         train_module.TrainOptions(lead_sampling="sqrt")
+
+
+def test_the_decoder_unit_follows_the_training_rms_displacement_at_each_lead_time():
+    """A random walk's RMS displacement grows as √t: σ(t) reproduces it, so an output of the same size means
+    'a typical displacement at that lead time' early and far out alike."""
+    from mdforecast.model.data import Series, normalisation
+
+    rng = np.random.default_rng(0)
+    walk = np.cumsum(rng.normal(0, 0.1, (2, 3000, 40, 3)), axis=1).astype(np.float32)  # 0.1 Å per frame per axis
+    config = DominoConfig(observe=100, horizon=1000, strides=(100, 10, 1), lags=(1,), context=5, cutoff=6.0)
+    norm = normalisation([Series(f"w{k}", walk[k], None) for k in range(2)], config)
+    model = Domino(config, norm, ["A"])
+    sigma = model.scale(torch.tensor([1.0, 10.0, 100.0, 1000.0])).numpy()
+    np.testing.assert_allclose(sigma, 0.1 * np.sqrt([1, 10, 100, 1000]), rtol=0.2)  # per component, like the MSE
+    assert model.scale(torch.tensor([0.0, 5000.0])).tolist() == pytest.approx([sigma[0], sigma[-1]], rel=1e-6)
+    old = Normalisation.from_dict({"displacement": 2.0, "inputs": [1.0, 1.0], "avg_neighbors": 3.0})
+    assert Domino(config, old, ["A"]).scale(torch.tensor([1.0, 700.0])).tolist() == [2.0, 2.0]
