@@ -130,7 +130,10 @@ def _stage(record: dict, path: Path, name: str, fn) -> dict:
     print(f"[{name}] …", file=sys.stderr)
     began = time.perf_counter()
     result = fn()
-    record["stages"][name] = {"done": True, **result, "wall_s": round(time.perf_counter() - began, 1)}
+    import torch
+
+    record["stages"][name] = {"done": True, **result, "wall_s": round(time.perf_counter() - began, 1),
+                              "torch_threads": torch.get_num_threads()}
     _write(path, record)
     return record["stages"][name]
 

@@ -108,7 +108,8 @@ def speed(record: dict, speeds: dict) -> str:
     omm_rate = omm["steps_per_s"] / spec.steps_per_frame
     return (f"DoMiNO forecast {frames:,} frames (every test trajectory, frames {record['models']['domino']['options'].get('observe', 2000)}…) "
             f"in {stage['seconds']:.1f} s end to end ({rate:,.0f} frames/s, torch with "
-            f"{record['hardware']['torch_threads']} threads on {record['hardware']['cpu_cores']} CPU cores). OpenMM "
+            f"{stage.get('torch_threads', record['hardware']['torch_threads'])} threads on "
+            f"{record['hardware']['cpu_cores']} CPU cores). OpenMM "
             f"({omm['platform']} platform, one pinned process, {omm['steps_per_s']:,} steps/s measured by "
             f"`benchmarks/datasets_speed.py` on {speeds['hardware']}, {speeds['date']}) makes "
             f"{omm_rate:,.1f} frames/s at {spec.steps_per_frame} steps per frame: DoMiNO is "
