@@ -225,9 +225,9 @@ def _recorded_truth(provenance: dict) -> str | None:
     recorded = provenance.get("truth", "")
     if name is None or "://" in recorded or Path(recorded).exists():
         return None
-    from .pretrained import embedded_truth
+    from .pretrained import PRETRAINED, embedded_truth
 
-    return embedded_truth(name)
+    return embedded_truth(name) if name in PRETRAINED else None
 
 
 def _score_trajectory(ftraj: Trajectory, ttraj: Trajectory, topology, observed: tuple[int, int],
