@@ -62,9 +62,6 @@ MODELS = ("domino", "lgode")
 FRESH_SEED = 1000
 #: forecast frames the fresh-trajectory check scores (issue 6: better than persistence over the first 400)
 FRESH_FRAMES = 400
-#: forecast frames per model call: DoMiNO decodes up to 32 finest segments (640 frames) per pass, and LG-ODE
-#: solves its one segment once per call
-PREDICT_BATCH = 640
 #: coarser read-outs of the trained DoMiNO scored for the ablation (levels 0..depth; the full model is the third)
 ABLATION = (0, 1)
 
@@ -161,7 +158,7 @@ def ablation(store: Path, root: Path, depth: int, test: list[str], device: str, 
 
     forecast = root / f"forecast-domino-L{depth}.zarr"
     predict(store, load(root / "runs" / "domino", device=device, depth=depth), forecast, trajectories=test,
-            device=device, batch=PREDICT_BATCH, force=True, progress=progress)
+            device=device, force=True, progress=progress)
     result = evaluate(forecast, full=True, baselines=[], progress=progress).to_dict()
     full = next(w for w in result["windows"] if w["full"])
     return {"depth": depth, "levels": f"L0…L{depth}", "mse": full["model"], "frames": full["frames"]}
@@ -182,7 +179,7 @@ def fresh(system: str, root: Path, seed: int, model: dict, *, workers: int, plat
                 workers=workers, progress=progress)
     forecast = root / "forecast-fresh.zarr"
     predict(store, str(root / "runs" / "domino"), forecast, until=observe + 1000, device=device,
-            batch=PREDICT_BATCH, force=True, progress=progress)
+            force=True, progress=progress)
     result = evaluate(forecast, horizon=[f"0-{FRESH_FRAMES}", "0-20", "80-100", "180-200", "980-1000"],
                       baselines=["persistence", "damped-velocity", "mean"], progress=progress).to_dict()
     _write(root / "scores-fresh.json", result)
@@ -266,7 +263,7 @@ def run(system: str, scale: str, out: Path, *, device: str = "cpu", workers: int
                                                              progress))
         _stage(record, path, f"predict-{name}", lambda: predict(
             store, str(root / "runs" / name), root / f"forecast-{name}.zarr", trajectories=test, device=device,
-            batch=PREDICT_BATCH, force=True, progress=progress).to_dict())
+            force=True, progress=progress).to_dict())
     for depth in ABLATION:
         _stage(record, path, f"ablation-L{depth}", lambda depth=depth: ablation(store, root, depth, test, device,
                                                                                progress))

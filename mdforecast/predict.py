@@ -179,7 +179,7 @@ def _store_of(model: str | Forecaster, device: str | None) -> str:
 def predict(store: str | os.PathLike | Store | None, model: str | Forecaster | None, output: str | os.PathLike, *,
             trajectories: Sequence[str] | None = None, until: float | str | None = None,
             times: str | Sequence[float] | None = None, every: int = 1, observe: int | None = None,
-            fmt: str | None = None, device: str | None = None, batch: int = 100, force: bool = False,
+            fmt: str | None = None, device: str | None = None, batch: int = 640, force: bool = False,
             progress: bool = False) -> PredictResult:
     """Forecast ``trajectories`` of ``store`` with ``model`` into a new store at ``output``.
 

@@ -32,7 +32,9 @@ def predict(store: Annotated[Optional[str], typer.Argument(
             fmt: Annotated[Optional[str], typer.Option("--format", help=(
                 "Also write an MD file next to the store (xtc, dcd, trr, nc, pdb, …) with a PDB topology."))] = None,
             device: Annotated[Optional[str], typer.Option(help="Torch device for a model (cpu, cuda, cuda:1).")] = None,
-            batch: Annotated[int, typer.Option(help="Forecast frames per model call (bounds memory).")] = 100,
+            batch: Annotated[int, typer.Option(help=(
+                "Forecast frames per model call (bounds memory; DoMiNO decodes up to 32 finest segments, 640 "
+                "frames, per pass)."))] = 640,
             force: Annotated[bool, typer.Option(help="Replace existing output.")] = False,
             as_json: JsonOpt = False, quiet: QuietOpt = False) -> None:
     """Forecast a trajectory from its observed frames into a new store (and optionally an MD file)."""
