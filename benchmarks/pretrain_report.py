@@ -79,7 +79,7 @@ def verdict(system: str, scores: dict, metric: str) -> list[str]:
             chaos = v.get("chaos floor")
             bound = ("" if chaos is None or v["lgode"] >= 2 * chaos else
                      f"; out of reach on these data: it needs DoMiNO ≤ {_number(v['lgode'] / 2)}, below the chaos "
-                     f"floor {_number(chaos)} that bounds every point forecast")
+                     f"floor {_number(chaos)}, the estimated lowest MSE of any point forecast")
             lines.append(f"- full domain: LG-ODE / DoMiNO = {ratio:.2f} (target ≥ 2: "
                          f"{'met' if ratio >= 2 else '**missed**'}{bound})")
     return lines
