@@ -27,7 +27,7 @@ from .progress import progress_bar
 from .store import Store, Trajectory
 from .timespec import TABLE3_HORIZONS, Window
 
-__all__ = ["evaluate", "Evaluation", "SCHEMA_VERSION", "DEFAULT_BASELINES"]
+__all__ = ["evaluate", "Evaluation", "SCHEMA_VERSION", "DEFAULT_BASELINES", "paper_scale"]
 
 #: version of the JSON document :meth:`Evaluation.to_dict` returns (documented in docs/forecasting.md)
 SCHEMA_VERSION = 1

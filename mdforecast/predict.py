@@ -167,8 +167,9 @@ def _store_of(model: str | Forecaster, device: str | None) -> str:
     if isinstance(model, str) and model in PRETRAINED:
         from .pretrained import embedded_truth
 
-        if embedded_truth(model) is not None:
-            return embedded_truth(model)
+        shipped = embedded_truth(model)
+        if shipped is not None:
+            return shipped
     described = load_forecaster(model, device=device).describe()
     found = described.get("store") or (described.get("data") or {}).get("store")
     if not found:

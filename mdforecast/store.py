@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import os
 import shutil
 from collections.abc import Iterator, Sequence
@@ -149,6 +150,11 @@ class Trajectory:
             return self.n_frames
         return int(np.floor(self.frame_index(self.n_frames - 1)[0])) + 1
 
+    @functools.cached_property
+    def _frames(self) -> np.ndarray:
+        """Every stored frame's index, read once (``rows_of`` is called block by block while scoring)."""
+        return self.frame_index()
+
     def rows_of(self, frames: np.ndarray) -> np.ndarray:
         """Stored row ``(K,)`` int64 of each trajectory frame in ``frames``, −1 where it holds no such frame
         (non-integer times, frames outside it, or frames a sampled trajectory left out)."""
@@ -156,7 +162,7 @@ class Trajectory:
         if not self.indexed:
             ok = (frames == np.round(frames)) & (frames >= 0) & (frames < self.n_frames)
             return np.where(ok, frames, -1).astype(np.int64)
-        index = self.frame_index()  # sorted: a forecast or a sample is written in time order
+        index = self._frames  # sorted: a forecast or a sample is written in time order
         if not len(index):
             return np.full(frames.shape, -1, np.int64)
         rows = np.minimum(np.searchsorted(index, frames), len(index) - 1)
