@@ -44,13 +44,19 @@ SYSTEM_OPTIONS = {"lj": {"cutoff": 8.5}, "tip3p": {"cutoff": 5.0}, "tip4p": {"cu
 #: data, layout and training of each scale; ``None`` = the protocol's value. ``lgode`` = LG-ODE's own options
 #: (one segment over the whole horizon, so more solver steps than one DoMiNO segment); ``systems``: options
 #: of one system at that scale (on a CPU, lj's 6 Å cutoff keeps the first shell, minimum at 5.3 Å, with a
-#: third of the edges of 2.5 σ; ala2's 22 atoms cost a tenth of lj's 250 per window, so it trains longer).
+#: third of the edges of 2.5 σ; ala2's 22 atoms cost a tenth of lj's 250 per window, so it trains longer);
+#: ``fresh_frames``: frames simulated past the observation for the fresh-seed check (default 1000).
+#: ``cpu-short`` is for the water systems on a 2-core CPU, where OpenMM makes ~4 frames/s per core (measured
+#: 2026-12-02): 3 × 2,500 frames, observe 500, horizon 2000 (LG-ODE: 16 RK4 steps, the protocol's 125 frames each).
 SCALES = {
     "protocol": {"trajectories": None, "frames": None, "twins": 2, "preset": "paper",
                  "options": {}, "lgode": {"steps": 64}},
     "cpu": {"trajectories": None, "frames": None, "twins": 2, "preset": "cpu-small",
             "options": {"epochs": 20, "samples_per_epoch": 128, "lead_sampling": "log"}, "lgode": {"steps": 32},
             "systems": {"lj": {"cutoff": 6.0}, "ala2": {"epochs": 40}}},
+    "cpu-short": {"trajectories": 3, "frames": 2500, "twins": 1, "preset": "cpu-small", "fresh_frames": 400,
+                  "options": {"observe": 500, "horizon": 2000, "epochs": 3, "samples_per_epoch": 64,
+                              "lead_sampling": "log"}, "lgode": {"steps": 16}},
     "cpu-small": {"trajectories": 4, "frames": 5000, "twins": 2, "preset": "cpu-small",
                   "options": {"observe": 1000, "horizon": 4000, "epochs": 10}, "lgode": {"steps": 32}},
     "tiny": {"trajectories": 3, "frames": 1500, "twins": 1, "preset": "cpu-small",
@@ -164,23 +170,24 @@ def ablation(store: Path, root: Path, depth: int, test: list[str], device: str, 
     return {"depth": depth, "levels": f"L0…L{depth}", "mse": full["model"], "frames": full["frames"]}
 
 
-def fresh(system: str, root: Path, seed: int, model: dict, *, workers: int, platform_name: str, device: str,
-          progress: bool) -> dict:
+def fresh(system: str, root: Path, seed: int, model: dict, *, frames: int, workers: int, platform_name: str,
+          device: str, progress: bool) -> dict:
     """Forecast a trajectory nobody trained on (two trajectories simulated with ``seed``; the test one is
-    forecast) and score DoMiNO against persistence and damped velocity over its first :data:`FRESH_FRAMES`
-    forecast frames, and over the paper's first windows."""
+    forecast ``frames`` frames past its observation) and score DoMiNO against persistence and damped velocity
+    over its first :data:`FRESH_FRAMES` forecast frames, and over the paper's first windows that fit."""
     from mdforecast.datasets import make
     from mdforecast.evaluate import evaluate
     from mdforecast.predict import predict
 
     observe = model["options"].get("observe", 2000)
     store = root / "fresh.zarr"
-    made = make(system, store, trajectories=2, frames=observe + 1000, seed=seed, platform=platform_name,
+    made = make(system, store, trajectories=2, frames=observe + frames, seed=seed, platform=platform_name,
                 workers=workers, progress=progress)
     forecast = root / "forecast-fresh.zarr"
-    predict(store, str(root / "runs" / "domino"), forecast, until=observe + 1000, device=device,
+    predict(store, str(root / "runs" / "domino"), forecast, until=observe + frames, device=device,
             force=True, progress=progress)
-    result = evaluate(forecast, horizon=[f"0-{FRESH_FRAMES}", "0-20", "80-100", "180-200", "980-1000"],
+    windows = [(0, FRESH_FRAMES), (0, 20), (80, 100), (180, 200), (980, 1000)]
+    result = evaluate(forecast, horizon=[f"{a}-{b}" for a, b in windows if b <= frames],
                       baselines=["persistence", "damped-velocity", "mean"], progress=progress).to_dict()
     _write(root / "scores-fresh.json", result)
     return {"seed": seed, "store": str(store), "trajectory": result["trajectories"], "simulated_s": made.seconds,
@@ -268,6 +275,7 @@ def run(system: str, scale: str, out: Path, *, device: str = "cpu", workers: int
         _stage(record, path, f"ablation-L{depth}", lambda depth=depth: ablation(store, root, depth, test, device,
                                                                                progress))
     _stage(record, path, "fresh", lambda: fresh(system, root, seed + FRESH_SEED, record["models"]["domino"],
+                                                 frames=SCALES[scale].get("fresh_frames", 1000),
                                                  workers=workers, platform_name=platform_name, device=device,
                                                  progress=progress))
     for name, baselines in (("domino", [*BASELINES, f"lgode:{root / 'runs' / 'lgode'}"]), ("lgode", [])):

@@ -2,11 +2,12 @@
 
 For each system run into ``OUT/SYSTEM/`` (``pretrain.json`` and the ``mdforecast evaluate --json`` documents
 it points to), the section gives: the PROTOCOL.md scores on the full domain and on the paper's windows for
-DoMiNO, LG-ODE and every baseline with the chaos floor; the verdict on issue 6's targets, computed here; the
+DoMiNO, LG-ODE and every baseline with the chaos floor; the verdict on issues 6 and 7's targets (water: O–H length and H–O–H angle), computed here; the
 ablation L0 / L0+L1 / full; physics metrics of both models; the fresh-seed check; forecast speed against
 OpenMM; training cost. Nothing is typed by hand: rerun the pipeline and this script to refresh it.
 
     python benchmarks/pretrain_report.py -o pretrain lj ala2
+    python benchmarks/pretrain_report.py -o pretrain tip3p tip4p   # rewrites only these systems' sections
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from report import publish  # noqa: E402
 
 from mdforecast.cli import flatten  # noqa: E402
 
+#: issue 7's water geometry target: physics key → (largest RMS deviation from the truth, unit)
+WATER_TOLERANCE = {"oh_length": (0.02, "Å"), "hoh_angle": (2.0, "°")}
 #: columns of the score tables: evaluate's names → headers
 COLUMNS = {"model": "DoMiNO", "lgode": "LG-ODE", "persistence": "persistence", "mean": "mean",
            "velocity": "velocity", "damped-velocity": "damped velocity", "chaos floor": "chaos floor"}
@@ -55,7 +58,7 @@ def score_table(scores: dict, metric: str) -> str:
 
 
 def verdict(system: str, scores: dict, metric: str) -> list[str]:
-    """Issue 6's targets, checked on ``metric``: DoMiNO below LG-ODE and below min(persistence, mean) on the
+    """Issues 6 and 7's targets, checked on ``metric``: DoMiNO below LG-ODE and below min(persistence, mean) on the
     full domain and on every window where some forecaster beats persistence; ala2 2× below LG-ODE."""
     lines = []
     for w in scores["windows"]:
@@ -82,6 +85,27 @@ def verdict(system: str, scores: dict, metric: str) -> list[str]:
                      f"floor {_number(chaos)}, the estimated lowest MSE of any point forecast")
             lines.append(f"- full domain: LG-ODE / DoMiNO = {ratio:.2f} (target ≥ 2: "
                          f"{'met' if ratio >= 2 else '**missed**'}{bound})")
+    return lines
+
+
+def water_verdict(scores: dict) -> list[str]:
+    """Issue 7's geometry target: forecast O–H lengths and H–O–H angles within :data:`WATER_TOLERANCE` (RMS
+    over bonds/angles and frames) of the truth's, which are the rigid model's (SETTLE keeps them exact)."""
+    lines = []
+    for w in scores["windows"]:
+        if "physics" not in w:
+            continue
+        where = "full domain" if w["full"] else f"window {w['window'][0]}-{w['window'][1]}"
+        checks = []
+        for key, (tolerance, unit) in WATER_TOLERANCE.items():
+            d = w["physics"][key]
+            checks.append((d["rms_deviation"] <= tolerance,
+                           f"{key.replace('_', ' ')} {d['forecast_mean']:.4g} {unit} (truth {d['truth_mean']:.4g}), "
+                           f"RMS deviation {d['rms_deviation']:.3g} {unit} (≤ {tolerance} "
+                           f"{'met' if d['rms_deviation'] <= tolerance else '**missed**'})"))
+        ok = all(c for c, _ in checks)
+        lines.append(f"- {where}: " + "; ".join(text for _, text in checks)
+                     + f": target {'met' if ok else '**missed**'}")
     return lines
 
 
@@ -162,7 +186,7 @@ def section(root: Path) -> str:
     parts += [f"Paper scale (positions mapped to [-1, 1] by {domino['paper_scale']['low']:.2f}…"
               f"{domino['paper_scale']['high']:.2f} Å from {domino['paper_scale']['source']}), full domain: "
               + ", ".join(f"{COLUMNS[k]} {_number(v)}" for k, v in _values(full, "mse_paper").items()) + ".",
-              f"**Targets** (issue 6), on the PROTOCOL.md MSE{' (centred)' if domino['centred'] else ''}:",
+              f"**Targets** (issues 6 and 7), on the PROTOCOL.md MSE{' (centred)' if domino['centred'] else ''}:",
               "\n".join(verdict(system, domino, "mse"))]
     if metric == "mse_kabsch":
         parts += ["The same on the MSE after superposition (Kabsch), which scores the conformation:",
@@ -175,6 +199,9 @@ def section(root: Path) -> str:
                   + f", full (L0…L2) {_number(full['model']['mse'])}."]
     parts += ["**Physics** of the forecast frames (at most 200 frames per trajectory and window):",
               physics_table(domino, lgode)]
+    if any("oh_length" in w.get("physics", {}) for w in domino["windows"]):
+        parts += ["**Water geometry** (issue 7: within 0.02 Å and 2° of the rigid model) of DoMiNO's forecast:",
+                  "\n".join(water_verdict(domino))]
     fresh = record["stages"].get("fresh")
     if fresh:
         rows = [r for r in fresh["mse"] if not r["window"].startswith("full")]
@@ -196,10 +223,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("-o", "--output", type=Path, default=Path("pretrain"), help="pretrain.py's output directory")
     parser.add_argument("--no-write", action="store_true", help="print instead of writing docs/benchmarks.md")
     args = parser.parse_args(argv)
-    text = ("## Pretrained models: benchmark scores\n\n`benchmarks/pretrain_report.py` from the runs of "
-            "`benchmarks/pretrain.py` (docs/pretrained.md); every number below is read from those runs' stores "
-            "and `mdforecast evaluate` documents.\n\n" + "\n\n".join(section(args.output / s) for s in args.systems))
-    publish("pretrained", text, write=not args.no_write)
+    publish("pretrained", "## Pretrained models: benchmark scores\n\n`benchmarks/pretrain_report.py` from the "
+            "runs of `benchmarks/pretrain.py` (docs/pretrained.md); every number below is read from those runs' "
+            "stores and `mdforecast evaluate` documents.", write=not args.no_write)
+    for system in args.systems:  # one section per system: a rerun for one system leaves the others as they are
+        publish(f"pretrained-{system}", section(args.output / system), write=not args.no_write)
 
 
 if __name__ == "__main__":

@@ -151,9 +151,12 @@ class DominoForecaster(Forecaster):
     """A trained DoMiNO (or LG-ODE) model behind the :class:`~mdforecast.forecaster.Forecaster` contract.
 
     ``predict`` solves only the segments that hold the requested times, batched, up to 32 finest-level
-    segments per pass. Times are trajectory frame indices in ``[observation.end, observation.end + H − 1]``
-    (frame ``end + h − 1`` is horizon step h; real values are fine). ``depth`` decodes from levels
-    0..depth only (default: all levels), the read-out of the ablation L0 / L0+L1 / full.
+    segments per pass. Times are trajectory frame indices ≥ ``observation.end`` (frame ``end + h − 1`` is
+    horizon step h; real values are fine). Times past the horizon H are forecast by **rollout**: the
+    forecast frames ``[end + H − observe, end + H)`` become the next observation (box: the last observed
+    one) and the model forecasts the next H frames from them, and so on; each leg starts from a forecast,
+    not from MD, so errors compound past H. ``depth`` decodes from levels 0..depth only (default: all
+    levels), the read-out of the ablation L0 / L0+L1 / full.
     """
 
     def __init__(self, model: Domino, *, meta: dict | None = None, path: str | os.PathLike | None = None,
@@ -168,19 +171,51 @@ class DominoForecaster(Forecaster):
         self._sha256 = None if path is None else sha256(path)
         self.name = model_name(model)
         self.observe, self.horizon = model.config.observe, model.config.horizon
+        self._rollouts: list[tuple[Observation, Observation]] = []  # (observation, next leg's), newest last
 
     def check(self, topology) -> None:
         """:class:`InputError` when ``topology`` has atom kinds the model was not trained on."""
         self.model.kind_index(atom_kinds(topology))
 
     def predict(self, observation: Observation, times: np.ndarray) -> np.ndarray:
-        config, model = self.model.config, self.model
+        horizon = self.model.config.horizon
         times = np.asarray(times, dtype=np.float64).reshape(-1)
+        if len(times) and (times.min() < observation.end or not np.isfinite(times).all()):
+            raise InputError(f"forecast times must be finite and ≥ {observation.end} (the first frame after the "
+                             f"observation); got {times.min():g}–{times.max():g}")
+        out = np.empty((len(times), observation.positions.shape[1], 3), dtype=np.float32)
+        pending = np.ones(len(times), bool)
+        while pending.any():
+            leg = pending & (times <= observation.end + horizon - 1)
+            if leg.any():
+                out[leg] = self._leg(observation, times[leg])
+            pending &= ~leg
+            if pending.any():
+                observation = self._next_observation(observation)
+        return out
+
+    def _next_observation(self, observation: Observation) -> Observation:
+        """The observation a rollout leg starts from: frames ``[end + H − observe, end + H)``, forecast where
+        they lie after ``observation`` (observed ones are kept), with the last observed box. The last few are
+        kept, so ``predict`` called batch by batch on the same observation solves each leg once."""
+        for previous, following in self._rollouts:
+            if previous is observation:
+                return following
+        end = observation.end + self.model.config.horizon
+        frames = np.arange(end - self.model.config.observe, end)
+        observed = frames[frames < observation.end]
+        positions = np.concatenate([observation.positions[observed - observation.start],
+                                    self._leg(observation, frames[frames >= observation.end].astype(np.float64))])
+        boxes = None if observation.boxes is None else np.repeat(np.asarray(observation.boxes)[-1:], len(frames), 0)
+        following = Observation(positions=positions, topology=observation.topology, dt_ps=observation.dt_ps,
+                                start=int(frames[0]), boxes=boxes)
+        self._rollouts = [*self._rollouts[-3:], (observation, following)]
+        return following
+
+    def _leg(self, observation: Observation, times: np.ndarray) -> np.ndarray:
+        """Positions at ``times`` within one horizon of ``observation`` (``end ≤ times ≤ end + H − 1``)."""
+        config, model = self.model.config, self.model
         t = times - (observation.end - 1)
-        last_frame = observation.end + config.horizon - 1
-        if len(t) and (t.min() <= 0 or t.max() > config.horizon or not np.isfinite(t).all()):
-            raise InputError(f"times must lie in [{observation.end}, {last_frame}] (the model forecasts "
-                             f"{config.horizon} frames after the observation); got {times.min():g}–{times.max():g}")
         param = next(model.parameters())
         kinds = model.kind_index(atom_kinds(observation.topology)).to(param.device)
         observed = observation.positions[-config.observe:]

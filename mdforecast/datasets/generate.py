@@ -188,7 +188,7 @@ def make(name: str, output: str | os.PathLike, *, trajectories: int | None = Non
         done = set(store.trajectory_names)
         ready = collections.deque(Job(spec.name, n, seed + index[n], frames, platform, equilibration_ps,
                                       capture_frame=frames // 5 - 1 if n in test else None)
-                                  for n in train + test if n not in done)
+                                  for n in test + train if n not in done)  # test first: their twins start early
         waiting = collections.defaultdict(list)  # test trajectory → its twins, until its restart state exists
         for twin, parent in twin_of.items():
             if twin not in done:
@@ -199,7 +199,7 @@ def make(name: str, output: str | os.PathLike, *, trajectories: int | None = Non
             if restart is None:
                 raise StoreError(f"{parent} in {output} has no saved state to start twins from; "
                                  "make a new store with --twins")
-            ready.extend(dataclasses.replace(job, restart=restart["state"]) for job in waiting.pop(parent))
+            ready.extendleft(reversed([dataclasses.replace(job, restart=restart["state"]) for job in waiting.pop(parent)]))
         total = sum(j.frames for j in ready) + sum(j.frames for js in waiting.values() for j in js)
         base = {"dt_ps": spec.frame_ps, "unwrapped": True, "system": spec.name,
                 "source": f"mdforecast datasets make {spec.name}",
@@ -216,9 +216,9 @@ def make(name: str, output: str | os.PathLike, *, trajectories: int | None = Non
                 attrs = fill(writer)
                 writer.set_attrs(**attrs)
             made.append(job.name)
-            if "restart" in attrs:  # its twins can start now
+            if "restart" in attrs:  # its twins can start now, before the training trajectories left
                 restart = attrs["restart"]["state"]
-                ready.extend(dataclasses.replace(j, restart=restart) for j in waiting.pop(job.name, []))
+                ready.extendleft(reversed([dataclasses.replace(j, restart=restart) for j in waiting.pop(job.name, [])]))
             if progress:
                 seconds = time.perf_counter() - started
                 print(f"{job.name}: {writer.n_frames} frames committed to {output} after {seconds:.0f} s "

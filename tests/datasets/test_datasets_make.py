@@ -33,7 +33,8 @@ def same_store(a: Store, b: Store) -> None:
 def test_store_holds_split_protocol_and_twins(tmp_path):
     result = make("lj", tmp_path / "lj.zarr", twins=2, **QUICK)
     store = Store.open(tmp_path / "lj.zarr")
-    assert result.made == ["traj0", "traj1", "traj1-twin1", "traj1-twin2"] and not result.skipped
+    # test trajectories first, each followed by its twins (the longest chain starts first)
+    assert result.made == ["traj1", "traj1-twin1", "traj1-twin2", "traj0"] and not result.skipped
     assert store.split == {"train": ["traj0"], "test": ["traj1"]}
     dataset = store.attrs["dataset"]
     assert dataset | {"protocol": None} == {"system": "lj", "trajectories": 2, "frames": 10, "seed": 0,
@@ -82,7 +83,7 @@ def test_interrupted_run_resumes_to_the_uninterrupted_result(tmp_path, monkeypat
     original = simulation.run
 
     def interrupted(job, sink, on_frames=None):
-        if job.name == "traj1-twin1":  # the kill arrives during the last trajectory, mid-way
+        if job.name == "traj1-twin1":  # the kill arrives mid-way through the twin (run right after traj1)
             def dying(*frame):
                 sink(*frame)
                 raise KeyboardInterrupt
@@ -92,16 +93,17 @@ def test_interrupted_run_resumes_to_the_uninterrupted_result(tmp_path, monkeypat
     monkeypatch.setattr(simulation, "run", interrupted)
     with pytest.raises(KeyboardInterrupt):
         make("lj", tmp_path / "resumed.zarr", twins=1, **QUICK)
-    assert Store.open(tmp_path / "resumed.zarr").trajectory_names == ["traj0", "traj1"]
+    assert Store.open(tmp_path / "resumed.zarr").trajectory_names == ["traj1"]
     monkeypatch.setattr(simulation, "run", original)
     result = make("lj", tmp_path / "resumed.zarr", twins=1, **QUICK)  # the twin restarts from the stored state
-    assert result.made == ["traj1-twin1"] and result.skipped == ["traj0", "traj1"]
+    assert result.made == ["traj1-twin1", "traj0"] and result.skipped == ["traj1"]
     same_store(Store.open(tmp_path / "whole.zarr"), Store.open(tmp_path / "resumed.zarr"))
     assert make("lj", tmp_path / "resumed.zarr", twins=1, **QUICK).made == []
 
 
 def test_killed_cli_run_resumes(tmp_path):
-    """SIGKILL during the second trajectory: the first stays as it was, the same command finishes the store."""
+    """SIGKILL during the second trajectory: the first (the test one, simulated first) stays as it was, the
+    same command finishes the store."""
     store = tmp_path / "k.zarr"
     command = [sys.executable, "-m", "mdforecast", "datasets", "make", "ala2", "-o", str(store), "--trajectories", "2",
                "--frames", "100", "-q"]
@@ -113,14 +115,14 @@ def test_killed_cli_run_resumes(tmp_path):
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
     killed = Store.open(store)
-    assert killed.trajectory_names == ["traj0"] and killed.split is None
-    first = killed.trajectory("traj0").positions()
+    assert killed.trajectory_names == ["traj1"] and killed.split is None
+    first = killed.trajectory("traj1").positions()
     assert list(tmp_path.glob(".*make-*"))  # the killed run's scratch directory …
     done = subprocess.run(command, capture_output=True, text=True)
     assert done.returncode == 0 and "simulated 1 trajectories" in done.stdout and "1 were already there" in done.stdout
     store = Store.open(store)
-    assert store.split == {"train": ["traj0"], "test": ["traj1"]} and store.trajectory("traj1").n_frames == 100
-    np.testing.assert_array_equal(store.trajectory("traj0").positions(), first)
+    assert store.split == {"train": ["traj0"], "test": ["traj1"]} and store.trajectory("traj0").n_frames == 100
+    np.testing.assert_array_equal(store.trajectory("traj1").positions(), first)
     assert not list(tmp_path.glob(".*make-*"))  # … is gone after the resumed run
 
 
@@ -179,7 +181,7 @@ def test_cli_make_prints_the_result(tmp_path, capsys):
     code, out, _ = run_cli(capsys, "datasets", "make", "ala2", "-o", str(tmp_path / "a.zarr"), "--frames", "5",
                            "--trajectories", "2", "--json", "-q")
     result = json.loads(out)
-    assert code == 0 and result["made"] == ["traj0", "traj1"] and result["platform"] == "Reference"
+    assert code == 0 and result["made"] == ["traj1", "traj0"] and result["platform"] == "Reference"
     code, out, _ = run_cli(capsys, "datasets", "make", "ala2", "-o", str(tmp_path / "a.zarr"), "--frames", "5",
                            "--trajectories", "2", "-q")
     assert code == 0 and out.startswith("nothing to do")

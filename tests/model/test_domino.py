@@ -62,10 +62,26 @@ def test_continuous_time_and_horizon_bounds():
     # real-valued times interpolate smoothly between the integer frames
     assert np.abs(p[1] - p[0]).max() < np.abs(p[3] - p[0]).max() + 1e-9
     np.testing.assert_allclose(p[2], forecaster.predict(obs, np.array([40.5]))[0], atol=1e-6)
-    with pytest.raises(InputError, match="times must lie in"):
-        forecaster.predict(obs, np.array([30 + 24.5]))
-    with pytest.raises(InputError, match="times must lie in"):
+    with pytest.raises(InputError, match="must be finite and ≥ 30"):
         forecaster.predict(obs, np.array([29.0]))
+    with pytest.raises(InputError, match="must be finite"):
+        forecaster.predict(obs, np.array([31.0, np.nan]))
+
+
+def test_times_past_the_horizon_roll_out_from_the_forecast():
+    forecaster, obs = random_forecaster(), observation()  # observe 30, horizon 24: one leg is frames 30…53
+    times = np.array([31.0, 53.0, 54.0, 60.5, 77.0, 78.0, 100.0])
+    p = forecaster.predict(obs, times)
+    np.testing.assert_array_equal(p[:2], forecaster.predict(obs, times[:2]))  # the first leg is untouched
+    # the second leg observes frames [24, 54): observed 24…29, then the first leg's forecast 30…53
+    leg = np.concatenate([obs.positions[24:], forecaster.predict(obs, np.arange(30.0, 54.0))])
+    second = Observation(positions=leg, topology=obs.topology, dt_ps=0.1, start=24, boxes=obs.boxes[:1].repeat(30, 0))
+    np.testing.assert_allclose(p[2:5], forecaster.predict(second, times[2:5]), atol=1e-10)
+    leg = np.concatenate([second.positions[24:], forecaster.predict(second, np.arange(54.0, 78.0))])
+    third = Observation(positions=leg, topology=obs.topology, dt_ps=0.1, start=48, boxes=second.boxes)
+    np.testing.assert_allclose(p[5:], forecaster.predict(third, times[5:]), atol=1e-10)
+    assert np.abs(p[5] - p[4]).max() > 1e-3  # a new leg is a new forecast, not a copy of the last frame
+    np.testing.assert_array_equal(forecaster.predict(obs, times[2:3]), p[2:3])  # cached legs give the same answer
 
 
 def test_one_far_frame_solves_one_segment_per_level():
