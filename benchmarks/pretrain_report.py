@@ -24,6 +24,7 @@ from mdforecast.cli import flatten  # noqa: E402
 
 #: issue 7's water geometry target: physics key → (largest RMS deviation from the truth, unit)
 WATER_TOLERANCE = {"oh_length": (0.02, "Å"), "hoh_angle": (2.0, "°")}
+_WATER_LABELS = {"oh_length": "O–H length", "hoh_angle": "H–O–H angle"}
 #: columns of the score tables: evaluate's names → headers
 COLUMNS = {"model": "DoMiNO", "lgode": "LG-ODE", "persistence": "persistence", "mean": "mean",
            "velocity": "velocity", "damped-velocity": "damped velocity", "chaos floor": "chaos floor"}
@@ -100,8 +101,8 @@ def water_verdict(scores: dict) -> list[str]:
         for key, (tolerance, unit) in WATER_TOLERANCE.items():
             d = w["physics"][key]
             checks.append((d["rms_deviation"] <= tolerance,
-                           f"{key.replace('_', ' ')} {d['forecast_mean']:.4g} {unit} (truth {d['truth_mean']:.4g}), "
-                           f"RMS deviation {d['rms_deviation']:.3g} {unit} (≤ {tolerance} "
+                           f"{_WATER_LABELS[key]} {d['forecast_mean']:.4g} {unit} (truth {d['truth_mean']:.4g}), "
+                           f"RMS deviation {d['rms_deviation']:.3g} {unit} (target ≤ {tolerance} {unit}: "
                            f"{'met' if d['rms_deviation'] <= tolerance else '**missed**'})"))
         ok = all(c for c, _ in checks)
         lines.append(f"- {where}: " + "; ".join(text for _, text in checks)
