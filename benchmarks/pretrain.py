@@ -46,8 +46,8 @@ SYSTEM_OPTIONS = {"lj": {"cutoff": 8.5}, "tip3p": {"cutoff": 5.0}, "tip4p": {"cu
 #: of one system at that scale (on a CPU, lj's 6 Å cutoff keeps the first shell, minimum at 5.3 Å, with a
 #: third of the edges of 2.5 σ; ala2's 22 atoms cost a tenth of lj's 250 per window, so it trains longer);
 #: ``fresh_frames``: frames simulated past the observation for the fresh-seed check (default 1000).
-#: ``cpu-short`` is for the water systems on a 2-core CPU, where OpenMM makes ~4 frames/s per core (measured
-#: 2026-12-02): 3 × 2,500 frames, observe 500, horizon 2000 (LG-ODE: 16 RK4 steps, the protocol's 125 frames each).
+#: ``cpu-short`` is for the water systems on a 2-core CPU, where OpenMM made 3.6–3.7 TIP3P frames/s per pinned core
+#: (2026-12-02): 3 × 2,500 frames, observe 500, horizon 2000 (LG-ODE: 16 RK4 steps, the protocol's 125 frames each).
 SCALES = {
     "protocol": {"trajectories": None, "frames": None, "twins": 2, "preset": "paper",
                  "options": {}, "lgode": {"steps": 64}},

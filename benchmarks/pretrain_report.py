@@ -2,9 +2,10 @@
 
 For each system run into ``OUT/SYSTEM/`` (``pretrain.json`` and the ``mdforecast evaluate --json`` documents
 it points to), the section gives: the PROTOCOL.md scores on the full domain and on the paper's windows for
-DoMiNO, LG-ODE and every baseline with the chaos floor; the verdict on issues 6 and 7's targets (water: O–H length and H–O–H angle), computed here; the
-ablation L0 / L0+L1 / full; physics metrics of both models; the fresh-seed check; forecast speed against
-OpenMM; training cost. Nothing is typed by hand: rerun the pipeline and this script to refresh it.
+DoMiNO, LG-ODE and every baseline with the chaos floor; the verdict on issues 6 and 7's targets (water: O–H
+length and H–O–H angle too), computed here; the ablation L0 / L0+L1 / full; physics metrics of both models;
+the fresh-seed check; forecast speed against OpenMM; training cost. Nothing is typed by hand: rerun the
+pipeline and this script to refresh it.
 
     python benchmarks/pretrain_report.py -o pretrain lj ala2
     python benchmarks/pretrain_report.py -o pretrain tip3p tip4p   # rewrites only these systems' sections
