@@ -55,10 +55,10 @@ SCALES = {
             "options": {"epochs": 20, "samples_per_epoch": 128, "lead_sampling": "log"}, "lgode": {"steps": 32},
             "systems": {"lj": {"cutoff": 6.0}, "ala2": {"epochs": 40}}},
     "cpu-short": {"trajectories": 3, "frames": 2500, "twins": 1, "preset": "cpu-small", "fresh_frames": 400,
-                  "note": "trained without a GPU: OpenMM made ~3.7 TIP3P frames/s per core on the 2-core CPU, so "
-                          "PROTOCOL.md's 8 × 10,000 frames with twins (~10 core-hours of MD per water system) were "
-                          "cut to 3 × 2,500 frames (train, validation, test) with one twin, and training to 3 "
-                          "epochs of 64 windows; a GPU run of --scale protocol replaces these weights",
+                  "note": "trained without a GPU: OpenMM made 3.6-3.7 TIP3P frames/s per core on the 2-core CPU, "
+                          "so PROTOCOL.md's 8 × 10,000 frames with twins (~10 core-hours of MD for TIP3P, more for "
+                          "TIP4P-Ew) were cut to 3 × 2,500 frames (train, validation, test) with one twin, and "
+                          "training to 3 epochs of 64 windows; a GPU run of --scale protocol replaces these weights",
                   "options": {"observe": 500, "horizon": 2000, "epochs": 3, "samples_per_epoch": 64,
                               "lead_sampling": "log"}, "lgode": {"steps": 16}},
     "cpu-small": {"trajectories": 4, "frames": 5000, "twins": 2, "preset": "cpu-small",
