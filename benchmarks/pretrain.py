@@ -19,11 +19,13 @@ finished epoch, and finished stages are skipped (recorded in ``pretrain.json``).
 
 Scales (:data:`SCALES`): ``protocol`` is PROTOCOL.md exactly with the ``paper`` preset (for a GPU);
 ``cpu`` keeps PROTOCOL.md's data and time layout but trains the ``cpu-small`` preset for fewer samples;
-``cpu-small`` and ``tiny`` shrink the data, the horizon and the training. Each says so in ``pretrain.json``.
+``cpu-short`` (the water systems on a 2-core CPU), ``cpu-small`` and ``tiny`` shrink the data, the horizon
+and the training. Each says so in ``pretrain.json``.
 ``tiny`` only checks that the pipeline runs (minutes on a CPU): its weights are not fit to ship.
 
     python benchmarks/pretrain.py lj --scale protocol --device cuda --workers 4 -o pretrain
     python benchmarks/pretrain.py lj --scale cpu --device cpu --workers 2 --parallel -o pretrain
+    python benchmarks/pretrain.py tip3p --scale cpu-short --device cpu --workers 2 --parallel -o pretrain
     python benchmarks/pretrain.py ala2 --scale cpu-small --device cpu -o pretrain
     python benchmarks/pretrain.py lj --scale tiny --device cpu -o /tmp/pretrain-tiny
 """
