@@ -101,10 +101,10 @@ def water_verdict(scores: dict) -> list[str]:
         checks = []
         for key, (tolerance, unit) in WATER_TOLERANCE.items():
             d = w["physics"][key]
-            checks.append((d["rms_deviation"] <= tolerance,
-                           f"{_WATER_LABELS[key]} {d['forecast_mean']:.4g} {unit} (truth {d['truth_mean']:.4g}), "
-                           f"RMS deviation {d['rms_deviation']:.3g} {unit} (target ≤ {tolerance} {unit}: "
-                           f"{'met' if d['rms_deviation'] <= tolerance else '**missed**'})"))
+            met = d["rms_deviation"] <= tolerance
+            checks.append((met, f"{_WATER_LABELS[key]} {d['forecast_mean']:.4g} {unit} (truth {d['truth_mean']:.4g}), "
+                                f"RMS deviation {d['rms_deviation']:.3g} {unit} (target ≤ {tolerance} {unit}: "
+                                f"{'met' if met else '**missed**'})"))
         ok = all(c for c, _ in checks)
         lines.append(f"- {where}: " + "; ".join(text for _, text in checks)
                      + f": target {'met' if ok else '**missed**'}")

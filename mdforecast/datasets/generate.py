@@ -194,12 +194,18 @@ def make(name: str, output: str | os.PathLike, *, trajectories: int | None = Non
             if twin not in done:
                 waiting[parent].append(Job(spec.name, twin, seed + index[parent], frames - frames // 5, platform,
                                            twin=int(twin.rsplit("twin", 1)[1]), first_frame=frames // 5))
+
+        def start_twins(parent: str, restart) -> None:
+            """Queue ``parent``'s twins from its restart state ahead of the trajectories left: the longest chain
+            (test trajectory → twin) starts first."""
+            ready.extendleft(reversed([dataclasses.replace(j, restart=restart) for j in waiting.pop(parent, [])]))
+
         for parent in [p for p in waiting if p in done]:
             restart = store.trajectory(parent).attrs.get("restart")
             if restart is None:
                 raise StoreError(f"{parent} in {output} has no saved state to start twins from; "
                                  "make a new store with --twins")
-            ready.extendleft(reversed([dataclasses.replace(job, restart=restart["state"]) for job in waiting.pop(parent)]))
+            start_twins(parent, restart["state"])
         total = sum(j.frames for j in ready) + sum(j.frames for js in waiting.values() for j in js)
         base = {"dt_ps": spec.frame_ps, "unwrapped": True, "system": spec.name,
                 "source": f"mdforecast datasets make {spec.name}",
@@ -216,9 +222,8 @@ def make(name: str, output: str | os.PathLike, *, trajectories: int | None = Non
                 attrs = fill(writer)
                 writer.set_attrs(**attrs)
             made.append(job.name)
-            if "restart" in attrs:  # its twins can start now, before the training trajectories left
-                restart = attrs["restart"]["state"]
-                ready.extendleft(reversed([dataclasses.replace(j, restart=restart) for j in waiting.pop(job.name, [])]))
+            if "restart" in attrs:  # its twins can start now
+                start_twins(job.name, attrs["restart"]["state"])
             if progress:
                 seconds = time.perf_counter() - started
                 print(f"{job.name}: {writer.n_frames} frames committed to {output} after {seconds:.0f} s "
