@@ -23,7 +23,7 @@ import dataclasses
 import numpy as np
 import torch
 
-from ..graph import radius_graph
+from .graph import radius_graph
 from .domino import DominoConfig, Normalisation, Window
 from .features import input_vectors
 from .hierarchy import Hierarchy

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from ..errors import InputError
-from ..graph import NeighborFn, batch_graphs, radius_graph
+from .graph import NeighborFn, batch_graphs, radius_graph
 from .encoder import Encoder
 from .fusion import EquivariantDecoder, LevelFusion
 from .hierarchy import DownScale, Hierarchy, Plan
@@ -138,7 +138,7 @@ class Domino(nn.Module):
 
     Args:
         config: :class:`DominoConfig`. norm: :class:`Normalisation`. kinds: the atom-kind vocabulary.
-        neighbor_fn: builds the neighbour list (default :func:`~mdforecast.graph.radius_graph`).
+        neighbor_fn: builds the neighbour list (default :func:`~mdforecast.model.graph.radius_graph`).
 
     Shapes: ``forward(window, sample (Q,), t (Q,) frames, depth (Q,)) -> positions (Q, N, 3) Å, kl ()``.
     """

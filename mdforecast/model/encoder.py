@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..graph import Graph
+from .graph import Graph
 from .layers import Interaction, RadialBasis, VectorLinear, edge_features, vector_norm
 
 __all__ = ["Encoder"]

@@ -14,7 +14,7 @@ import math
 import torch
 from torch import nn
 
-from ..graph import Graph
+from .graph import Graph
 
 __all__ = ["RadialBasis", "VectorLinear", "Interaction", "vector_norm", "edge_features", "mlp"]
 

@@ -26,7 +26,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 from torchdiffeq import odeint
 
-from ..graph import Graph
+from .graph import Graph
 from .layers import Interaction, RadialBasis, edge_features
 
 __all__ = ["SOLVERS", "LatentODE", "interpolate"]

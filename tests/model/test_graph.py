@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from mdforecast.errors import InputError
-from mdforecast.graph import batch_graphs, radius_graph
+from mdforecast.model.graph import batch_graphs, radius_graph
 
 
 def brute_force(x: np.ndarray, cutoff: float, box: np.ndarray | None) -> dict[tuple[int, int], np.ndarray]:

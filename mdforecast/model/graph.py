@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 import torch
 
-from .errors import InputError
+from ..errors import InputError
 
 __all__ = ["Graph", "NeighborFn", "box_matrix", "radius_graph", "batch_graphs"]
 
