@@ -29,7 +29,7 @@ class Observation:
     Args:
         positions: ``(T, N, 3)`` float32, Å, unwrapped.
         topology: the N atoms' :class:`~mdforecast.topology.Topology`.
-        dt_ps: time between frames, ps.
+        dt_ps: time between frames, ps; ``None`` when the trajectory does not record it.
         start: trajectory frame index of ``positions[0]``.
         boxes: ``(T, 3)`` edges or ``(T, 3, 3)`` vectors, Å; ``None`` without periodic box.
         velocities: ``(T, N, 3)`` float32, Å/ps, or ``None``.
@@ -37,7 +37,7 @@ class Observation:
 
     positions: np.ndarray
     topology: Topology
-    dt_ps: float
+    dt_ps: float | None
     start: int = 0
     boxes: np.ndarray | None = None
     velocities: np.ndarray | None = None

@@ -277,6 +277,6 @@ def _forecast_one(out: Store, traj: Trajectory, observation: Observation, frames
             if not np.isfinite(positions).all():
                 raise MDForecastError(f"{forecaster.name} produced NaN/infinite positions near frame {chunk[0]:g}; "
                                       "the model diverged, try another checkpoint")
-            writer.append(positions, t0 + chunk * dt_ps, np.rint(steps[0] + chunk * per_frame).astype(np.int64),
+            writer.append(positions, t0 + chunk * (dt_ps or 0.0), np.rint(steps[0] + chunk * per_frame).astype(np.int64),
                           boxes=None if box is None else np.repeat(box[None], len(chunk), axis=0), frames=chunk)
             bar.advance(len(chunk))

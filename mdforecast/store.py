@@ -85,9 +85,10 @@ class Trajectory:
         return self._position.shape[0]
 
     @property
-    def dt_ps(self) -> float:
-        """Time between stored frames, ps (1.0 when the source did not record it)."""
-        return float(self.attrs.get("dt_ps") or 1.0)
+    def dt_ps(self) -> float | None:
+        """Time between stored frames, ps; ``None`` when unknown (the source recorded no time step)."""
+        value = self.attrs.get("dt_ps")
+        return float(value) if isinstance(value, (int, float)) and value > 0 else None
 
     @property
     def n_atoms(self) -> int:

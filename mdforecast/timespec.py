@@ -25,8 +25,9 @@ TABLE3_HORIZONS = ((0, 20), (80, 100), (180, 200), (980, 1000), (1980, 2000), (2
 _NUMBER = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*([a-zµ]*)\s*$")
 
 
-def parse_time(text: str, dt_ps: float, *, option: str = "--until") -> float:
-    """A frame index from ``'2500.5'`` (frames) or ``'1000ps'`` (time since frame 0; ``dt_ps`` per frame)."""
+def parse_time(text: str, dt_ps: float | None, *, option: str = "--until") -> float:
+    """A frame index from ``'2500.5'`` (frames) or ``'1000ps'`` (time since frame 0; ``dt_ps`` per frame;
+    ``None``: the time step is unknown and only frames are accepted)."""
     match = _NUMBER.match(str(text))
     unit = match.group(2) if match else None
     if match is None or (unit and unit not in UNITS_PS and unit not in ("f", "frame", "frames")):
@@ -34,11 +35,14 @@ def parse_time(text: str, dt_ps: float, *, option: str = "--until") -> float:
                          f"({', '.join(UNITS_PS)}), e.g. 1000ps")
     value = float(match.group(1))
     if unit in UNITS_PS:
+        if dt_ps is None:
+            raise InputError(f"{option} {text!r} is a time, but the trajectory records no time step; give frames, "
+                             "or re-ingest it with --dt PS")
         value = value * UNITS_PS[unit] / dt_ps
     return value
 
 
-def parse_times(text: str, dt_ps: float, *, option: str = "--times") -> np.ndarray:
+def parse_times(text: str, dt_ps: float | None, *, option: str = "--times") -> np.ndarray:
     """Frame times ``(K,)`` float64 from a comma-separated list of times and ranges ``A:B[:STEP]``.
 
     A range is half-open like ``--until`` (``2000:2010:0.5`` is 2000, 2000.5, …, 2009.5); each part may
