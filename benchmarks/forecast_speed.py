@@ -66,11 +66,13 @@ def untrained_domino(store: str, workdir: Path) -> str:
     from mdforecast.store import Store
 
     config = DominoConfig(observe=OBSERVE, horizon=UNTIL - OBSERVE)
-    kinds = sorted(set(atom_kinds(Store.open(store).topology).tolist()))
+    topology = Store.open(store).topology
+    kinds = sorted(set(atom_kinds(topology, config.kind_field).tolist()))
     model = Domino(config, Normalisation(1.0, (1.0,) * (len(config.lags) + 1), 10.0), kinds)
     run_dir = workdir / "untrained-domino"
     run_dir.mkdir()
-    save_model(run_dir, model, training={"untrained": True}, data={"store": store}, history=[])
+    dt_ps = Store.open(store).trajectory().dt_ps
+    save_model(run_dir, model, dt_ps=dt_ps, training={"untrained": True}, data={"store": store}, history=[])
     return str(run_dir)
 
 
@@ -161,7 +163,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=40, help="forecast frames per model call (bounds memory)")
     parser.add_argument("--no-write", action="store_true", help="print the section instead of writing docs/benchmarks.md")
     args = parser.parse_args()
-    from mdforecast.baselines import BASELINES
+    from mdforecast.forecasters import BASELINES
 
     models = list(args.model or BASELINES)
     systems = args.system or ["lj"]

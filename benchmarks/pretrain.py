@@ -153,18 +153,19 @@ def _stage(record: dict, path: Path, name: str, fn) -> dict:
 def _train(store: Path, run: Path, model: dict, progress: bool, threads: int | None = None) -> dict:
     import torch
 
-    from mdforecast.train import train
+    from mdforecast.train import resolve_options, train
 
     if threads is not None:  # a worker process of --parallel
         torch.set_num_threads(threads)
     resume = (run / "state.json").exists()
-    result = train(store, run, options=model["options"], preset=model["preset"], resume=resume, progress=progress)
+    result = train(store, run, *resolve_options(model["options"], preset=model["preset"]), resume=resume,
+                   progress=progress)
     return {"run": str(run), "resumed": resume, **{k: v for k, v in result.to_dict().items() if k != "history"}}
 
 
 def ablation(store: Path, root: Path, depth: int, test: list[str], device: str, progress: bool) -> dict:
     """DoMiNO decoded from its levels 0..``depth`` only, on the full domain of every test trajectory."""
-    from mdforecast.checkpoint import load
+    from mdforecast.forecasters.domino import load
     from mdforecast.evaluate import evaluate
     from mdforecast.predict import predict
 
@@ -247,7 +248,7 @@ def run(system: str, scale: str, out: Path, *, device: str = "cpu", workers: int
     """The whole pipeline for ``system`` at ``scale`` into ``out/system``; returns the ``pretrain.json`` record.
     ``parallel_threads``: train DoMiNO and LG-ODE at once, in two processes with that many threads each."""
     from mdforecast import __version__
-    from mdforecast.baselines import BASELINES
+    from mdforecast.forecasters import BASELINES
     from mdforecast.datasets import make
     from mdforecast.evaluate import evaluate
     from mdforecast.predict import predict
@@ -330,7 +331,7 @@ def ship(root: Path, target: Path) -> Path:
     ``mdforecast/pretrained/lj``) with its :func:`card`. A ``tiny`` run is refused: it only checks the pipeline."""
     import shutil
 
-    from mdforecast.pretrained import TRUTH_STRIDE, embed_truth
+    from mdforecast.pretrained.sample import TRUTH_STRIDE, embed_truth
     from mdforecast.store import Store
 
     record = json.loads((root / "pretrain.json").read_text())

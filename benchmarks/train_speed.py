@@ -61,7 +61,7 @@ def make_store(system: str, frames: int) -> str:
 def one(system: str, case: str, device: str, batch: int, steps: int) -> dict:
     import torch
 
-    from mdforecast.train import train
+    from mdforecast.train import resolve_options, train
     from mdforecast.model import DominoConfig
 
     spec = CASES[case]
@@ -71,7 +71,7 @@ def one(system: str, case: str, device: str, batch: int, steps: int) -> dict:
     store = make_store(system, layout["observe"] + layout["horizon"] + 1)
     run = WORK / f"run-{system}-{case}-{device}"
     shutil.rmtree(run, ignore_errors=True)
-    result = train(store, run, options=options, preset=spec["preset"])
+    result = train(store, run, *resolve_options(options, preset=spec["preset"]))
     meta = json.loads((run / "model.json").read_text())
     cuda = torch.cuda.is_available() and device != "cpu"
     peak = torch.cuda.max_memory_allocated() if cuda else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024

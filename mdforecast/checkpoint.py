@@ -1,10 +1,13 @@
-"""Model files: ``model.safetensors`` (weights) + ``model.json`` (everything else), and the forecaster.
+"""Model files: ``model.safetensors`` (weights) + ``model.json`` (everything else); reading and writing only.
 
 ``model.json`` holds ``format`` (``"mdforecast-model"``), ``format_version``, the mdforecast version, the
-model name (``domino``, or ``lgode`` for one level), the full model config, the normalisation, the
-atom-kind vocabulary, the training options, the data fingerprint, the history, and the sha256 of the
-weights file. Loading reads JSON and safetensors only: nothing is ever unpickled. The resumable training
-state (weights + AdamW moments) is a second pair, ``state.safetensors`` + ``state.json``.
+model name (``domino``, or ``lgode`` for one level), the full model config (``kind_field``: which topology
+field names the atom kinds), the normalisation, the atom-kind vocabulary, ``dt_ps`` (the time between the frames
+the model was trained on, ps; ``null`` when the training data did not record it), the training options, the
+data fingerprint, the history, and the sha256 of the weights file. Loading reads JSON and safetensors only:
+nothing is ever unpickled. The resumable training state (weights + AdamW moments) is a second pair,
+``state.safetensors`` + ``state.json``. The forecaster built on a model file is
+:class:`mdforecast.forecasters.DominoForecaster`.
 """
 
 from __future__ import annotations
@@ -13,24 +16,22 @@ import json
 import os
 from pathlib import Path
 
-import numpy as np
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from . import __version__
 from .errors import FormatVersionError, InputError
-from .forecaster import Forecaster, Observation
+from .model import Domino, DominoConfig, Normalisation
 from .provenance import sha256
-from .model import Domino, DominoConfig, Normalisation, Window, atom_kinds, input_vectors
-from .model.features import last_box
 
-__all__ = ["FORMAT_VERSION", "DominoForecaster", "save_model", "load_model", "load", "save_state", "load_state"]
+__all__ = ["FORMAT_VERSION", "LEGACY_KINDS", "model_name", "save_model", "read_meta", "load_model", "save_state", "load_state"]
 
 #: version of the model file layout; a reader refuses files with a larger number
 FORMAT_VERSION = 1
 _FORMAT = "mdforecast-model"
-_CHUNK = 32  # finest-level segments decoded per forward pass in predict()
+#: the kind field of model files written before ``config.kind_field`` existed (the first field every topology had)
+LEGACY_KINDS = "types"
 
 
 def _write_json(path: Path, data: dict) -> None:
@@ -46,18 +47,20 @@ def _write_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
 
 
 def model_name(model: Domino) -> str:
+    """``lgode`` for one level, else ``domino``."""
     return "lgode" if model.config.levels == 1 else "domino"
 
 
-def save_model(run_dir: str | os.PathLike, model: Domino, *, training: dict, data: dict, history: list[dict],
-               stem: str = "model") -> Path:
-    """Write ``STEM.safetensors`` and ``STEM.json`` into ``run_dir`` (weights first, each file atomically)."""
+def save_model(run_dir: str | os.PathLike, model: Domino, *, dt_ps: float | None, training: dict, data: dict,
+               history: list[dict], stem: str = "model") -> Path:
+    """Write ``STEM.safetensors`` and ``STEM.json`` into ``run_dir`` (weights first, each file atomically);
+    ``dt_ps``: the frame time of the training trajectories, ps (``None``: unknown)."""
     run_dir = Path(run_dir)
     weights = run_dir / f"{stem}.safetensors"
     _write_tensors(weights, model.state_dict())
     meta = {"format": _FORMAT, "format_version": FORMAT_VERSION, "mdforecast_version": __version__,
             "name": model_name(model), "config": model.config.to_dict(), "normalisation": model.norm.to_dict(),
-            "kinds": list(model.kinds), "training": training, "data": data, "history": history,
+            "kinds": list(model.kinds), "dt_ps": dt_ps, "training": training, "data": data, "history": history,
             "weights": weights.name, "weights_sha256": sha256(weights)}
     path = run_dir / f"{stem}.json"
     _write_json(path, meta)
@@ -92,29 +95,22 @@ def read_meta(path: str | os.PathLike) -> tuple[dict, Path]:
 
 
 def load_model(path: str | os.PathLike, *, map_location: str | torch.device = "cpu") -> tuple[Domino, dict, Path]:
-    """The :class:`Domino` network of a model file, its metadata and the weights path."""
+    """The :class:`Domino` network of a model file, its metadata and the weights path; the weights must match
+    the SHA-256 that ``model.json`` records."""
     meta, json_path = read_meta(path)
-    weights = json_path.with_name(meta["weights"])
+    weights = json_path.with_name(str(meta.get("weights", "model.safetensors")))
+    recorded = meta.get("weights_sha256")
+    if recorded is not None and weights.is_file() and sha256(weights) != recorded:
+        raise InputError(f"{weights} does not match the SHA-256 recorded in {json_path.name}: the weights were "
+                         "changed or damaged; restore the run directory or retrain")
     try:
-        config = DominoConfig.from_dict({**meta["config"], "strides": tuple(meta["config"]["strides"]),
-                                         "lags": tuple(meta["config"]["lags"])})
+        config = DominoConfig.from_dict({"kind_field": LEGACY_KINDS, **meta["config"]})
         model = Domino(config, Normalisation.from_dict(meta["normalisation"]), meta["kinds"])
         state = load_file(str(weights), device=str(map_location))
         model.load_state_dict(state)
     except (KeyError, TypeError, SafetensorError, FileNotFoundError, RuntimeError) as err:
         raise InputError(f"model {json_path} is incomplete or corrupt ({type(err).__name__}: {err}); retrain it") from err
     return model.to(map_location), meta, weights
-
-
-def load(path: str | os.PathLike, *, device: str | torch.device = "cpu", depth: int | None = None) -> "DominoForecaster":
-    """A :class:`DominoForecaster` from a run directory, ``model.json`` or ``model.safetensors``, on ``device``
-    (``cpu``, ``cuda`` or ``auto``), decoding from levels 0..``depth`` (default: all)."""
-    if str(device) == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    elif str(device).startswith("cuda") and not torch.cuda.is_available():
-        raise InputError(f"device {device} requested but no CUDA GPU is visible to torch; use cpu")
-    model, meta, weights = load_model(path, map_location=device)
-    return DominoForecaster(model, meta=meta, path=weights, depth=depth)
 
 
 def save_state(run_dir: str | os.PathLike, model: Domino, optimizer: torch.optim.Optimizer, state: dict) -> None:
@@ -145,97 +141,3 @@ def load_state(run_dir: str | os.PathLike, model: Domino, optimizer: torch.optim
             slots.setdefault(int(index), {})[name] = value
     optimizer.load_state_dict({"state": slots, "param_groups": meta["param_groups"]})
     return meta
-
-
-class DominoForecaster(Forecaster):
-    """A trained DoMiNO (or LG-ODE) model behind the :class:`~mdforecast.forecaster.Forecaster` contract.
-
-    ``predict`` solves only the segments that hold the requested times, batched, up to 32 finest-level
-    segments per pass. Times are trajectory frame indices ≥ ``observation.end`` (frame ``end + h − 1`` is
-    horizon step h; real values are fine). Times past the horizon H are forecast by **rollout**: the
-    forecast frames ``[end + H − observe, end + H)`` become the next observation (box: the last observed
-    one) and the model forecasts the next H frames from them, and so on; each leg starts from a forecast,
-    not from MD, so errors compound past H. ``depth`` decodes from levels 0..depth only (default: all
-    levels), the read-out of the ablation L0 / L0+L1 / full.
-    """
-
-    def __init__(self, model: Domino, *, meta: dict | None = None, path: str | os.PathLike | None = None,
-                 depth: int | None = None) -> None:
-        levels = model.config.levels
-        if depth is not None and not 0 <= depth < levels:
-            raise InputError(f"depth {depth} must be a level of the model's {levels} (0 … {levels - 1})")
-        self.depth = levels - 1 if depth is None else depth
-        self.model = model.eval()
-        self.meta = meta or {}
-        self.path = None if path is None else Path(path)
-        self._sha256 = None if path is None else sha256(path)
-        self.name = model_name(model)
-        self.observe, self.horizon = model.config.observe, model.config.horizon
-        self._rollouts: list[tuple[Observation, Observation]] = []  # (observation, next leg's), newest last
-
-    def check(self, topology) -> None:
-        """:class:`InputError` when ``topology`` has atom kinds the model was not trained on."""
-        self.model.kind_index(atom_kinds(topology))
-
-    def predict(self, observation: Observation, times: np.ndarray) -> np.ndarray:
-        horizon = self.model.config.horizon
-        times = np.asarray(times, dtype=np.float64).reshape(-1)
-        if len(times) and (times.min() < observation.end or not np.isfinite(times).all()):
-            raise InputError(f"forecast times must be finite and ≥ {observation.end} (the first frame after the "
-                             f"observation); got {times.min():g}–{times.max():g}")
-        out = np.empty((len(times), observation.positions.shape[1], 3), dtype=np.float32)
-        pending = np.ones(len(times), bool)
-        while pending.any():
-            leg = pending & (times <= observation.end + horizon - 1)
-            if leg.any():
-                out[leg] = self._leg(observation, times[leg])
-            pending &= ~leg
-            if pending.any():
-                observation = self._next_observation(observation)
-        return out
-
-    def _next_observation(self, observation: Observation) -> Observation:
-        """The observation a rollout leg starts from: frames ``[end + H − observe, end + H)``, forecast where
-        they lie after ``observation`` (observed ones are kept), with the last observed box. The last few are
-        kept, so ``predict`` called batch by batch on the same observation solves each leg once."""
-        for previous, following in self._rollouts:
-            if previous is observation:
-                return following
-        end = observation.end + self.model.config.horizon
-        frames = np.arange(end - self.model.config.observe, end)
-        observed = frames[frames < observation.end]
-        positions = np.concatenate([observation.positions[observed - observation.start],
-                                    self._leg(observation, frames[frames >= observation.end].astype(np.float64))])
-        boxes = None if observation.boxes is None else np.repeat(np.asarray(observation.boxes)[-1:], len(frames), 0)
-        following = Observation(positions=positions, topology=observation.topology, dt_ps=observation.dt_ps,
-                                start=int(frames[0]), boxes=boxes)
-        self._rollouts = [*self._rollouts[-3:], (observation, following)]
-        return following
-
-    def _leg(self, observation: Observation, times: np.ndarray) -> np.ndarray:
-        """Positions at ``times`` within one horizon of ``observation`` (``end ≤ times ≤ end + H − 1``)."""
-        config, model = self.model.config, self.model
-        t = times - (observation.end - 1)
-        param = next(model.parameters())
-        kinds = model.kind_index(atom_kinds(observation.topology)).to(param.device)
-        observed = observation.positions[-config.observe:]
-        box = last_box(observation.boxes)
-        as_tensor = lambda x: torch.as_tensor(np.asarray(x)[None], dtype=param.dtype, device=param.device)  # noqa: E731
-        window = Window(kinds, as_tensor(observed[-1]), as_tensor(input_vectors(observed, config.lags, config.context)),
-                        None if box is None else as_tensor(box))
-        out = np.empty((len(t), observation.positions.shape[1], 3), dtype=np.float32)
-        depth = self.depth
-        finest = model.hierarchy.segment_of(depth, t)
-        unique = np.unique(finest)
-        with torch.no_grad():
-            for start in range(0, len(unique), _CHUNK):
-                sel = np.isin(finest, unique[start:start + _CHUNK])
-                positions, _ = model(window, np.zeros(sel.sum(), np.int64), t[sel], np.full(sel.sum(), depth))
-                out[sel] = positions.float().cpu().numpy()
-        return out
-
-    def describe(self) -> dict:
-        return {"name": self.name, "checkpoint": None if self.path is None else str(self.path),
-                "sha256": self._sha256, "config": self.model.config.to_dict(),
-                "normalisation": self.model.norm.to_dict(), "kinds": list(self.model.kinds),
-                "data": self.meta.get("data"), "depth": self.depth}

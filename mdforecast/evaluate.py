@@ -19,15 +19,14 @@ from pathlib import Path
 import numpy as np
 
 from . import scores
-from .baselines import BASELINES
+from . import protocol
 from .errors import InputError
-from .forecaster import Forecaster, Observation
-from .predict import load_forecaster
+from .forecasters import BASELINES, Forecaster, Observation, load_forecaster
 from .progress import progress_bar
 from .store import Store, Trajectory
-from .timespec import TABLE3_HORIZONS, Window
+from .timespec import Window
 
-__all__ = ["evaluate", "Evaluation", "SCHEMA_VERSION", "DEFAULT_BASELINES", "paper_scale"]
+__all__ = ["evaluate", "Evaluation", "SCHEMA_VERSION", "DEFAULT_BASELINES"]
 
 #: version of the JSON document :meth:`Evaluation.to_dict` returns (documented in docs/forecasting.md)
 SCHEMA_VERSION = 1
@@ -132,7 +131,7 @@ def _windows(frames: np.ndarray, observe_end: int, truth: Trajectory, *, window,
     chosen = [Window.from_option(w, observe_end) for w in window]
     chosen += [Window.from_option(h, observe_end, horizon=True) for h in horizon]
     if not chosen and not full:
-        chosen = [Window(a + observe_end, b + observe_end, observe_end) for a, b in TABLE3_HORIZONS
+        chosen = [Window(a + observe_end, b + observe_end, observe_end) for a, b in protocol.WINDOWS
                   if a + observe_end >= first and b + observe_end <= end]
         full = True
     for w in chosen:
@@ -155,8 +154,9 @@ def evaluate(forecast: str | os.PathLike | Store, *, truth: str | os.PathLike | 
         truth: the truth store (default: the one recorded in the forecast's provenance).
         window: ``'A-B'`` half-open ranges of trajectory frames. horizon: the same, counted after the observed part.
         full: also score every scoreable forecast frame. Without any window option: the default horizons
-            (0-20, then the paper's Table 3 80-100 … 7980-8000) that fit inside the forecast, and the full range.
-        baselines: names of :data:`~mdforecast.baselines.BASELINES`, ``LABEL:RUN_DIR`` or checkpoint paths.
+            (:data:`mdforecast.protocol.WINDOWS`: 0-20, then the paper's Table 3) that fit inside the forecast, and
+            the full range.
+        baselines: names of :data:`~mdforecast.forecasters.BASELINES`, ``LABEL:RUN_DIR`` or checkpoint paths.
         physics: add physics metrics (:func:`mdforecast.physics.physics_scores`) per window.
     """
     fstore = forecast if isinstance(forecast, Store) else Store.open(forecast)
@@ -194,13 +194,13 @@ def evaluate(forecast: str | os.PathLike | Store, *, truth: str | os.PathLike | 
     predictors = {label: load_forecaster(spec, train_trajectories=train, observe=observed[1] - observed[0])
                   for label, spec in _parse_baselines(baselines)}
     for predictor in predictors.values():
-        predictor.check(tstore.topology)
+        predictor.check(tstore.topology, pairs[0][1].dt_ps)
 
     series = [_score_trajectory(f, t, tstore.topology, observed, windows, fns, predictors, _twins(tstore, t.name),
                                 progress) for f, t, observed in pairs]
     scale = tstore.attrs.get("paper_scale") if not train else None
     if scale is None:
-        scale = paper_scale(train or [t for _, t, _ in pairs], observed, centred, "training trajectories" if train
+        scale = scores.paper_scale(train or [t for _, t, _ in pairs], observed, centred, "training trajectories" if train
                              else "the forecast trajectories (no split in the truth store)")
     kind, physics_numbers, physics_curves = None, {}, {}
     if physics:
@@ -273,18 +273,6 @@ def _twin_floor(twins: list[Trajectory], frames: np.ndarray, truth: np.ndarray, 
             count[inside] += 1
     with np.errstate(invalid="ignore"):
         return np.where(count > 0, total / np.maximum(count, 1), np.nan)
-
-
-def paper_scale(trajectories: list[Trajectory], observed: tuple[int, int], centred: bool, source: str) -> dict:
-    """One global min and max (Å) over the observed frames of ``trajectories`` (centred when ``centred``)."""
-    low, high = np.inf, -np.inf
-    for traj in trajectories:
-        for lo in range(observed[0], min(observed[1], traj.n_frames), _BLOCK):
-            x = traj.positions(lo, min(lo + _BLOCK, observed[1]))
-            x = scores.centred(x) if centred else x
-            low, high = min(low, float(x.min())), max(high, float(x.max()))
-    return {"low": low, "high": high, "factor": scores.paper_scale_factor(low, high),
-            "source": f"frames [{observed[0]}, {observed[1]}) of {source}"}
 
 
 def _values(series: list[_Series], name: str, metric: str, window: Window) -> np.ndarray:

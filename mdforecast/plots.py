@@ -1,8 +1,10 @@
-"""Figures of ``mdforecast evaluate --plot``: MSE against horizon, and physics curves (matplotlib, Agg)."""
+"""Figures: ``mdforecast evaluate --plot`` (MSE against horizon, physics curves) and the training loss curve
+(matplotlib, Agg)."""
 
 from __future__ import annotations
 
 import io
+import os
 import sys
 from pathlib import Path
 
@@ -10,7 +12,7 @@ import numpy as np
 
 from .errors import InputError
 
-__all__ = ["plot_mse", "plot_physics", "physics_plot_path"]
+__all__ = ["plot_mse", "plot_physics", "physics_plot_path", "plot_loss"]
 
 
 def _save(fig, path: str) -> None:
@@ -27,7 +29,9 @@ def _save(fig, path: str) -> None:
     target = Path(path)
     if not target.parent.is_dir():
         raise InputError(f"directory {target.parent} does not exist; create it first or plot elsewhere")
-    target.write_bytes(buffer.getvalue())
+    tmp = target.with_name(f".{target.name}.tmp")
+    tmp.write_bytes(buffer.getvalue())
+    os.replace(tmp, target)
 
 
 def _figure(ncols: int = 1):
@@ -90,3 +94,16 @@ def plot_physics(evaluation, path: str) -> None:
         axes[0, 0].set(xlabel="r (Å)", ylabel="g_OO(r)" if key == "g_oo" else "g(r)", title=label)
         axes[0, 0].legend()
     _save(fig, path)
+
+
+def plot_loss(history: list[dict], path: str | os.PathLike) -> None:
+    """The training and validation loss (MSE / σ(t)², log scale) against epoch, as ``train`` records it in
+    ``metrics.jsonl``, to the PNG ``path`` (replaced only when complete)."""
+    fig, axes = _figure()
+    ax = axes[0, 0]
+    epochs = [h["epoch"] for h in history]
+    ax.plot(epochs, [h["train_loss"] for h in history], label="train")
+    ax.plot(epochs, [h["val_loss"] for h in history], label="validation")
+    ax.set(xlabel="epoch", ylabel="loss (MSE / σ(t)²)", yscale="log")
+    ax.legend()
+    _save(fig, str(path))

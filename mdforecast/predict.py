@@ -20,19 +20,14 @@ from pathlib import Path
 
 import numpy as np
 
-from .baselines import BASELINES
 from .errors import InputError, MDForecastError
-from .forecaster import Forecaster, Observation
-from .pretrained import DEFAULT, PRETRAINED
+from .forecasters import BASELINES, Forecaster, Observation, default_observe, load_forecaster, provenance
+from .pretrained import DEFAULT, PRETRAINED, embedded_truth
 from .progress import progress_bar
-from .provenance import sha256_files
 from .store import Store, Trajectory, is_remote, writing
 from .timespec import parse_time, parse_times
 
-__all__ = ["predict", "PredictResult", "load_forecaster", "default_observe", "PROTOCOL_OBSERVE"]
-
-#: observed frames of the benchmark protocol; a baseline's default ``--observe`` (see :func:`default_observe`)
-PROTOCOL_OBSERVE = 2000
+__all__ = ["predict", "PredictResult"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,63 +53,6 @@ class PredictResult:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
-
-
-def _checkpoint_hash(path: Path) -> str:
-    """SHA-256 of a checkpoint file, or of a run directory's top-level ``*.safetensors`` and ``*.json`` files
-    (not the resumable training state ``state.*``, which changes without changing the model)."""
-    if path.is_file():
-        return sha256_files([path], path.parent)
-    return sha256_files(sorted(p for p in path.iterdir() if p.suffix in (".safetensors", ".json") and p.stem != "state"),
-                        path)
-
-
-def load_forecaster(spec: str | Forecaster, *, train_trajectories: Sequence[Trajectory] = (),
-                    observe: int = PROTOCOL_OBSERVE, device: str | None = None) -> Forecaster:
-    """The forecaster ``spec`` names: a baseline of :data:`~mdforecast.baselines.BASELINES` (fitted on frames
-    [0, ``observe``) of ``train_trajectories`` when it learns something), a pretrained model of
-    :data:`~mdforecast.pretrained.PRETRAINED` (a name wins over a same-named path: give that as ``./NAME``) or
-    a run directory / checkpoint path (loaded by :func:`mdforecast.checkpoint.load`, on ``device`` when given).
-    A Forecaster passes through."""
-    if isinstance(spec, Forecaster):
-        return spec
-    if spec in BASELINES:
-        return BASELINES[spec]().fit(list(train_trajectories), observe=observe)
-    if spec in PRETRAINED:
-        from .pretrained import load_pretrained
-
-        return load_pretrained(spec, device=device or "cpu")
-    path = Path(spec)
-    if not path.exists():
-        raise InputError(f"unknown model {spec!r}; choose from {', '.join(BASELINES)} (baselines), "
-                         f"{', '.join(PRETRAINED) or 'none shipped yet'} (pretrained), or give a run directory or "
-                         "checkpoint path")
-    try:
-        from . import checkpoint
-    except ModuleNotFoundError as err:
-        if err.name != f"{__package__}.checkpoint":
-            raise
-        raise InputError(f"cannot load {spec}: this mdforecast has no checkpoint support yet; "
-                         f"use a baseline ({', '.join(BASELINES)})") from err
-    return checkpoint.load(path) if device is None else checkpoint.load(path, device=device)
-
-
-def default_observe(forecaster: Forecaster | None, n_frames: int) -> int:
-    """Observed frames when ``--observe`` is not given: the model's own number; for baselines (which take any)
-    the protocol's 2000, capped at a fifth of a shorter trajectory (at least 2, for the velocity baselines),
-    the protocol's observe/predict ratio."""
-    if forecaster is not None and forecaster.observe is not None:
-        return forecaster.observe
-    return min(PROTOCOL_OBSERVE, max(2, n_frames // 5))
-
-
-def _provenance(forecaster: Forecaster, spec: str | Forecaster) -> dict:
-    described = forecaster.describe()
-    if not isinstance(spec, Forecaster) and spec not in BASELINES:
-        path = PRETRAINED.get(spec, Path(spec))
-        described = {"checkpoint": str(path.resolve()), **described, "checkpoint_sha256": _checkpoint_hash(path),
-                     **({"pretrained": spec} if spec in PRETRAINED else {})}
-    return described
 
 
 def _frame_times(traj: Trajectory, end: int, *, until, times, every: int, horizon: int | None) -> np.ndarray:
@@ -165,8 +103,6 @@ def _store_of(model: str | Forecaster, device: str | None) -> str:
     if isinstance(model, str) and model in BASELINES:
         raise InputError(f"give the STORE to forecast: baseline {model!r} was not trained on one")
     if isinstance(model, str) and model in PRETRAINED:
-        from .pretrained import embedded_truth
-
         shipped = embedded_truth(model)
         if shipped is not None:
             return shipped
@@ -188,13 +124,13 @@ def predict(store: str | os.PathLike | Store | None, model: str | Forecaster | N
         store: the truth store (path, URL or :class:`Store`); ``None``: the truth sample shipped with a
             pretrained model, else the store the model was trained on.
         model: a baseline name, pretrained name, run directory, checkpoint path or :class:`Forecaster`
-            (:func:`load_forecaster`); ``None`` without a store: the pretrained :data:`~mdforecast.pretrained.DEFAULT`.
+            (:func:`~mdforecast.forecasters.load_forecaster`); ``None`` without a store: the pretrained :data:`~mdforecast.pretrained.DEFAULT`.
         trajectories: names to forecast (default: the split's first test trajectory, else the first).
         until: forecast frames [observe_end, until), in frames or a time with unit (``'1000ps'``);
             default: to the end of the truth trajectory (or of the model's horizon, if sooner).
         times: instead of ``until``: any real-valued frame times (``'2500.5,3000'``, ``'2000:3000:0.5'``).
         every: keep every N-th frame of the ``until`` range.
-        observe: observed frames [0, observe) (default: :func:`default_observe`).
+        observe: observed frames [0, observe) (default: :func:`~mdforecast.forecasters.default_observe`).
         fmt: also write each forecast trajectory as an MD file (``'xtc'``, ``'dcd'``, …) next to ``output``.
         device: torch device for checkpoint models (baselines run in numpy).
         batch: forecast frames per call of the model (bounds memory; the progress bar advances per batch).
@@ -227,14 +163,14 @@ def predict(store: str | os.PathLike | Store | None, model: str | Forecaster | N
     fit_observe = observe if observe is not None else default_observe(None, n_frames)  # baselines fit on these
     forecaster = load_forecaster(model, train_trajectories=train, observe=fit_observe, device=device)
     n_observe = observe if observe is not None else default_observe(forecaster, n_frames)
-    forecaster.check(truth.topology)
+    forecaster.check(truth.topology, trajs[0].dt_ps)
     plans = []
     for traj in trajs:
         observation = Observation.from_trajectory(traj, truth.topology, observe=n_observe)
         plans.append((traj, observation, _frame_times(traj, observation.end, until=until, times=times, every=every,
                                                        horizon=forecaster.horizon)))
 
-    model_info = _provenance(forecaster, model)
+    model_info = provenance(forecaster, model)
     truth_path = truth.path if is_remote(truth.path) else str(Path(truth.path).resolve())
     attrs = {"forecast": {"model": model_info, "truth": truth_path, "trajectories": names,
                           "observed": [0, n_observe], "box": "last observed box",

@@ -7,9 +7,14 @@ equals the MSE over atoms, xyz and frames) and an MSE-vs-horizon curve comes for
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
-__all__ = ["mse_per_frame", "centred", "kabsch_mse_per_frame", "paper_scale_factor", "skill", "chaos_floor"]
+__all__ = ["mse_per_frame", "centred", "kabsch_mse_per_frame", "paper_scale_factor", "paper_scale", "skill",
+           "chaos_floor"]
+
+_BLOCK = 1000  # frames read at a time by paper_scale
 
 
 def mse_per_frame(forecast: np.ndarray, truth: np.ndarray) -> np.ndarray:
@@ -70,3 +75,17 @@ def chaos_floor(twin_mse: np.ndarray) -> float:
     the variance around the conditional mean, which no forecaster beats pointwise (FIELD.md).
     """
     return float(np.mean(twin_mse)) / 2.0
+
+
+def paper_scale(trajectories: Sequence, observed: tuple[int, int], centre: bool, source: str) -> dict:
+    """The paper-scale normalisation: one global min and max (Å) over the observed frames of ``trajectories``
+    (:class:`~mdforecast.store.Trajectory`, read in blocks; centred per frame when ``centre``), their
+    :func:`paper_scale_factor`, and ``source``, the words saying which frames they came from."""
+    low, high = np.inf, -np.inf
+    for traj in trajectories:
+        for lo in range(observed[0], min(observed[1], traj.n_frames), _BLOCK):
+            x = traj.positions(lo, min(lo + _BLOCK, observed[1]))
+            x = centred(x) if centre else x
+            low, high = min(low, float(x.min())), max(high, float(x.max()))
+    return {"low": low, "high": high, "factor": paper_scale_factor(low, high),
+            "source": f"frames [{observed[0]}, {observed[1]}) of {source}"}

@@ -11,7 +11,7 @@ import dataclasses
 
 import numpy as np
 
-from .forecaster import Forecaster, Observation
+from .forecasters import Forecaster, Observation
 from .pbc import box_matrix
 
 __all__ = ["assert_equivariant", "random_rotation"]

@@ -14,13 +14,10 @@ import numpy as np
 
 from .errors import InputError
 
-__all__ = ["UNITS_PS", "parse_time", "parse_times", "parse_range", "Window", "TABLE3_HORIZONS"]
+__all__ = ["UNITS_PS", "parse_time", "parse_times", "parse_range", "Window"]
 
 #: time units accepted after a number, in ps
 UNITS_PS = {"fs": 1e-3, "ps": 1.0, "ns": 1e3, "us": 1e6, "µs": 1e6}
-#: horizons (frames after the observed part) scored by default: the first frames, then the paper's Table 3
-TABLE3_HORIZONS = ((0, 20), (80, 100), (180, 200), (980, 1000), (1980, 2000), (2980, 3000), (4980, 5000),
-                   (7980, 8000))
 
 _NUMBER = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*([a-zµ]*)\s*$")
 

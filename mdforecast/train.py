@@ -11,6 +11,12 @@ RUN_DIR gets ``model.safetensors`` + ``model.json`` (the selected model), ``stat
 ``state.json`` (the last epoch, for ``--resume``), ``metrics.jsonl`` and ``loss.png``. All randomness is
 derived from ``(seed, epoch, sample)``, so a resumed run ends where an uninterrupted one ends, and DDP
 processes (``torchrun``) split every batch between them and average gradients; rank 0 writes.
+
+The model records the frame time of its training trajectories (``dt_ps``), which must agree: lead times
+are counted in frames, so a model only forecasts trajectories saved at that frame time.
+
+:func:`train` takes typed options (:class:`~mdforecast.model.DominoConfig`, :class:`TrainOptions`);
+:func:`resolve_options` makes them from option names and values (command-line flags, a config file, a preset).
 """
 
 from __future__ import annotations
@@ -18,22 +24,27 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import os
+import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .checkpoint import load_model, load_state, save_model, save_state
+from .checkpoint import LEGACY_KINDS, load_model, load_state, save_model, save_state
 from .errors import InputError
 from .model import Domino, DominoConfig, atom_kinds
 from .model.data import Series, draw_samples, make_batch, normalisation
+from .model.features import resolve_kind_field
 from .pbc import box_matrix
+from .plots import plot_loss
 from .progress import progress_bar
 from .store import Store
 
-__all__ = ["TrainOptions", "TrainResult", "PRESETS", "DEVICES", "train"]
+__all__ = ["TrainOptions", "TrainResult", "PRESETS", "DEVICES", "resolve_options", "train"]
 
 #: named option sets (``--preset``); every key is a model or training option
 PRESETS = {
@@ -64,7 +75,7 @@ class TrainOptions:
             the horizon; ``log`` draws them with probability ∝ 1/lead time, so the early horizon, where a
             forecaster can beat persistence in a liquid, is trained as often as the far one.
         val_samples: validation windows (fixed for the run).
-        seed: seeds everything. device: a :data:`DEVICES` key.
+        seed: seeds everything.
     """
 
     epochs: int = 50
@@ -82,7 +93,6 @@ class TrainOptions:
     lead_sampling: str = "uniform"
     val_samples: int = 16
     seed: int = 0
-    device: str = "auto"
 
     def __post_init__(self) -> None:
         counts = {k: getattr(self, k) for k in ("epochs", "batch", "samples_per_epoch", "segments", "max_outputs",
@@ -123,14 +133,44 @@ class TrainResult:
         return dataclasses.asdict(self)
 
 
-def split_options(options: dict) -> tuple[dict, dict]:
-    """Split a flat option dict into model and training options; one-line error for unknown keys."""
+def resolve_options(options: Mapping | None = None, *, preset: str | None = None,
+                    init: str | os.PathLike | None = None) -> tuple[DominoConfig, TrainOptions]:
+    """Typed options from option names and values (as the command line and config files give them).
+
+    Args:
+        options: model (:class:`~mdforecast.model.DominoConfig` fields, plus ``levels``: the last L of the
+            default strides) and training (:class:`TrainOptions`) options by name; one-line error for others.
+        preset: a :data:`PRESETS` key whose options lie under ``options``.
+        init: a model to fine-tune: the model options come from it, and only its time layout
+            (``observe``, ``horizon``, ``strides``, ``levels``) may be given.
+    """
+    if preset is not None and preset not in PRESETS:
+        raise InputError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    options = dict(options or {})
     model_keys = {f.name for f in dataclasses.fields(DominoConfig)} | {"levels"}
     train_keys = {f.name for f in dataclasses.fields(TrainOptions)}
     unknown = set(options) - model_keys - train_keys
     if unknown:
         raise InputError(f"unknown options {sorted(unknown)}; known: {sorted(model_keys | train_keys)}")
-    return ({k: v for k, v in options.items() if k in model_keys}, {k: v for k, v in options.items() if k in train_keys})
+    merged = {**PRESETS.get(preset or "paper", {}), **options}
+    train_opts = {k: v for k, v in merged.items() if k in train_keys}
+    if train_opts.get("level_weights") is not None:
+        train_opts["level_weights"] = tuple(train_opts["level_weights"])
+    try:
+        opts = TrainOptions(**train_opts)
+    except TypeError as err:
+        raise InputError(f"invalid training option: {err}") from err
+    if init is None:
+        return model_config({k: v for k, v in merged.items() if k in model_keys}), opts
+    given = {k for k in options if k in model_keys}
+    if given - _LAYOUT:
+        raise InputError(f"with --init the architecture comes from the checkpoint; drop {sorted(given - _LAYOUT)} "
+                         f"(only {sorted(_LAYOUT)} may change)")
+    base, _, _ = load_model(init)
+    config = model_config({**base.config.to_dict(), **{k: options[k] for k in given}})
+    if config.levels != base.config.levels:
+        raise InputError(f"--init model has {base.config.levels} levels; fine-tune with the same number")
+    return config, opts
 
 
 def model_config(options: dict) -> DominoConfig:
@@ -146,9 +186,6 @@ def model_config(options: dict) -> DominoConfig:
             options["strides"] = default[-levels:]
         elif len(strides) != levels:
             raise InputError(f"--levels {levels} but {len(strides)} --strides {list(strides)}; give one stride per level")
-    for key in ("strides", "lags"):
-        if key in options:
-            options[key] = tuple(options[key])
     try:
         return DominoConfig(**options)
     except TypeError as err:
@@ -167,13 +204,14 @@ def _device(name: str) -> torch.device:
     return torch.device("cpu")
 
 
-def _load_series(store: Store, config: DominoConfig) -> tuple[list[Series], dict]:
+def _load_series(store: Store, config: DominoConfig) -> tuple[list[Series], dict, float | None]:
+    """The training trajectories as :class:`Series`, their fingerprint, and their common frame time (ps)."""
     names = store.split["train"] if store.split else store.trajectory_names
     names = [n for n in names if not store.trajectory(n).attrs.get("twin_of")]
     if not names:
         raise InputError(f"store {store.path} has no training trajectories; ingest some or fix its split")
     need = config.observe + config.horizon
-    series, fingerprint = [], {}
+    series, fingerprint, times = [], {}, {}
     for name in names:
         traj = store.trajectory(name)
         if traj.n_frames < need:
@@ -182,8 +220,221 @@ def _load_series(store: Store, config: DominoConfig) -> tuple[list[Series], dict
         boxes = traj.boxes()
         series.append(Series(name, traj.positions(), None if boxes is None else box_matrix(boxes)))
         fingerprint[name] = {"frames": traj.n_frames, "sha256": traj.attrs.get("sha256")}
+        times[name] = traj.dt_ps
+    dt_ps = times[names[0]]
+    if any((t is None) != (dt_ps is None) or (t is not None and not math.isclose(t, dt_ps, rel_tol=1e-4))
+           for t in times.values()):
+        listed = ", ".join(f"{n} {'?' if t is None else f'{t:g}'}" for n, t in times.items())
+        raise InputError(f"the training trajectories are saved at different frame times (ps: {listed}); a model "
+                         "counts lead times in frames, so train on trajectories of one frame time")
     digest = hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()
-    return series, {"store": str(store.path), "trajectories": fingerprint, "sha256": digest}
+    return series, {"store": str(store.path), "trajectories": fingerprint, "sha256": digest}, dt_ps
+
+
+def _differences(given, saved) -> list[str]:
+    """Names of the dataclass fields where ``given`` and ``saved`` differ."""
+    return [f.name for f in dataclasses.fields(given) if getattr(given, f.name) != getattr(saved, f.name)]
+
+
+def _resolve(run_dir: Path, config: DominoConfig | None, options: TrainOptions | None, init, resume: bool
+             ) -> tuple[DominoConfig, TrainOptions, str | None]:
+    """The run's config, options and fine-tuning source: given, saved in ``run_dir`` (``resume``) or the
+    checkpoint's architecture (``init``)."""
+    if not resume:
+        if (run_dir / "state.json").exists() or (run_dir / "model.json").exists():
+            raise InputError(f"{run_dir} already holds a training run; pass --resume to continue it or choose another -o")
+        if init is not None and config is not None:
+            base = load_model(init)[0].config
+            changed = set(_differences(config, base)) - _LAYOUT
+            if changed:
+                raise InputError(f"with --init the architecture comes from the checkpoint; drop {sorted(changed)} "
+                                 f"(only {sorted(_LAYOUT)} may change)")
+        elif init is not None:
+            config = load_model(init)[0].config
+        return config or DominoConfig(), options or TrainOptions(), None if init is None else str(init)
+    if not (run_dir / "state.json").exists():
+        raise InputError(f"nothing to resume in {run_dir} (no state.json); drop --resume to start a new run")
+    saved = json.loads((run_dir / "state.json").read_text())
+    saved_config = DominoConfig.from_dict({"kind_field": LEGACY_KINDS, **saved["model_options"]})
+    saved_opts = {k: v for k, v in saved["train_options"].items() if k != "device"}  # runs before 0.2 saved it
+    saved_options = TrainOptions(**{**saved_opts, "level_weights": None if saved_opts.get("level_weights") is None
+                                    else tuple(saved_opts["level_weights"])})
+    if config is not None and config.kind_field is None:  # resolved from the topology when the run began
+        config = dataclasses.replace(config, kind_field=saved_config.kind_field)
+    changed = (_differences(config, saved_config) if config is not None else []) + \
+              (_differences(options, saved_options) if options is not None else [])
+    if changed:
+        raise InputError(f"--resume continues {run_dir} with its own options, but {', '.join(sorted(changed))} "
+                         "differ; give the options of the interrupted run (or none), or start a new run with another -o")
+    return saved_config, saved_options, saved.get("init")
+
+
+@dataclasses.dataclass
+class _Run:
+    """Everything an epoch needs, set up once (:func:`_set_up`)."""
+
+    run_dir: Path
+    config: DominoConfig
+    opts: TrainOptions
+    model: Domino
+    net: torch.nn.Module  # the model, or its DDP wrapper
+    optimizer: torch.optim.Optimizer
+    state: dict  # epoch, history, best; saved in state.json
+    train_series: list[Series]
+    val_series: list[Series]
+    val_samples: list
+    kinds: torch.Tensor
+    weights: torch.Tensor
+    device: torch.device
+    world: int
+    rank: int
+    dt_ps: float | None
+    training: dict  # recorded in model.json
+    fingerprint: dict
+
+    @property
+    def steps(self) -> int:
+        return -(-self.opts.samples_per_epoch // self.opts.batch)
+
+    @property
+    def batch_args(self) -> dict:
+        return dict(segments=self.opts.segments, max_outputs=self.opts.max_outputs, device=self.device,
+                    sampling=self.opts.lead_sampling)
+
+
+def _set_up(store: Store, run_dir: Path, config: DominoConfig, opts: TrainOptions, init: str | None,
+            resume: bool, device: str) -> _Run:
+    """Devices and processes, data, model (new, or the ``init`` checkpoint's weights), optimiser and state."""
+    import torch.distributed as dist
+
+    device = _device(device)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    rank = dist.get_rank() if world > 1 else 0
+    if opts.batch % world:
+        raise InputError(f"--batch {opts.batch} must be a multiple of the {world} processes")
+    torch.manual_seed(opts.seed)
+    config = dataclasses.replace(config, kind_field=resolve_kind_field(store.topology, config.kind_field))
+    series, fingerprint, dt_ps = _load_series(store, config)
+    n_val = opts.holdout if len(series) > opts.holdout else 0
+    train_series, val_series = series[:len(series) - n_val], series[len(series) - n_val:]
+    if init is not None:
+        base, _, _ = load_model(init)
+        model = Domino(config, base.norm, base.kinds)
+        model.load_state_dict(base.state_dict())
+    else:
+        kinds = sorted(set(atom_kinds(store.topology, config.kind_field).tolist()))
+        model = Domino(config, normalisation(train_series, config), kinds)
+    kinds = model.kind_index(store.topology)
+    model.to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=opts.lr, weight_decay=opts.weight_decay)
+    state = load_state(run_dir, model, optimizer) if resume else {"epoch": 0, "history": [], "best": None}
+    training = {**dataclasses.asdict(opts), "device": device.type, "level_weights": list(opts.weights(config.levels)),
+                "world_size": world, "selected_on": "validation" if val_series else "training", "init": init,
+                "validation": [s.name for s in val_series]}
+    val_samples = draw_samples(val_series or train_series, config, opts.val_samples, seed=(opts.seed, 2**31),
+                               partial=opts.partial)
+    if rank == 0:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    return _Run(run_dir, config, opts, model, torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model,
+                optimizer, state, train_series, val_series, val_samples, kinds,
+                torch.as_tensor(opts.weights(config.levels), dtype=torch.float32, device=device), device, world, rank,
+                dt_ps, training, fingerprint)
+
+
+def _epoch(run: _Run, epoch: int, bar) -> dict:
+    """Train one epoch and validate; returns its record for the history."""
+    opts, config = run.opts, run.config
+    samples = draw_samples(run.train_series, config, run.steps * opts.batch, seed=(opts.seed, epoch),
+                           partial=opts.partial)
+    run.net.train()
+    losses, start = [], time.perf_counter()
+    for step in range(run.steps):
+        chunk = samples[step * opts.batch:(step + 1) * opts.batch][run.rank::run.world]
+        batch = make_batch(run.train_series, chunk, config, run.kinds, **run.batch_args)
+        noise = torch.Generator(device=run.device)  # VAE noise, reproducible on resume
+        noise.manual_seed(int(np.random.SeedSequence([opts.seed, epoch, step, run.rank]).generate_state(1)[0]))
+        loss = _loss(run.net, batch, run.weights, config.levels, len(chunk), opts.kl_weight, noise)
+        run.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(run.model.parameters(), opts.clip)
+        run.optimizer.step()
+        losses.append(loss.item())
+        bar.advance(opts.batch)
+    train_time = time.perf_counter() - start
+    val = _validate(run.model, run.val_series or run.train_series, run.val_samples, config, run.kinds, run.weights,
+                    opts.batch, run.batch_args)
+    train_loss = float(np.mean(losses)) if run.world == 1 else _mean_over_ranks(np.mean(losses), run.device)
+    return {"epoch": epoch + 1, "train_loss": train_loss, "val_loss": float(val),
+            "samples_per_s": run.steps * opts.batch / train_time, "lr": opts.lr, "time": time.time()}
+
+
+def _save_epoch(run: _Run, record: dict, progress: bool) -> None:
+    """Append ``record`` to the history; rank 0 writes the model when it improved, the state and the metrics."""
+    state = run.state
+    state["history"].append(record)
+    state["epoch"] = record["epoch"]
+    improved = state["best"] is None or record["val_loss"] < state["best"]["loss"]
+    if improved:
+        state["best"] = {"epoch": record["epoch"], "loss": record["val_loss"]}
+    if run.rank != 0:
+        return
+    _log(record, run.opts.epochs, progress)
+    if improved:
+        save_model(run.run_dir, run.model, dt_ps=run.dt_ps, training=run.training, data=run.fingerprint,
+                   history=state["history"])
+    save_state(run.run_dir, run.model, run.optimizer, {"epoch": state["epoch"], "history": state["history"],
+                                                       "best": state["best"], "model_options": run.config.to_dict(),
+                                                       "train_options": dataclasses.asdict(run.opts),
+                                                       "init": run.training["init"]})
+    _write_metrics(run.run_dir, state["history"])
+
+
+def _write_run(run: _Run) -> TrainResult:
+    """The selected model's JSON gets the whole history (rank 0); the result of the run."""
+    import torch.distributed as dist
+
+    state = run.state
+    if run.rank == 0:
+        meta_path = run.run_dir / "model.json"
+        meta = json.loads(meta_path.read_text())
+        meta["history"] = state["history"]
+        tmp = meta_path.with_name(".model.json.tmp")
+        tmp.write_text(json.dumps(meta, indent=2))
+        os.replace(tmp, meta_path)
+    if run.world > 1:
+        dist.barrier()
+    rate = sum(h["samples_per_s"] for h in state["history"]) / max(len(state["history"]), 1)
+    return TrainResult(str(run.run_dir), "lgode" if run.config.levels == 1 else "domino", state["epoch"],
+                       state["best"]["epoch"], state["best"]["loss"], run.training["selected_on"], rate,
+                       state["history"])
+
+
+def train(store: str | os.PathLike | Store, run_dir: str | os.PathLike, config: DominoConfig | None = None,
+          options: TrainOptions | None = None, *, init: str | os.PathLike | None = None, resume: bool = False,
+          device: str = "auto", progress: bool = False) -> TrainResult:
+    """Train a model on ``store`` into ``run_dir``; see the module docstring.
+
+    Args:
+        config: the model (default :class:`~mdforecast.model.DominoConfig`'s defaults; with ``init``: the
+            checkpoint's, whose time layout ``config`` may change). options: :class:`TrainOptions`.
+            :func:`resolve_options` makes both from names, presets and config files.
+        resume: continue the run in ``run_dir`` from its last finished epoch, with its own options (given
+            options must equal them, but for ``device``).
+        init: a model to fine-tune (run directory or model file); its architecture and scales are kept.
+        device: a :data:`DEVICES` key (``auto``: CUDA when torch sees a GPU); a run may resume on another.
+    """
+    run_dir = Path(run_dir)
+    config, opts, init = _resolve(run_dir, config, options, init, resume)
+    run = _set_up(store if isinstance(store, Store) else Store.open(store), run_dir, config, opts, init, resume, device)
+    with progress_bar("training", total=(opts.epochs - run.state["epoch"]) * run.steps * opts.batch,
+                      enabled=progress and run.rank == 0, unit="samples") as bar:
+        for epoch in range(run.state["epoch"], opts.epochs):
+            _save_epoch(run, _epoch(run, epoch, bar), progress)
+    return _write_run(run)
 
 
 def _loss(model, batch, weights: torch.Tensor, levels: int, n_samples: int, kl_weight: float,
@@ -201,162 +452,6 @@ def _loss(model, batch, weights: torch.Tensor, levels: int, n_samples: int, kl_w
     per_level = (means * scored).sum(0) / scored.sum(0).clamp(min=1)
     return (per_level * weights).sum() + kl_weight * kl
 
-
-def _plot(history: list[dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    epochs = [h["epoch"] for h in history]
-    ax.plot(epochs, [h["train_loss"] for h in history], label="train")
-    ax.plot(epochs, [h["val_loss"] for h in history], label="validation")
-    ax.set(xlabel="epoch", ylabel="loss (MSE / σ(t)²)", yscale="log")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path.with_name(".loss.png"), dpi=100, format="png")
-    plt.close(fig)
-    os.replace(path.with_name(".loss.png"), path)
-
-
-def train(store: str | os.PathLike | Store, run_dir: str | os.PathLike, *, options: dict | None = None,
-          preset: str | None = None, resume: bool = False, init: str | os.PathLike | None = None,
-          progress: bool = False) -> TrainResult:
-    """Train a model on ``store`` into ``run_dir``; see the module docstring.
-
-    Args:
-        options: model (:class:`~mdforecast.model.DominoConfig`, plus ``levels``) and training
-            (:class:`TrainOptions`) options by name, over the ``preset``'s (a :data:`PRESETS` key).
-        resume: continue the run in ``run_dir`` (same options) from its last finished epoch.
-        init: a model to fine-tune (run directory or model file); its architecture and scales are kept.
-    """
-    import torch.distributed as dist
-
-    if preset is not None and preset not in PRESETS:
-        raise InputError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
-    run_dir = Path(run_dir)
-    explicit_model, _ = split_options(options or {})
-    model_opts, train_opts = split_options({**PRESETS.get(preset or "paper", {}), **(options or {})})
-    if resume:
-        if not (run_dir / "state.json").exists():
-            raise InputError(f"nothing to resume in {run_dir} (no state.json); drop --resume to start a new run")
-        saved = json.loads((run_dir / "state.json").read_text())
-        model_opts, train_opts = saved["model_options"], {**saved["train_options"], "device": train_opts.get("device", "auto")}
-        init = saved.get("init")
-    elif (run_dir / "state.json").exists() or (run_dir / "model.json").exists():
-        raise InputError(f"{run_dir} already holds a training run; pass --resume to continue it or choose another -o")
-    try:
-        opts = TrainOptions(**{**train_opts, **({"level_weights": tuple(train_opts["level_weights"])}
-                                              if train_opts.get("level_weights") is not None else {})})
-    except TypeError as err:
-        raise InputError(f"invalid training option: {err}") from err
-    device = _device(opts.device)
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    rank = dist.get_rank() if world > 1 else 0
-    if opts.batch % world:
-        raise InputError(f"--batch {opts.batch} must be a multiple of the {world} processes")
-
-    torch.manual_seed(opts.seed)
-    if init is not None:
-        model, _, _ = load_model(init)
-        layout = {k: v for k, v in explicit_model.items() if k in _LAYOUT} if not resume else {}
-        if set(explicit_model) - _LAYOUT and not resume:
-            raise InputError(f"with --init the architecture comes from the checkpoint; drop "
-                             f"{sorted(set(explicit_model) - _LAYOUT)} (only {sorted(_LAYOUT)} may change)")
-        if resume:
-            layout = {k: model_opts[k] for k in _LAYOUT if k in model_opts}
-        config = model_config({**model.config.to_dict(), **layout})
-        if config.levels != model.config.levels:
-            raise InputError(f"--init model has {model.config.levels} levels; fine-tune with the same number")
-        state = model.state_dict()
-        model = Domino(config, model.norm, model.kinds)
-        model.load_state_dict(state)
-    else:
-        config = model_config(model_opts)
-    store = store if isinstance(store, Store) else Store.open(store)
-    series, fingerprint = _load_series(store, config)
-    n_val = opts.holdout if len(series) > opts.holdout else 0
-    train_series, val_series = series[:len(series) - n_val], series[len(series) - n_val:]
-    selected_on = "validation" if val_series else "training"
-    kinds_all = atom_kinds(store.topology)
-    if init is None:
-        model = Domino(config, normalisation(train_series, config), sorted(set(kinds_all.tolist())))
-    kinds = model.kind_index(kinds_all)
-    model.to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=opts.lr, weight_decay=opts.weight_decay)
-    state = {"epoch": 0, "history": [], "best": None}
-    if resume:
-        state = load_state(run_dir, model, optimizer)
-    net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
-    weights = torch.as_tensor(opts.weights(config.levels), dtype=torch.float32, device=device)
-    training = {**dataclasses.asdict(opts), "level_weights": list(opts.weights(config.levels)),
-                "world_size": world, "selected_on": selected_on, "init": None if init is None else str(init),
-                "validation": [s.name for s in val_series]}
-    model_options = config.to_dict()
-    val_samples = draw_samples(val_series or train_series, config, opts.val_samples, seed=(opts.seed, 2**31),
-                               partial=opts.partial)
-    steps = -(-opts.samples_per_epoch // opts.batch)
-    if rank == 0:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    batch_args = dict(segments=opts.segments, max_outputs=opts.max_outputs, device=device,
-                      sampling=opts.lead_sampling)
-    with progress_bar("training", total=(opts.epochs - state["epoch"]) * steps * opts.batch,
-                      enabled=progress and rank == 0, unit="samples") as bar:
-        for epoch in range(state["epoch"], opts.epochs):
-            samples = draw_samples(train_series, config, steps * opts.batch, seed=(opts.seed, epoch),
-                                   partial=opts.partial)
-            net.train()
-            losses, start = [], time.perf_counter()
-            for step in range(steps):
-                chunk = samples[step * opts.batch:(step + 1) * opts.batch][rank::world]
-                batch = make_batch(train_series, chunk, config, kinds, **batch_args)
-                noise = torch.Generator(device=device)  # VAE noise, reproducible on resume
-                noise.manual_seed(int(np.random.SeedSequence([opts.seed, epoch, step, rank]).generate_state(1)[0]))
-                loss = _loss(net, batch, weights, config.levels, len(chunk), opts.kl_weight, noise)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), opts.clip)
-                optimizer.step()
-                losses.append(loss.item())
-                bar.advance(opts.batch)
-            train_time = time.perf_counter() - start
-            val = _validate(model, val_series or train_series, val_samples, config, kinds, weights, opts.batch,
-                            batch_args)
-            train_loss = float(np.mean(losses)) if world == 1 else _mean_over_ranks(np.mean(losses), device)
-            record = {"epoch": epoch + 1, "train_loss": train_loss, "val_loss": float(val),
-                      "samples_per_s": steps * opts.batch / train_time,
-                      "lr": opts.lr, "time": time.time()}
-            state["history"].append(record)
-            state["epoch"] = epoch + 1
-            improved = state["best"] is None or val < state["best"]["loss"]
-            if improved:
-                state["best"] = {"epoch": epoch + 1, "loss": float(val)}
-            if rank == 0:
-                _log(record, opts.epochs, progress)
-                if improved:
-                    save_model(run_dir, model, training=training, data=fingerprint, history=state["history"])
-                save_state(run_dir, model, optimizer, {"epoch": state["epoch"], "history": state["history"],
-                                                       "best": state["best"], "model_options": model_options,
-                                                       "train_options": {**dataclasses.asdict(opts)},
-                                                       "init": training["init"]})
-                _write_metrics(run_dir, state["history"])
-    if rank == 0:  # the selected model's JSON carries the whole history
-        meta_path = run_dir / "model.json"
-        meta = json.loads(meta_path.read_text())
-        meta["history"] = state["history"]
-        tmp = meta_path.with_name(".model.json.tmp")
-        tmp.write_text(json.dumps(meta, indent=2))
-        os.replace(tmp, meta_path)
-    if world > 1:
-        dist.barrier()
-    rate = sum(h["samples_per_s"] for h in state["history"]) / max(len(state["history"]), 1)
-    return TrainResult(str(run_dir), "lgode" if config.levels == 1 else "domino", state["epoch"],
-                       state["best"]["epoch"], state["best"]["loss"], selected_on, rate, state["history"])
 
 
 def _validate(model: Domino, series: list[Series], samples: list, config: DominoConfig, kinds: torch.Tensor,
@@ -381,15 +476,14 @@ def _mean_over_ranks(value: float, device: torch.device) -> float:
 
 
 def _log(record: dict, epochs: int, enabled: bool) -> None:
+    """One line per epoch on stderr (the log; results go to stdout)."""
     if enabled:
-        import typer
-
-        typer.echo(f"epoch {record['epoch']}/{epochs}  train {record['train_loss']:.4g}  "
-                   f"validation {record['val_loss']:.4g}  {record['samples_per_s']:.1f} samples/s", err=True)
+        print(f"epoch {record['epoch']}/{epochs}  train {record['train_loss']:.4g}  "
+              f"validation {record['val_loss']:.4g}  {record['samples_per_s']:.1f} samples/s", file=sys.stderr)
 
 
 def _write_metrics(run_dir: Path, history: list[dict]) -> None:
     tmp = run_dir / ".metrics.jsonl"
     tmp.write_text("".join(json.dumps(h) + "\n" for h in history))
     os.replace(tmp, run_dir / "metrics.jsonl")
-    _plot(history, run_dir / "loss.png")
+    plot_loss(history, run_dir / "loss.png")

@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..baselines import BASELINES
+from ..forecasters import BASELINES
 from ..pretrained import DEFAULT
 from . import JsonOpt, QuietOpt, app, emit, flatten
 

@@ -8,6 +8,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from .. import protocol
+from ..model.features import KIND_FIELDS
 from . import JsonOpt, QuietOpt, app, emit
 
 
@@ -54,11 +56,14 @@ def read_config(path: Path) -> dict:
 @app.command()
 def train(store: Annotated[str, typer.Argument(help="Store path or URL (its train trajectories are used).")],
           output: Annotated[Path, typer.Option("--output", "-o", help="Run directory to write.")],
-          observe: Annotated[Optional[int], typer.Option(help="Frames observed (default 2000).")] = None,
-          horizon: Annotated[Optional[int], typer.Option(help="Frames forecast (default 8000).")] = None,
-          levels: Annotated[Optional[int], typer.Option(help="Levels; 1 is LG-ODE (default 3).")] = None,
-          strides: Annotated[Optional[str], typer.Option(help="Output stride of each level, frames, coarse → fine "
-                                                              "(default 400,20,1).")] = None,
+          observe: Annotated[Optional[int], typer.Option(
+              help=f"Frames observed (default {protocol.OBSERVE}).")] = None,
+          horizon: Annotated[Optional[int], typer.Option(
+              help=f"Frames forecast (default {protocol.HORIZON}).")] = None,
+          levels: Annotated[Optional[int], typer.Option(
+              help=f"Levels; 1 is LG-ODE (default {len(protocol.STRIDES)}).")] = None,
+          strides: Annotated[Optional[str], typer.Option(
+              help=f"Output stride of each level, frames, coarse → fine (default {protocol.strides_text()}).")] = None,
           epochs: Annotated[Optional[int], typer.Option(help="Epochs (default 50).")] = None,
           batch: Annotated[Optional[int], typer.Option(help="Windows per step, all processes (default 8).")] = None,
           lr: Annotated[Optional[float], typer.Option(help="AdamW learning rate (default 5e-4).")] = None,
@@ -69,7 +74,10 @@ def train(store: Annotated[str, typer.Argument(help="Store path or URL (its trai
           solver: Annotated[Optional[str], typer.Option(help="Fixed-step ODE solver: rk4, midpoint, euler "
                                                              "(default rk4).")] = None,
           steps: Annotated[Optional[int], typer.Option(help="Solver steps per segment (default 8).")] = None,
-          device: Annotated[Optional[str], typer.Option(help="auto, cpu or cuda (default auto).")] = None,
+          kinds: Annotated[Optional[str], typer.Option(help=(
+              f"Topology field naming the atom kinds: {', '.join(KIND_FIELDS)} (default: elements, else the first "
+              "field every atom has)."))] = None,
+          device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
           seed: Annotated[Optional[int], typer.Option(help="Random seed (default 0).")] = None,
           preset: Annotated[Optional[str], typer.Option(help="Named option set: paper, cpu-small.")] = None,
           config: Annotated[Optional[Path], typer.Option(help="YAML or TOML file of these options.")] = None,
@@ -77,16 +85,19 @@ def train(store: Annotated[str, typer.Argument(help="Store path or URL (its trai
           resume: Annotated[bool, typer.Option(help="Continue the killed run in --output.")] = False,
           as_json: JsonOpt = False, quiet: QuietOpt = False) -> None:
     """Train a DoMiNO model on a store's training trajectories; writes model, metrics and loss curve."""
-    from ..train import train as run
+    from ..train import resolve_options, train as run
 
     options = read_config(config) if config is not None else {}
     given = {"observe": observe, "horizon": horizon, "levels": levels, "strides": _ints(strides, "--strides"),
              "epochs": epochs, "batch": batch, "lr": lr, "samples_per_epoch": samples_per_epoch,
              "segments": segments, "features": features, "cutoff": cutoff, "solver": solver, "steps": steps,
-             "device": device, "seed": seed}
+             "kind_field": kinds, "seed": seed}
     options.update({k: v for k, v in given.items() if v is not None})
+    # --resume alone continues with the run's own options; options given with it must be the run's
+    model, training = (None, None) if resume and not options and preset is None and init is None else \
+        resolve_options(options, preset=preset, init=init)
     try:
-        result = run(store, output, options=options, preset=preset, resume=resume, init=init, progress=not quiet)
+        result = run(store, output, model, training, init=init, resume=resume, device=device, progress=not quiet)
     except KeyboardInterrupt:
         if (output / "state.json").exists():
             typer.echo(f"interrupted; finished epochs are saved in {output}: rerun the same command with --resume",

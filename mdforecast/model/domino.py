@@ -19,7 +19,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from .. import protocol
 from ..errors import InputError
+from ..topology import Topology
+from .features import KIND_FIELDS, atom_kinds
 from .graph import NeighborFn, batch_graphs, radius_graph
 from .encoder import Encoder
 from .fusion import EquivariantDecoder, LevelFusion
@@ -44,11 +47,14 @@ class DominoConfig:
         solver: a :data:`~mdforecast.model.ode.SOLVERS` name. steps: fixed solver steps per segment.
         vae: Gaussian latent with KL (see :class:`~mdforecast.model.encoder.Encoder`).
         checkpoint: recompute ODE activations in the backward pass (less memory, one more forward pass).
+        kind_field: the topology field that names the atom kinds (:data:`~mdforecast.model.features.KIND_FIELDS`):
+            ``elements`` (chemical elements, any case), ``types`` (force-field types) or ``names``; ``None``:
+            the first of them that the training topology sets for every atom (training records which).
     """
 
-    observe: int = 2000
-    horizon: int = 8000
-    strides: tuple[int, ...] = (400, 20, 1)
+    observe: int = protocol.OBSERVE
+    horizon: int = protocol.HORIZON
+    strides: tuple[int, ...] = protocol.STRIDES
     features: int = 64
     vectors: int = 16
     encoder_layers: int = 2
@@ -61,11 +67,14 @@ class DominoConfig:
     steps: int = 8
     vae: bool = False
     checkpoint: bool = True
+    kind_field: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "strides", tuple(int(s) for s in self.strides))
         object.__setattr__(self, "lags", tuple(int(s) for s in self.lags))
         Hierarchy(self.horizon, self.strides)  # raises on an impossible layout
+        if self.kind_field is not None and self.kind_field not in KIND_FIELDS:
+            raise InputError(f"unknown atom-kind field {self.kind_field!r}; choose one of {', '.join(KIND_FIELDS)}")
         if self.solver not in SOLVERS:
             raise InputError(f"unknown solver {self.solver!r}; choose one of {', '.join(SOLVERS)}")
         if not self.lags or min(self.lags) < 1 or max(self.lags) >= self.observe:
@@ -176,14 +185,16 @@ class Domino(nn.Module):
         y0, y1 = self.log_rms[k - 1], self.log_rms[k]
         return torch.exp(y0 + (y1 - y0) * (x - x0) / (x1 - x0))
 
-    def kind_index(self, kinds: Sequence[str]) -> torch.Tensor:
-        """Indices ``(N,)`` of atom kinds in the vocabulary; :class:`InputError` for a kind never trained on."""
-        lookup = {k: i for i, k in enumerate(self.kinds)}
-        unknown = sorted({str(k) for k in kinds} - set(lookup))
+    def kind_index(self, topology: Topology) -> torch.Tensor:
+        """Indices ``(N,)`` int64 of ``topology``'s atom kinds (its field ``config.kind_field``, compared
+        case-insensitively) in the vocabulary; :class:`InputError` for a kind never trained on."""
+        kinds = atom_kinds(topology, self.config.kind_field)
+        lookup = {k.casefold(): i for i, k in enumerate(self.kinds)}
+        unknown = sorted({str(k) for k in kinds if k.casefold() not in lookup})
         if unknown:
-            raise InputError(f"atom kinds {unknown} are not in the model's vocabulary {list(self.kinds)}; "
-                             "train (or fine-tune with --init) on data that contains them")
-        return torch.tensor([lookup[k] for k in kinds], dtype=torch.int64)
+            raise InputError(f"atom {self.config.kind_field} {unknown} are not in the model's vocabulary "
+                             f"{list(self.kinds)}; train (or fine-tune with --init) on data that contains them")
+        return torch.tensor([lookup[k.casefold()] for k in kinds], dtype=torch.int64)
 
     def _graph(self, positions: torch.Tensor, boxes: torch.Tensor | None):
         return batch_graphs(positions.detach(), self.config.cutoff, boxes, self.neighbor_fn)

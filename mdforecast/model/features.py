@@ -1,8 +1,10 @@
 """What the model reads from the observed frames: atom kinds, input vectors and the last box.
 
 Atoms are identified by **kind**, never by index, so a model transfers to another box size or atom count
-of the same kinds. The kind of an atom is the first topology field present for every atom, in the order
-:data:`KIND_FIELDS` (force-field type, element, atom name).
+of the same kinds. A model's kinds come from one topology field (:data:`KIND_FIELDS`): chemical elements by
+default (written ``Ar``, whatever the file's case: ``AR`` and ``ar`` are argon too), force-field types or atom
+names where asked; a model compares kinds case-insensitively, so a trajectory exported by
+``mdforecast export`` and ingested again is the same system to it.
 
 Input vectors (equivariant, Å) of a window of T observed frames with positions :math:`x_0..x_{T-1}`:
 
@@ -24,19 +26,32 @@ from ..errors import InputError
 from ..pbc import box_matrix
 from ..topology import Topology
 
-__all__ = ["KIND_FIELDS", "atom_kinds", "input_vectors", "last_box"]
+__all__ = ["KIND_FIELDS", "resolve_kind_field", "atom_kinds", "input_vectors", "last_box"]
 
-#: topology fields tried, in order, for an atom's kind
-KIND_FIELDS = ("types", "elements", "names")
+#: topology fields that can name atom kinds (``--kinds``), in the order tried when none is asked for
+KIND_FIELDS = ("elements", "types", "names")
 
 
-def atom_kinds(topology: Topology) -> np.ndarray:
-    """The kind of every atom ``(N,)`` str: the first of :data:`KIND_FIELDS` that is set for all atoms."""
-    for field in KIND_FIELDS:
-        values = getattr(topology, field)
+def resolve_kind_field(topology: Topology, field: str | None = None) -> str:
+    """``field`` when ``topology`` sets it for every atom; with ``field=None`` the first of :data:`KIND_FIELDS`
+    that it sets. :class:`InputError` otherwise."""
+    for name in (field,) if field is not None else KIND_FIELDS:
+        values = getattr(topology, name)
         if values is not None and all(str(x).strip() for x in values):
-            return np.asarray([str(x).strip() for x in values])
-    raise InputError("the topology has no atom types, elements or names; ingest it from a file that names its atoms")
+            return name
+    if field is not None:
+        others = [f for f in KIND_FIELDS if f != field]
+        raise InputError(f"the topology does not give every atom its {field}; choose --kinds {' or '.join(others)}, "
+                         "or ingest from a topology file that has them")
+    raise InputError("the topology has no atom elements, types or names; ingest it from a file that names its atoms")
+
+
+def atom_kinds(topology: Topology, field: str | None = None) -> np.ndarray:
+    """The kind of every atom ``(N,)`` str from topology ``field`` (``None``: :func:`resolve_kind_field`'s choice),
+    stripped; elements are written as symbols (``AR`` → ``Ar``)."""
+    field = resolve_kind_field(topology, field)
+    kinds = [str(x).strip() for x in getattr(topology, field)]
+    return np.asarray([k.capitalize() for k in kinds] if field == "elements" else kinds)
 
 
 def input_vectors(positions: np.ndarray, lags: tuple[int, ...], context: int) -> np.ndarray:

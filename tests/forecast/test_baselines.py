@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mdforecast.baselines import (BASELINES, ConstantVelocity, DampedVelocity, ObservedMean, Persistence,
+from mdforecast.forecasters.baselines import (BASELINES, ConstantVelocity, DampedVelocity, ObservedMean, Persistence,
                                   fit_decay_time)
 from mdforecast.errors import InputError
-from mdforecast.forecaster import Forecaster, Observation
+from mdforecast.forecasters import Forecaster, Observation
 from synth import argon, random_walk
 
 

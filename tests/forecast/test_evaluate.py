@@ -10,7 +10,7 @@ from scipy.spatial.transform import Rotation
 
 from mdforecast.errors import InputError
 from mdforecast.evaluate import SCHEMA_VERSION, evaluate
-from mdforecast.forecaster import Forecaster
+from mdforecast.forecasters import Forecaster
 from mdforecast.predict import predict
 from mdforecast.store import Store
 from synth import argon, make_store, random_walk, water
@@ -165,16 +165,10 @@ def test_bad_inputs(tmp_path, truth):
 
 
 def test_checkpoint_baseline_with_a_label(tmp_path, truth, monkeypatch):
-    import sys
-    import types
+    import mdforecast.forecasters.domino as domino
+    from mdforecast.forecasters.baselines import Persistence
 
-    import mdforecast
-    from mdforecast.baselines import Persistence
-
-    fake = types.ModuleType("mdforecast.checkpoint")
-    fake.load = lambda path: Persistence()  # a stand-in for a trained LG-ODE run directory
-    monkeypatch.setattr(mdforecast, "checkpoint", fake, raising=False)
-    monkeypatch.setitem(sys.modules, "mdforecast.checkpoint", fake)
+    monkeypatch.setattr(domino, "load", lambda path: Persistence())  # a stand-in for a trained LG-ODE run directory
     (tmp_path / "lgode-run").mkdir()
     path, _ = noisy(truth, tmp_path)
     w = evaluate(path, window=["30-40"], baselines=["persistence", f"lgode:{tmp_path / 'lgode-run'}"]).windows[0]

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import sys
-import types
-
 import numpy as np
 import pytest
 
-import mdforecast
+import mdforecast.forecasters.domino as domino
 from mdforecast import ingest
 from mdforecast.errors import InputError
-from mdforecast.forecaster import Forecaster
-from mdforecast.predict import load_forecaster, predict
+from mdforecast.forecasters import Forecaster
+from mdforecast.predict import predict
 from mdforecast.store import Store
 from synth import argon, make_store, random_walk, water
 
@@ -113,20 +110,12 @@ def test_existing_output_needs_force(tmp_path, truth):
     assert Store.open(tmp_path / "f.zarr").attrs["forecast"]["model"]["name"] == "mean"
 
 
-def test_checkpoint_path_without_checkpoint_support(tmp_path, monkeypatch):
-    monkeypatch.delattr(mdforecast, "checkpoint", raising=False)
-    monkeypatch.setitem(sys.modules, "mdforecast.checkpoint", None)
-    (tmp_path / "run").mkdir()
-    with pytest.raises(InputError, match="no checkpoint support"):
-        load_forecaster(str(tmp_path / "run"))
-
-
 class _Argon(Forecaster):
     """A stand-in for a checkpoint trained on argon: refuses other atom types."""
 
     name = "argon-model"
 
-    def check(self, topology):
+    def check(self, topology, dt_ps):
         if set(topology.names) != {"AR"}:
             raise InputError("checkpoint was trained on atom types AR; this system has OW, HW1, HW2")
 
@@ -135,10 +124,7 @@ class _Argon(Forecaster):
 
 
 def test_checkpoint_for_other_atom_types_is_refused(tmp_path, monkeypatch):
-    fake = types.ModuleType("mdforecast.checkpoint")
-    fake.load = lambda path: _Argon()
-    monkeypatch.setattr(mdforecast, "checkpoint", fake, raising=False)
-    monkeypatch.setitem(sys.modules, "mdforecast.checkpoint", fake)
+    monkeypatch.setattr(domino, "load", lambda path: _Argon())
     (tmp_path / "model.safetensors").write_bytes(b"weights")
     waters = make_store(tmp_path / "w.zarr", water(2), {"w": random_walk(30, 6)}, box=10.0)
     with pytest.raises(InputError, match="trained on atom types AR"):
@@ -164,10 +150,7 @@ def test_store_defaults_to_the_one_the_model_was_trained_on(tmp_path, truth, mon
         def describe(self):
             return {"name": "trained", "data": {"store": str(tmp_path / "truth.zarr")}}
 
-    fake = types.ModuleType("mdforecast.checkpoint")
-    fake.load = lambda path: Trained()
-    monkeypatch.setattr(mdforecast, "checkpoint", fake, raising=False)
-    monkeypatch.setitem(sys.modules, "mdforecast.checkpoint", fake)
+    monkeypatch.setattr(domino, "load", lambda path: Trained())
     (tmp_path / "run").mkdir()
     result = predict(None, str(tmp_path / "run"), tmp_path / "f.zarr", until=30, observe=20)
     assert result.truth == str((tmp_path / "truth.zarr").resolve()) and result.trajectories == ["t2"]

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from mdforecast.checkpoint import DominoForecaster
+from mdforecast.forecasters import DominoForecaster
 from mdforecast.errors import InputError
-from mdforecast.forecaster import Observation
+from mdforecast.forecasters import Observation
 from mdforecast.model import Domino, DominoConfig, Normalisation
 from mdforecast.model.hierarchy import Hierarchy
 from mdforecast.testing import assert_equivariant
@@ -24,7 +24,7 @@ def random_forecaster(levels: int = 3, vae: bool = False) -> DominoForecaster:
     model = Domino(config, Normalisation(1.0, (0.2, 0.6, 0.6), 3.0), ["A", "B"]).double()
     for p in model.decoder.parameters():  # the decoder starts at zero (= persistence); make it act
         torch.nn.init.normal_(p, std=0.5)
-    return DominoForecaster(model)
+    return DominoForecaster(model, meta={"dt_ps": 0.1})
 
 
 def observation(box: float | None = 20.0, n_atoms: int = 14) -> Observation:
@@ -138,7 +138,7 @@ def test_gradient_checkpointing_gives_the_same_gradients():
         for ode in model.odes:
             ode.checkpoint = flag
         obs = observation()
-        window = Window(model.kind_index(topology(14).types), torch.as_tensor(obs.positions[-1])[None],
+        window = Window(model.kind_index(topology(14)), torch.as_tensor(obs.positions[-1])[None],
                         torch.as_tensor(np.random.default_rng(0).normal(size=(1, 14, 3, 3))),
                         torch.eye(3, dtype=torch.float64)[None] * 20)
         positions, _ = model.train()(window, np.zeros(3, np.int64), np.array([3.0, 10.0, 20.0]), np.array([2, 1, 2]))
@@ -148,22 +148,34 @@ def test_gradient_checkpointing_gives_the_same_gradients():
     assert grads[0].abs().max() > 0
 
 
-def test_atom_kind_fallback_order():
+def test_atom_kinds_are_elements_by_default_then_types_then_names():
     from mdforecast.model import atom_kinds
     from mdforecast.topology import Topology
 
     names = np.array(["OW", "HW1", "HW2"])
     base = dict(names=names, resnames=np.array(["SOL"] * 3), resids=np.array([1, 1, 1]))
-    assert atom_kinds(Topology(**base, types=np.array(["opls_111", "opls_112", "opls_112"]),
-                               elements=np.array(["O", "H", "H"]))).tolist() == ["opls_111", "opls_112", "opls_112"]
-    assert atom_kinds(Topology(**base, types=np.array(["", "", ""]), elements=np.array(["O", "H", "H"]))).tolist() \
-        == ["O", "H", "H"]
+    typed = Topology(**base, types=np.array(["opls_111", "opls_112", "opls_112"]), elements=np.array(["O", "H", "H"]))
+    assert atom_kinds(typed).tolist() == ["O", "H", "H"]
+    assert atom_kinds(typed, "types").tolist() == ["opls_111", "opls_112", "opls_112"]
+    assert atom_kinds(Topology(**base, elements=np.array(["o", "H ", "h"]))).tolist() == ["O", "H", "H"]
+    assert atom_kinds(Topology(**base, types=np.array(["OW", "HW", "HW"]),
+                               elements=np.array(["", "", ""]))).tolist() == ["OW", "HW", "HW"]
     assert atom_kinds(Topology(**base)).tolist() == ["OW", "HW1", "HW2"]
+    with pytest.raises(InputError, match="--kinds"):
+        atom_kinds(Topology(**base), "elements")
 
 
-def test_check_refuses_other_atom_kinds_and_exposes_layout():
+def test_check_refuses_other_atom_kinds_and_frame_times_and_exposes_layout():
     forecaster = random_forecaster()
     assert (forecaster.observe, forecaster.horizon) == (30, 24)
-    forecaster.check(topology(14))
+    forecaster.check(topology(14), 0.1)
+    forecaster.check(dataclasses.replace(topology(4), types=np.array(["a", "b", "A", "B"])), 0.1)  # any case
     with pytest.raises(InputError, match="vocabulary"):
-        forecaster.check(dataclasses.replace(topology(4), types=np.array(["Ar"] * 4)))
+        forecaster.check(dataclasses.replace(topology(4), types=np.array(["Ar"] * 4)), 0.1)
+    with pytest.raises(InputError, match="frames are 1 ps apart but the model was trained on frames 0.1 ps apart"):
+        forecaster.check(topology(14), 1.0)
+    with pytest.raises(InputError, match="--stride 5"):
+        forecaster.check(topology(14), 0.02)
+    with pytest.raises(InputError, match="--dt 0.1"):
+        forecaster.check(topology(14), None)
+    DominoForecaster(forecaster.model).check(topology(14), None)  # a model file that does not record its frame time

@@ -10,18 +10,19 @@ import torch
 from safetensors.torch import load_file
 
 import mdforecast.train as train_module
-from mdforecast.checkpoint import DominoForecaster, load, save_model
+from mdforecast.checkpoint import save_model
+from mdforecast.forecasters.domino import DominoForecaster, load
 from mdforecast.errors import FormatVersionError, InputError
-from mdforecast.forecaster import Observation
+from mdforecast.forecasters import Observation
 from mdforecast.model import Domino, DominoConfig, Normalisation
 from mdforecast.store import Store
-from mdforecast.train import train
+from mdforecast.train import resolve_options, train
 from oscillators import TINY
 
 
 def test_tiny_system_trains_and_beats_persistence_on_test_trajectory(osc_store, tmp_path):
     run = tmp_path / "run"
-    result = train(osc_store, run, options={**TINY, "epochs": 10})
+    result = train(osc_store, run, *resolve_options({**TINY, "epochs": 10}))
     assert result.selected_on == "validation" and result.epochs == 10
     meta = json.loads((run / "model.json").read_text())
     # trained on the train split only, selected on a held-out training trajectory, never on test
@@ -62,7 +63,7 @@ def test_checkpoint_round_trip_and_errors(tmp_path):
     from oscillators import oscillators, topology
 
     model = _model()
-    save_model(tmp_path, model, training={"seed": 0}, data={"sha256": "x"}, history=[])
+    save_model(tmp_path, model, dt_ps=0.1, training={"seed": 0}, data={"sha256": "x"}, history=[])
     obs = Observation(positions=oscillators(12, 20, seed=5), topology=topology(12), dt_ps=0.1,
                       boxes=np.full((20, 3), 20.0))
     times = np.array([20.0, 25.5, 31.0])
@@ -71,6 +72,7 @@ def test_checkpoint_round_trip_and_errors(tmp_path):
         loaded = load(path)
         np.testing.assert_array_equal(loaded.predict(obs, times), expected)
     assert loaded.describe()["name"] == "domino" and loaded.describe()["config"]["strides"] == [4, 1]
+    assert loaded.dt_ps == 0.1 and loaded.describe()["dt_ps"] == 0.1
 
     meta = json.loads((tmp_path / "model.json").read_text())
     (tmp_path / "model.json").write_text(json.dumps({**meta, "format_version": 99}))
@@ -81,6 +83,11 @@ def test_checkpoint_round_trip_and_errors(tmp_path):
         load(tmp_path)
     (tmp_path / "model.json").write_text(json.dumps(meta))
     (tmp_path / "model.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(InputError, match="does not match the SHA-256"):  # tampered or damaged weights
+        load(tmp_path)
+    from mdforecast.provenance import sha256
+
+    (tmp_path / "model.json").write_text(json.dumps({**meta, "weights_sha256": sha256(tmp_path / "model.safetensors")}))
     with pytest.raises(InputError, match="corrupt"):
         load(tmp_path)
     with pytest.raises(InputError, match="no model"):
@@ -89,7 +96,7 @@ def test_checkpoint_round_trip_and_errors(tmp_path):
 
 def test_resume_after_kill_ends_where_an_uninterrupted_run_ends(osc_store, tmp_path, monkeypatch):
     options = {**TINY, "epochs": 3, "samples_per_epoch": 16, "vae": True}  # VAE noise must replay too
-    train(osc_store, tmp_path / "full", options=options)
+    train(osc_store, tmp_path / "full", *resolve_options(options))
 
     calls = []
     real = train_module._write_metrics
@@ -102,12 +109,12 @@ def test_resume_after_kill_ends_where_an_uninterrupted_run_ends(osc_store, tmp_p
 
     monkeypatch.setattr(train_module, "_write_metrics", killed_after_two_epochs)
     with pytest.raises(KeyboardInterrupt):
-        train(osc_store, tmp_path / "killed", options=options)
+        train(osc_store, tmp_path / "killed", *resolve_options(options))
     monkeypatch.setattr(train_module, "_write_metrics", real)
     assert json.loads((tmp_path / "killed" / "state.json").read_text())["epoch"] == 2
     with pytest.raises(InputError, match="--resume"):
-        train(osc_store, tmp_path / "killed", options=options)
-    result = train(osc_store, tmp_path / "killed", options=options, resume=True)
+        train(osc_store, tmp_path / "killed", *resolve_options(options))
+    result = train(osc_store, tmp_path / "killed", *resolve_options(options), resume=True)
     assert result.epochs == 3 and len(result.history) == 3
     for name in ("model.safetensors", "state.safetensors"):
         a, b = load_file(str(tmp_path / "full" / name)), load_file(str(tmp_path / "killed" / name))
@@ -117,26 +124,28 @@ def test_resume_after_kill_ends_where_an_uninterrupted_run_ends(osc_store, tmp_p
 
 
 def test_lgode_is_one_level_of_the_same_code(osc_store, tmp_path):
-    result = train(osc_store, tmp_path / "lg", options={**TINY, "levels": 1, "strides": (1,), "epochs": 1,
-                                                        "samples_per_epoch": 8})
+    result = train(osc_store, tmp_path / "lg", *resolve_options({**TINY, "levels": 1, "strides": (1,), "epochs": 1,
+                                                                  "samples_per_epoch": 8}))
     assert result.name == "lgode"
     forecaster = load(tmp_path / "lg")
     assert forecaster.describe()["name"] == "lgode" and len(forecaster.model.odes) == 1
     # fine-tuning keeps the architecture and may change the time layout
-    tuned = train(osc_store, tmp_path / "ft", options={"epochs": 1, "samples_per_epoch": 8, "horizon": 12},
-                  init=tmp_path / "lg")
+    tuning = resolve_options({"epochs": 1, "samples_per_epoch": 8, "horizon": 12}, init=tmp_path / "lg")
+    tuned = train(osc_store, tmp_path / "ft", *tuning, init=tmp_path / "lg")
     meta = json.loads((tmp_path / "ft" / "model.json").read_text())
     assert tuned.name == "lgode" and meta["config"]["horizon"] == 12 and meta["training"]["init"] == str(tmp_path / "lg")
     assert meta["normalisation"] == json.loads((tmp_path / "lg" / "model.json").read_text())["normalisation"]
     with pytest.raises(InputError, match="architecture comes from the checkpoint"):
-        train(osc_store, tmp_path / "ft2", options={"features": 4}, init=tmp_path / "lg")
+        resolve_options({"features": 4}, init=tmp_path / "lg")
+    with pytest.raises(InputError, match="architecture comes from the checkpoint"):
+        train(osc_store, tmp_path / "ft2", *resolve_options({**TINY, "features": 4}), init=tmp_path / "lg")
 
 
 def test_vacuum_system_without_box_trains_and_forecasts(tmp_path):
     from oscillators import make_store
 
     store = make_store(tmp_path / "vac.zarr", n_traj=2, n_frames=100, box=None)
-    train(store, tmp_path / "run", options={**TINY, "epochs": 1, "samples_per_epoch": 8})
+    train(store, tmp_path / "run", *resolve_options({**TINY, "epochs": 1, "samples_per_epoch": 8}))
     s = Store.open(store)
     obs = Observation.from_trajectory(s.trajectory("t1"), s.topology, observe=48)
     assert obs.boxes is None
@@ -145,15 +154,15 @@ def test_vacuum_system_without_box_trains_and_forecasts(tmp_path):
 
 def test_bad_options_are_clear_errors(osc_store, tmp_path):
     with pytest.raises(InputError, match="needs 272"):
-        train(osc_store, tmp_path / "a", options={**TINY, "observe": 48, "horizon": 224, "strides": (8, 1)})
+        train(osc_store, tmp_path / "a", *resolve_options({**TINY, "observe": 48, "horizon": 224, "strides": (8, 1)}))
     with pytest.raises(InputError, match="unknown device"):
-        train(osc_store, tmp_path / "b", options={**TINY, "device": "tpu"})
+        train(osc_store, tmp_path / "b", *resolve_options(TINY), device="tpu")
     with pytest.raises(InputError, match="unknown options"):
-        train(osc_store, tmp_path / "c", options={**TINY, "hiden": 3})
+        train(osc_store, tmp_path / "c", *resolve_options({**TINY, "hiden": 3}))
     with pytest.raises(InputError, match="does not divide"):
-        train(osc_store, tmp_path / "d", options={**TINY, "strides": (5, 1)})
+        train(osc_store, tmp_path / "d", *resolve_options({**TINY, "strides": (5, 1)}))
     with pytest.raises(InputError, match="unknown preset"):
-        train(osc_store, tmp_path / "e", options=TINY, preset="huge")
+        train(osc_store, tmp_path / "e", *resolve_options(TINY, preset="huge"))
     assert not any((tmp_path / name).exists() for name in "abcde")  # nothing written
 
 

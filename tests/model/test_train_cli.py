@@ -83,7 +83,7 @@ def test_malformed_strides_is_a_usage_error(single, tmp_path, capsys):
 def test_interrupt_says_how_to_resume(single, tmp_path, capsys, monkeypatch):
     import mdforecast.train
 
-    def killed(store, run_dir, **kwargs):
+    def killed(store, run_dir, *args, **kwargs):
         run_dir.mkdir()
         (run_dir / "state.json").write_text("{}")
         raise KeyboardInterrupt

@@ -9,13 +9,13 @@ import sys
 import torch
 from safetensors.torch import load_file
 
-from mdforecast.train import train
+from mdforecast.train import resolve_options, train
 from oscillators import TINY
 
 
 def test_two_gloo_processes_match_one(osc_store, tmp_path):
     options = {**TINY, "epochs": 2, "samples_per_epoch": 16}
-    train(osc_store, tmp_path / "one", options=options)
+    train(osc_store, tmp_path / "one", *resolve_options(options))
     config = tmp_path / "ddp.toml"
     config.write_text("".join(f"{k} = {list(v) if isinstance(v, tuple) else repr(v).lower() if isinstance(v, bool) else repr(v)}\n"
                               for k, v in options.items()))

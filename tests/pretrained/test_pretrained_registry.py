@@ -14,14 +14,17 @@ import torch
 
 from mdforecast.cli import main
 from mdforecast.errors import InputError
-from mdforecast.forecaster import Observation
-from mdforecast.predict import load_forecaster, predict
+from mdforecast.forecasters import Observation
+from mdforecast.forecasters import load_forecaster
+from mdforecast.predict import predict
 from mdforecast.evaluate import evaluate
-from mdforecast.pretrained import PRETRAINED, discover, embed_truth, embedded_truth, list_models, load_pretrained
+from mdforecast.forecasters import load_pretrained
+from mdforecast.pretrained import PRETRAINED, discover, embedded_truth, list_models
+from mdforecast.pretrained.sample import embed_truth
 from mdforecast.pretrained import ROOT as PRETRAINED_ROOT
 from mdforecast.store import Store, writing
 from mdforecast.topology import Topology
-from mdforecast.train import train
+from mdforecast.train import resolve_options, train
 
 torch.set_num_threads(1)  # tiny tensors; the test machine's cores are shared
 ROOT = Path(__file__).resolve().parents[2]
@@ -52,7 +55,7 @@ def tiny_run(tmp_path_factory) -> tuple[str, Path]:
     """A store and a DoMiNO run directory (2 levels, one epoch) trained on it."""
     root = tmp_path_factory.mktemp("tiny")
     store = _argon_store(root / "argon.zarr")
-    train(store, root / "run", options=TINY)
+    train(store, root / "run", *resolve_options(TINY))
     return store, root / "run"
 
 
@@ -83,8 +86,8 @@ def test_every_shipped_model_loads_and_forecasts_a_few_frames_on_the_cpu(name):
     kinds = forecaster.model.kinds
     n_atoms, box = card["atoms"], card.get("box")
     types = np.array([kinds[i % len(kinds)] for i in range(n_atoms)])
-    topology = Topology(names=types, resnames=types, resids=np.arange(1, n_atoms + 1), types=types)
-    forecaster.check(topology)
+    topology = Topology(names=types, resnames=types, resids=np.arange(1, n_atoms + 1), types=types, elements=types)
+    forecaster.check(topology, forecaster.dt_ps)
     rng = np.random.default_rng(0)
     edge = box[0] if box else 3.0 * n_atoms ** (1 / 3)
     start = rng.uniform(0, edge, (n_atoms, 3))

@@ -1,4 +1,4 @@
-"""The forecaster interface: what DoMiNO, LG-ODE and every baseline implement.
+"""The forecaster interface: what DoMiNO, LG-ODE and every baseline implement, and the lead-time rule.
 
 A forecaster sees the observed frames of one trajectory (:class:`Observation`) and answers positions at any
 real-valued trajectory frame times after them. Times are **trajectory frame indices** (0-based, float): with
@@ -15,11 +15,17 @@ import dataclasses
 
 import numpy as np
 
-from .errors import InputError
-from .store import Trajectory
-from .topology import Topology
+from ..errors import InputError
+from ..store import Trajectory
+from ..topology import Topology
 
-__all__ = ["Observation", "Forecaster"]
+__all__ = ["Observation", "Forecaster", "lead_time"]
+
+
+def lead_time(times: np.ndarray, end: int) -> np.ndarray:
+    """Frames ahead of the last observed frame ``end − 1``, ``(K,)`` float64: trajectory frame ``end`` (the
+    first forecast frame) is lead time 1."""
+    return np.asarray(times, dtype=np.float64) - (end - 1)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -95,9 +101,10 @@ class Forecaster(abc.ABC):
     def predict(self, observation: Observation, times: np.ndarray) -> np.ndarray:
         """Positions ``(K, N, 3)`` float32 Å at trajectory frame ``times`` ``(K,)`` (real-valued, ≥ ``observation.end``)."""
 
-    def check(self, topology: Topology) -> None:
-        """Raise :class:`InputError` when this forecaster cannot forecast ``topology``'s system (e.g. a model
-        trained on other atom types); the default accepts every system."""
+    def check(self, topology: Topology, dt_ps: float | None) -> None:
+        """Raise :class:`InputError` when this forecaster cannot forecast a system of ``topology`` saved every
+        ``dt_ps`` ps (``None``: unknown), e.g. a model trained on other atom kinds or another frame time; the
+        default accepts every system."""
 
     def describe(self) -> dict:
         """Provenance recorded with a forecast (name, checkpoint, hash, config, …)."""

@@ -25,9 +25,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import InputError
-from .forecaster import Forecaster, Observation
-from .store import Trajectory
+from ..errors import InputError
+from ..store import Trajectory
+from .base import Forecaster, Observation, lead_time
 
 __all__ = ["BASELINES", "Persistence", "ObservedMean", "ConstantVelocity", "DampedVelocity", "fit_decay_time"]
 
@@ -38,7 +38,7 @@ def _ahead(observation: Observation, times: np.ndarray) -> np.ndarray:
     if times.size and times.min() < observation.end:
         raise InputError(f"forecast time {times.min():g} lies inside the observed frames "
                          f"[{observation.start}, {observation.end}); ask for times ≥ {observation.end}")
-    return times - (observation.end - 1)
+    return lead_time(times, observation.end)
 
 
 def _velocity(observation: Observation) -> np.ndarray:

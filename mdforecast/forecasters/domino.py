@@ -1,0 +1,152 @@
+"""DoMiNO and LG-ODE behind the forecaster contract: a model file, loaded, answering any future frame time.
+
+The model files themselves are read and written by :mod:`mdforecast.checkpoint`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..checkpoint import load_model, model_name
+from ..errors import InputError
+from ..model import Domino, Window, input_vectors
+from ..model.features import last_box
+from ..provenance import sha256
+from ..topology import Topology
+from .base import Forecaster, Observation, lead_time
+
+__all__ = ["DominoForecaster", "load"]
+
+_CHUNK = 32  # finest-level segments decoded per forward pass in predict()
+
+
+def load(path: str | os.PathLike, *, device: str | torch.device = "cpu", depth: int | None = None) -> "DominoForecaster":
+    """A :class:`DominoForecaster` from a run directory, ``model.json`` or ``model.safetensors``, on ``device``
+    (``cpu``, ``cuda`` or ``auto``), decoding from levels 0..``depth`` (default: all)."""
+    if str(device) == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    elif str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise InputError(f"device {device} requested but no CUDA GPU is visible to torch; use cpu")
+    model, meta, weights = load_model(path, map_location=device)
+    return DominoForecaster(model, meta=meta, path=weights, depth=depth)
+
+
+
+
+class DominoForecaster(Forecaster):
+    """A trained DoMiNO (or LG-ODE) model behind the :class:`~mdforecast.forecasters.Forecaster` contract.
+
+    ``predict`` solves only the segments that hold the requested times, batched, up to 32 finest-level
+    segments per pass. Times are trajectory frame indices ≥ ``observation.end`` (frame ``end + h − 1`` is
+    horizon step h; real values are fine). Times past the horizon H are forecast by **rollout**: the
+    forecast frames ``[end + H − observe, end + H)`` become the next observation (box: the last observed
+    one) and the model forecasts the next H frames from them, and so on; each leg starts from a forecast,
+    not from MD, so errors compound past H. ``depth`` decodes from levels 0..depth only (default: all
+    levels), the read-out of the ablation L0 / L0+L1 / full.
+    """
+
+    def __init__(self, model: Domino, *, meta: dict | None = None, path: str | os.PathLike | None = None,
+                 depth: int | None = None) -> None:
+        levels = model.config.levels
+        if depth is not None and not 0 <= depth < levels:
+            raise InputError(f"depth {depth} must be a level of the model's {levels} (0 … {levels - 1})")
+        self.depth = levels - 1 if depth is None else depth
+        self.model = model.eval()
+        self.meta = meta or {}
+        self.path = None if path is None else Path(path)
+        self._sha256 = None if path is None else sha256(path)
+        self.name = model_name(model)
+        self.observe, self.horizon = model.config.observe, model.config.horizon
+        self._rollouts: list[tuple[Observation, Observation]] = []  # (observation, next leg's), newest last
+
+    @property
+    def dt_ps(self) -> float | None:
+        """Time between the frames the model was trained on, ps (``None``: not recorded)."""
+        value = self.meta.get("dt_ps")
+        return float(value) if value is not None else None
+
+    def check(self, topology: Topology, dt_ps: float | None) -> None:
+        """:class:`InputError` when ``topology`` has atom kinds the model was not trained on, or when frames
+        ``dt_ps`` ps apart are not the frame time the model was trained on (lead times are in frames)."""
+        self.model.kind_index(topology)
+        trained = self.dt_ps
+        if trained is None:
+            return
+        if dt_ps is None:
+            raise InputError(f"the trajectory records no time step, and the model was trained on frames {trained:g} ps "
+                             f"apart; if its frames are {trained:g} ps apart, ingest it again with --dt {trained:g}")
+        if not math.isclose(dt_ps, trained, rel_tol=1e-4):
+            stride = dt_ps / trained
+            hint = (f"ingest it with --stride {round(1 / stride)} to match, " if stride < 1
+                    and math.isclose(1 / stride, round(1 / stride), rel_tol=1e-4) else "")
+            raise InputError(f"the trajectory's frames are {dt_ps:g} ps apart but the model was trained on frames "
+                             f"{trained:g} ps apart; {hint}forecast a trajectory saved every {trained:g} ps, or train "
+                             "a model on this one")
+
+    def predict(self, observation: Observation, times: np.ndarray) -> np.ndarray:
+        horizon = self.model.config.horizon
+        times = np.asarray(times, dtype=np.float64).reshape(-1)
+        if len(times) and (times.min() < observation.end or not np.isfinite(times).all()):
+            raise InputError(f"forecast times must be finite and ≥ {observation.end} (the first frame after the "
+                             f"observation); got {times.min():g}–{times.max():g}")
+        out = np.empty((len(times), observation.positions.shape[1], 3), dtype=np.float32)
+        pending = np.ones(len(times), bool)
+        while pending.any():
+            leg = pending & (times <= observation.end + horizon - 1)
+            if leg.any():
+                out[leg] = self._leg(observation, times[leg])
+            pending &= ~leg
+            if pending.any():
+                observation = self._next_observation(observation)
+        return out
+
+    def _next_observation(self, observation: Observation) -> Observation:
+        """The observation a rollout leg starts from: frames ``[end + H − observe, end + H)``, forecast where
+        they lie after ``observation`` (observed ones are kept), with the last observed box. The last few are
+        kept, so ``predict`` called batch by batch on the same observation solves each leg once."""
+        for previous, following in self._rollouts:
+            if previous is observation:
+                return following
+        end = observation.end + self.model.config.horizon
+        frames = np.arange(end - self.model.config.observe, end)
+        observed = frames[frames < observation.end]
+        positions = np.concatenate([observation.positions[observed - observation.start],
+                                    self._leg(observation, frames[frames >= observation.end].astype(np.float64))])
+        boxes = None if observation.boxes is None else np.repeat(np.asarray(observation.boxes)[-1:], len(frames), 0)
+        following = Observation(positions=positions, topology=observation.topology, dt_ps=observation.dt_ps,
+                                start=int(frames[0]), boxes=boxes)
+        self._rollouts = [*self._rollouts[-3:], (observation, following)]
+        return following
+
+    def _leg(self, observation: Observation, times: np.ndarray) -> np.ndarray:
+        """Positions at ``times`` within one horizon of ``observation`` (``end ≤ times ≤ end + H − 1``)."""
+        config, model = self.model.config, self.model
+        t = lead_time(times, observation.end)
+        param = next(model.parameters())
+        kinds = model.kind_index(observation.topology).to(param.device)
+        observed = observation.positions[-config.observe:]
+        box = last_box(observation.boxes)
+        as_tensor = lambda x: torch.as_tensor(np.asarray(x)[None], dtype=param.dtype, device=param.device)  # noqa: E731
+        window = Window(kinds, as_tensor(observed[-1]), as_tensor(input_vectors(observed, config.lags, config.context)),
+                        None if box is None else as_tensor(box))
+        out = np.empty((len(t), observation.positions.shape[1], 3), dtype=np.float32)
+        depth = self.depth
+        finest = model.hierarchy.segment_of(depth, t)
+        unique = np.unique(finest)
+        with torch.no_grad():
+            for start in range(0, len(unique), _CHUNK):
+                sel = np.isin(finest, unique[start:start + _CHUNK])
+                positions, _ = model(window, np.zeros(sel.sum(), np.int64), t[sel], np.full(sel.sum(), depth))
+                out[sel] = positions.float().cpu().numpy()
+        return out
+
+    def describe(self) -> dict:
+        return {"name": self.name, "checkpoint": None if self.path is None else str(self.path),
+                "sha256": self._sha256, "config": self.model.config.to_dict(),
+                "normalisation": self.model.norm.to_dict(), "kinds": list(self.model.kinds),
+                "dt_ps": self.dt_ps, "data": self.meta.get("data"), "depth": self.depth}
