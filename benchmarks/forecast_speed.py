@@ -1,6 +1,6 @@
 """Forecast speed against OpenMM producing the same frames on the same hardware (PROTOCOL.md score 5).
 
-Times ``mdforecast.predict.predict`` (end to end: load/fit, forecast, write the forecast store) for
+Times ``mdforecast.prediction.predict`` (end to end: load/fit, forecast, write the forecast store) for
 (a) all 8000 protocol frames [2000, 10000) and (b) one far frame (9999), for each ``--model`` (baseline names,
 run directories or checkpoints), and OpenMM simulating the protocol's system for the same span: 8000 frames of
 50 steps of 2 fs = 400,000 steps, with positions fetched every frame. A single far frame costs OpenMM the
@@ -77,7 +77,7 @@ def untrained_domino(store: str, workdir: Path) -> str:
 
 
 def time_forecasts(store: str, model: str, workdir: Path, device: str | None, batch: int) -> dict:
-    from mdforecast.predict import predict
+    from mdforecast.prediction import predict
 
     out = {}
     for label, kwargs in (("all", {"until": UNTIL}), ("far", {"times": str(UNTIL - 1)})):
@@ -206,7 +206,7 @@ def main() -> None:
     section = f"""## Forecast speed
 
 `benchmarks/forecast_speed.py` on {hardware()}. Observe frames [0, {OBSERVE}) of {source} ({n_atoms} atoms) and
-forecast with `mdforecast.predict.predict` end to end (load/fit, forecast, write the forecast store): all
+forecast with `mdforecast.prediction.predict` end to end (load/fit, forecast, write the forecast store): all
 {UNTIL - OBSERVE:,} frames [{OBSERVE}, {UNTIL}), and the single far frame {UNTIL - 1}. One run each, torch with
 {args.torch_threads} threads, `--batch {args.batch}` frames per model call, on a machine shared with other work
 (1-minute load average {load_before:.1f} before, {load_after:.1f} after).{note}

@@ -3,11 +3,11 @@
 One prepared, resumable pipeline (issue 6), the same for every system of ``mdforecast.datasets.SYSTEMS``:
 
 1. **data**: ``mdforecast.datasets.make`` the system with twins of every test trajectory (chaos floor);
-2. **train**: DoMiNO (3 levels) and the LG-ODE baseline (``levels=1``) with ``mdforecast.train.train`` on
+2. **train**: DoMiNO (3 levels) and the LG-ODE baseline (``levels=1``) with ``mdforecast.training.train`` on
    the store's training trajectories;
 3. **predict**: both models forecast every test trajectory from its observed frames to its end
-   (``mdforecast.predict.predict``);
-4. **evaluate**: ``mdforecast.evaluate.evaluate`` on the full domain and on the paper's windows (those of
+   (``mdforecast.prediction.predict``);
+4. **evaluate**: ``mdforecast.evaluation.evaluate`` on the full domain and on the paper's windows (those of
    Table 3 that fit the scale's horizon), DoMiNO against LG-ODE and every baseline on the same frames, with
    physics metrics; LG-ODE's own forecast is scored as well (its physics).
 
@@ -82,7 +82,7 @@ def plan(system: str, scale: str, device: str, epochs: int | None = None) -> dic
     """What the run does: dataset arguments, each model's training options (``epochs`` overrides the
     scale's), and the differences from the protocol (``{key: {"protocol": value, "used": value}}``)."""
     from mdforecast.datasets import SYSTEMS
-    from mdforecast.train import PRESETS
+    from mdforecast.training import PRESETS
 
     spec, chosen = SYSTEMS[system], SCALES[scale]
     data = {"trajectories": min(chosen["trajectories"] or spec.trajectories, spec.trajectories),
@@ -109,7 +109,7 @@ def _defaults() -> dict:
     import dataclasses
 
     from mdforecast.model import DominoConfig
-    from mdforecast.train import TrainOptions
+    from mdforecast.training import TrainOptions
 
     return {f.name: f.default for cls in (DominoConfig, TrainOptions) for f in dataclasses.fields(cls)}
 
@@ -153,7 +153,7 @@ def _stage(record: dict, path: Path, name: str, fn) -> dict:
 def _train(store: Path, run: Path, model: dict, progress: bool, threads: int | None = None) -> dict:
     import torch
 
-    from mdforecast.train import resolve_options, train
+    from mdforecast.training import resolve_options, train
 
     if threads is not None:  # a worker process of --parallel
         torch.set_num_threads(threads)
@@ -166,8 +166,8 @@ def _train(store: Path, run: Path, model: dict, progress: bool, threads: int | N
 def ablation(store: Path, root: Path, depth: int, test: list[str], device: str, progress: bool) -> dict:
     """DoMiNO decoded from its levels 0..``depth`` only, on the full domain of every test trajectory."""
     from mdforecast.forecasters.domino import load
-    from mdforecast.evaluate import evaluate
-    from mdforecast.predict import predict
+    from mdforecast.evaluation import evaluate
+    from mdforecast.prediction import predict
 
     forecast = root / f"forecast-domino-L{depth}.zarr"
     predict(store, load(root / "runs" / "domino", device=device, depth=depth), forecast, trajectories=test,
@@ -183,8 +183,8 @@ def fresh(system: str, root: Path, seed: int, model: dict, *, frames: int, worke
     forecast ``frames`` frames past its observation) and score DoMiNO against persistence and damped velocity
     over its first :data:`FRESH_FRAMES` forecast frames, and over the paper's first windows that fit."""
     from mdforecast.datasets import make
-    from mdforecast.evaluate import evaluate
-    from mdforecast.predict import predict
+    from mdforecast.evaluation import evaluate
+    from mdforecast.prediction import predict
 
     observe = model["options"].get("observe", 2000)
     store = root / "fresh.zarr"
@@ -250,8 +250,8 @@ def run(system: str, scale: str, out: Path, *, device: str = "cpu", workers: int
     from mdforecast import __version__
     from mdforecast.forecasters import BASELINES
     from mdforecast.datasets import make
-    from mdforecast.evaluate import evaluate
-    from mdforecast.predict import predict
+    from mdforecast.evaluation import evaluate
+    from mdforecast.prediction import predict
     from mdforecast.store import Store
 
     root = out / system

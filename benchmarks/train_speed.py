@@ -1,6 +1,6 @@
 """Training speed and peak memory of DoMiNO at the benchmark systems' sizes.
 
-Runs ``mdforecast.train`` end to end (store → run directory) on synthetic trajectories of the LJ size
+Runs ``mdforecast.training`` end to end (store → run directory) on synthetic trajectories of the LJ size
 (250 atoms, 27.0 Å box) and the TIP3P size (774 atoms, 19.7 Å box): random positions at the liquid's
 density moved by a random walk, so neighbour counts match the real systems. Speed depends on sizes, not
 on the physics. Each case runs in its own process (clean peak memory) for 2 epochs; the second epoch's
@@ -61,7 +61,7 @@ def make_store(system: str, frames: int) -> str:
 def one(system: str, case: str, device: str, batch: int, steps: int) -> dict:
     import torch
 
-    from mdforecast.train import resolve_options, train
+    from mdforecast.training import resolve_options, train
     from mdforecast.model import DominoConfig
 
     spec = CASES[case]

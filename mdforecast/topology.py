@@ -11,7 +11,10 @@ from collections import Counter
 
 import numpy as np
 
-__all__ = ["Topology"]
+__all__ = ["Topology", "KIND_FIELDS"]
+
+#: the fields that can name atom kinds for a model (``train --kinds``), in the order tried when none is asked for
+KIND_FIELDS = ("elements", "types", "names")
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Topology:

@@ -38,7 +38,7 @@ def predict(store: Annotated[Optional[str], typer.Argument(
             force: Annotated[bool, typer.Option(help="Replace existing output.")] = False,
             as_json: JsonOpt = False, quiet: QuietOpt = False) -> None:
     """Forecast a trajectory from its observed frames into a new store (and optionally an MD file)."""
-    from ..predict import predict as run
+    from ..prediction import predict as run
 
     if store is not None and model is None:  # a usage error (exit 2); the default model is for no STORE only
         raise typer.BadParameter("required with a STORE (without one, the pretrained default is used)",
@@ -65,7 +65,7 @@ def evaluate(forecast: Annotated[str, typer.Argument(help="Forecast store writte
                  "FILE-physics.png."))] = None,
              as_json: JsonOpt = False, quiet: QuietOpt = False) -> None:
     """Score a forecast against the truth per window: MSE (Å²), paper-scale MSE, baselines, skill, chaos floor."""
-    from ..evaluate import evaluate as run
+    from ..evaluation import evaluate as run
     from ..plots import physics_plot_path, plot_mse, plot_physics
 
     if as_json and plot == "-":

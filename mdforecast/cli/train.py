@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from .. import protocol
-from ..model.features import KIND_FIELDS
+from ..topology import KIND_FIELDS
 from . import JsonOpt, QuietOpt, app, emit
 
 
@@ -85,7 +85,7 @@ def train(store: Annotated[str, typer.Argument(help="Store path or URL (its trai
           resume: Annotated[bool, typer.Option(help="Continue the killed run in --output.")] = False,
           as_json: JsonOpt = False, quiet: QuietOpt = False) -> None:
     """Train a DoMiNO model on a store's training trajectories; writes model, metrics and loss curve."""
-    from ..train import resolve_options, train as run
+    from ..training import resolve_options, train as run
 
     options = read_config(config) if config is not None else {}
     given = {"observe": observe, "horizon": horizon, "levels": levels, "strides": _ints(strides, "--strides"),

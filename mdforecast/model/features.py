@@ -24,13 +24,9 @@ import numpy as np
 
 from ..errors import InputError
 from ..pbc import box_matrix
-from ..topology import Topology
+from ..topology import KIND_FIELDS, Topology
 
 __all__ = ["KIND_FIELDS", "resolve_kind_field", "atom_kinds", "input_vectors", "last_box"]
-
-#: topology fields that can name atom kinds (``--kinds``), in the order tried when none is asked for
-KIND_FIELDS = ("elements", "types", "names")
-
 
 def resolve_kind_field(topology: Topology, field: str | None = None) -> str:
     """``field`` when ``topology`` sets it for every atom; with ``field=None`` the first of :data:`KIND_FIELDS`

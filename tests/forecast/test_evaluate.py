@@ -9,9 +9,9 @@ import pytest
 from scipy.spatial.transform import Rotation
 
 from mdforecast.errors import InputError
-from mdforecast.evaluate import SCHEMA_VERSION, evaluate
+from mdforecast.evaluation import SCHEMA_VERSION, evaluate
 from mdforecast.forecasters import Forecaster
-from mdforecast.predict import predict
+from mdforecast.prediction import predict
 from mdforecast.store import Store
 from synth import argon, make_store, random_walk, water
 

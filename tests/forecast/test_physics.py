@@ -7,8 +7,8 @@ import pytest
 
 from mdforecast import physics
 from mdforecast.errors import InputError
-from mdforecast.evaluate import evaluate
-from mdforecast.predict import predict
+from mdforecast.evaluation import evaluate
+from mdforecast.prediction import predict
 from synth import ala2, argon, make_store, random_walk, rigid_waters, water
 
 

@@ -9,7 +9,7 @@ import mdforecast.forecasters.domino as domino
 from mdforecast import ingest
 from mdforecast.errors import InputError
 from mdforecast.forecasters import Forecaster
-from mdforecast.predict import predict
+from mdforecast.prediction import predict
 from mdforecast.store import Store
 from synth import argon, make_store, random_walk, water
 

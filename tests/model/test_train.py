@@ -9,14 +9,14 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-import mdforecast.train as train_module
+import mdforecast.training as train_module
 from mdforecast.checkpoint import save_model
 from mdforecast.forecasters.domino import DominoForecaster, load
 from mdforecast.errors import FormatVersionError, InputError
 from mdforecast.forecasters import Observation
 from mdforecast.model import Domino, DominoConfig, Normalisation
 from mdforecast.store import Store
-from mdforecast.train import resolve_options, train
+from mdforecast.training import resolve_options, train
 from oscillators import TINY
 
 

@@ -81,21 +81,21 @@ def test_malformed_strides_is_a_usage_error(single, tmp_path, capsys):
 
 
 def test_interrupt_says_how_to_resume(single, tmp_path, capsys, monkeypatch):
-    import mdforecast.train
+    import mdforecast.training
 
     def killed(store, run_dir, *args, **kwargs):
         run_dir.mkdir()
         (run_dir / "state.json").write_text("{}")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(mdforecast.train, "train", killed)
+    monkeypatch.setattr(mdforecast.training, "train", killed)
     code, _, err = run(capsys, "train", single, "-o", str(tmp_path / "run"))
     assert code == 130 and "--resume" in err
 
 
 def test_help_lists_every_registry_choice(capsys):
     from mdforecast.model.ode import SOLVERS
-    from mdforecast.train import DEVICES, PRESETS
+    from mdforecast.training import DEVICES, PRESETS
 
     code, out, _ = run(capsys, "train", "--help")
     text = " ".join(out.split())

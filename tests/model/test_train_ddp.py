@@ -9,7 +9,7 @@ import sys
 import torch
 from safetensors.torch import load_file
 
-from mdforecast.train import resolve_options, train
+from mdforecast.training import resolve_options, train
 from oscillators import TINY
 
 

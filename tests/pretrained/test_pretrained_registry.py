@@ -16,15 +16,15 @@ from mdforecast.cli import main
 from mdforecast.errors import InputError
 from mdforecast.forecasters import Observation
 from mdforecast.forecasters import load_forecaster
-from mdforecast.predict import predict
-from mdforecast.evaluate import evaluate
+from mdforecast.prediction import predict
+from mdforecast.evaluation import evaluate
 from mdforecast.forecasters import load_pretrained
 from mdforecast.pretrained import PRETRAINED, discover, embedded_truth, list_models
 from mdforecast.pretrained.sample import embed_truth
 from mdforecast.pretrained import ROOT as PRETRAINED_ROOT
 from mdforecast.store import Store, writing
 from mdforecast.topology import Topology
-from mdforecast.train import resolve_options, train
+from mdforecast.training import resolve_options, train
 
 torch.set_num_threads(1)  # tiny tensors; the test machine's cores are shared
 ROOT = Path(__file__).resolve().parents[2]
@@ -152,7 +152,7 @@ def test_a_truth_sample_scores_exactly_what_the_whole_truth_scores_on_its_frames
 
 def test_predict_without_store_or_model_uses_the_default_model_and_its_truth_sample(tiny_run, registered, tmp_path,
                                                                                     monkeypatch, capsys):
-    import mdforecast.predict as predict_module
+    import mdforecast.prediction as predict_module
 
     embed_truth(tiny_run[0], "t2", registered / "truth.zarr", observe=16)
     monkeypatch.setattr(predict_module, "DEFAULT", "toy")

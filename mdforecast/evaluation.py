@@ -148,7 +148,7 @@ def evaluate(forecast: str | os.PathLike | Store, *, truth: str | os.PathLike | 
              window: Sequence[str] = (), horizon: Sequence[str] = (), full: bool = False,
              baselines: Sequence[str] = DEFAULT_BASELINES, physics: bool = False,
              progress: bool = False) -> Evaluation:
-    """Score ``forecast`` (a store written by :func:`mdforecast.predict.predict`) against ``truth``.
+    """Score ``forecast`` (a store written by :func:`mdforecast.prediction.predict`) against ``truth``.
 
     Args:
         truth: the truth store (default: the one recorded in the forecast's provenance).
