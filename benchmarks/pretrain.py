@@ -185,8 +185,9 @@ def fresh(system: str, root: Path, seed: int, model: dict, *, frames: int, worke
     from mdforecast.datasets import make
     from mdforecast.evaluation import evaluate
     from mdforecast.prediction import predict
+    from mdforecast.protocol import OBSERVE
 
-    observe = model["options"].get("observe", 2000)
+    observe = model["options"].get("observe", OBSERVE)
     store = root / "fresh.zarr"
     made = make(system, store, trajectories=2, frames=observe + frames, seed=seed, platform=platform_name,
                 workers=workers, progress=progress)

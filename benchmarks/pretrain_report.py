@@ -21,7 +21,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from report import publish  # noqa: E402
 
-from mdforecast.cli import flatten  # noqa: E402
+from mdforecast.cli.app import flatten  # noqa: E402
+from mdforecast.protocol import OBSERVE  # noqa: E402
 
 #: issue 7's water geometry target: physics key → (largest RMS deviation from the truth, unit)
 WATER_TOLERANCE = {"oh_length": (0.02, "Å"), "hoh_angle": (2.0, "°")}
@@ -136,7 +137,7 @@ def speed(record: dict, speeds: dict) -> str:
     spec = SYSTEMS[record["system"]]
     omm = speeds["systems"][record["system"]]
     omm_rate = omm["steps_per_s"] / spec.steps_per_frame
-    return (f"DoMiNO forecast {frames:,} frames (every test trajectory, frames {record['models']['domino']['options'].get('observe', 2000)}…) "
+    return (f"DoMiNO forecast {frames:,} frames (every test trajectory, frames {record['models']['domino']['options'].get('observe', OBSERVE)}…) "
             f"in {stage['seconds']:.1f} s end to end ({rate:,.0f} frames/s, torch with "
             f"{stage.get('torch_threads', record['hardware']['torch_threads'])} threads on "
             f"{record['hardware']['cpu_cores']} CPU cores). OpenMM "

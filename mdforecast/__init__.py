@@ -11,8 +11,7 @@ The functions that need torch (``train``, ``resolve_options``, ``predict``, ``ev
 imported on first use, so ``import mdforecast`` and ``mdforecast --help`` stay fast.
 """
 
-__version__ = "0.1.0"
-
+from .version import __version__  # noqa: E402
 from .errors import MDForecastError  # noqa: E402
 from .export import export  # noqa: E402
 from .info import info  # noqa: E402

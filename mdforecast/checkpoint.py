@@ -20,7 +20,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from . import __version__
+from .version import __version__
 from .errors import FormatVersionError, InputError
 from .model import Domino, DominoConfig, Normalisation
 from .provenance import sha256

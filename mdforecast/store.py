@@ -34,7 +34,7 @@ import numpy as np
 import zarr
 from zarr.codecs import BloscCodec
 
-from . import __version__
+from .version import __version__
 from .errors import FormatVersionError, InputError, StoreError
 from .topology import Topology
 

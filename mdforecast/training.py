@@ -141,7 +141,8 @@ def resolve_options(options: Mapping | None = None, *, preset: str | None = None
         options: model (:class:`~mdforecast.model.DominoConfig` fields, plus ``levels``: the last L of the
             default strides) and training (:class:`TrainOptions`) options by name; one-line error for others.
         preset: a :data:`PRESETS` key whose options lie under ``options``.
-        init: a model to fine-tune: the model options come from it, and only its time layout
+        init: a model to fine-tune (a pretrained name, run directory or model file): the model options come
+            from it, and only its time layout
             (``observe``, ``horizon``, ``strides``, ``levels``) may be given.
     """
     if preset is not None and preset not in PRESETS:
@@ -166,7 +167,7 @@ def resolve_options(options: Mapping | None = None, *, preset: str | None = None
     if given - _LAYOUT:
         raise InputError(f"with --init the architecture comes from the checkpoint; drop {sorted(given - _LAYOUT)} "
                          f"(only {sorted(_LAYOUT)} may change)")
-    base, _, _ = load_model(init)
+    base = _initial_model(init)
     config = model_config({**base.config.to_dict(), **{k: options[k] for k in given}})
     if config.levels != base.config.levels:
         raise InputError(f"--init model has {base.config.levels} levels; fine-tune with the same number")
@@ -190,6 +191,13 @@ def model_config(options: dict) -> DominoConfig:
         return DominoConfig(**options)
     except TypeError as err:
         raise InputError(f"invalid model option: {err}") from err
+
+
+def _initial_model(init: str | os.PathLike) -> Domino:
+    """The model to fine-tune: a pretrained name (``mdforecast models list``), a run directory or a model file."""
+    from .pretrained import PRETRAINED
+
+    return load_model(PRETRAINED.get(str(init), init))[0]
 
 
 def _device(name: str) -> torch.device:
@@ -244,13 +252,13 @@ def _resolve(run_dir: Path, config: DominoConfig | None, options: TrainOptions |
         if (run_dir / "state.json").exists() or (run_dir / "model.json").exists():
             raise InputError(f"{run_dir} already holds a training run; pass --resume to continue it or choose another -o")
         if init is not None and config is not None:
-            base = load_model(init)[0].config
+            base = _initial_model(init).config
             changed = set(_differences(config, base)) - _LAYOUT
             if changed:
                 raise InputError(f"with --init the architecture comes from the checkpoint; drop {sorted(changed)} "
                                  f"(only {sorted(_LAYOUT)} may change)")
         elif init is not None:
-            config = load_model(init)[0].config
+            config = _initial_model(init).config
         return config or DominoConfig(), options or TrainOptions(), None if init is None else str(init)
     if not (run_dir / "state.json").exists():
         raise InputError(f"nothing to resume in {run_dir} (no state.json); drop --resume to start a new run")
@@ -322,7 +330,7 @@ def _set_up(store: Store, run_dir: Path, config: DominoConfig, opts: TrainOption
     n_val = opts.holdout if len(series) > opts.holdout else 0
     train_series, val_series = series[:len(series) - n_val], series[len(series) - n_val:]
     if init is not None:
-        base, _, _ = load_model(init)
+        base = _initial_model(init)
         model = Domino(config, base.norm, base.kinds)
         model.load_state_dict(base.state_dict())
     else:
@@ -424,7 +432,8 @@ def train(store: str | os.PathLike | Store, run_dir: str | os.PathLike, config: 
             :func:`resolve_options` makes both from names, presets and config files.
         resume: continue the run in ``run_dir`` from its last finished epoch, with its own options (given
             options must equal them, but for ``device``).
-        init: a model to fine-tune (run directory or model file); its architecture and scales are kept.
+        init: a model to fine-tune (a pretrained name, run directory or model file); its architecture, scales
+            and atom kinds are kept.
         device: a :data:`DEVICES` key (``auto``: CUDA when torch sees a GPU); a run may resume on another.
     """
     run_dir = Path(run_dir)

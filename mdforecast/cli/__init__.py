@@ -7,62 +7,15 @@ the input (the message says what to do), 2 a usage error, 130 interrupted (nothi
 
 from __future__ import annotations
 
-import json
 import sys
-from typing import Annotated, Optional
 
 import typer
 
-from .. import __version__
 from ..errors import MDForecastError
+from . import data, datasets, forecast, models, train  # noqa: F401  (each registers its commands on the app)
+from .app import app
 
-app = typer.Typer(name="mdforecast", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
-                  help="Forecast molecular dynamics trajectories with DoMiNO.")
-
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document to stdout.")]
-QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
-StartOpt = Annotated[Optional[int], typer.Option(help="First frame (0-based).")]
-StopOpt = Annotated[Optional[int], typer.Option(help="Stop before this frame.")]
-StrideOpt = Annotated[Optional[int], typer.Option(help="Keep every N-th frame.")]
-SelectOpt = Annotated[str, typer.Option("--select", "-s", help="MDAnalysis atom selection.")]
-
-
-def emit(result, as_json: bool) -> None:
-    """Print a result to stdout: its ``summary()`` line, or ``to_dict()`` (or the dict itself) as JSON."""
-    if as_json:
-        typer.echo(json.dumps(result.to_dict() if hasattr(result, "to_dict") else result, indent=2))
-    else:
-        typer.echo(result.summary())
-
-
-def flatten(values: dict, prefix: str = "", sep: str = " ") -> dict:
-    """Nested ``values`` as one level, keys joined by ``sep`` (for tables of metrics and model cards)."""
-    out = {}
-    for key, value in values.items():
-        if isinstance(value, dict) and value:
-            out.update(flatten(value, f"{prefix}{key}{sep}", sep))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
-def _version(value: bool) -> None:
-    if value:
-        typer.echo(f"mdforecast {__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def _root(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
-                                                help="Show the version and exit.")] = False) -> None:
-    """Forecast molecular dynamics trajectories with DoMiNO."""
-
-
-from . import data  # noqa: E402,F401  (registers its commands)
-from . import datasets  # noqa: E402,F401  (registers datasets list, datasets make)
-from . import forecast  # noqa: E402,F401  (registers predict, evaluate)
-from . import train  # noqa: E402,F401  (registers train)
-from . import models  # noqa: E402,F401  (registers models list, models show)
+__all__ = ["app", "main"]
 
 
 def main(argv: list[str] | None = None) -> None:

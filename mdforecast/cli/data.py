@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from . import JsonOpt, QuietOpt, SelectOpt, StartOpt, StopOpt, StrideOpt, app, emit
+from .app import JsonOpt, QuietOpt, SelectOpt, StartOpt, StopOpt, StrideOpt, app, emit
 
 
 @app.command()

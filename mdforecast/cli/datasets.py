@@ -9,7 +9,7 @@ import typer
 
 from ..datasets import SYSTEMS
 from ..datasets.simulation import PLATFORMS
-from . import JsonOpt, QuietOpt, app, emit
+from .app import JsonOpt, QuietOpt, app, emit
 
 datasets = typer.Typer(name="datasets", no_args_is_help=True, help="The benchmark systems, generated with OpenMM.")
 app.add_typer(datasets)

@@ -6,9 +6,10 @@ from typing import Annotated, Optional
 
 import typer
 
+from .. import protocol
 from ..forecasters import BASELINES
 from ..pretrained import DEFAULT
-from . import JsonOpt, QuietOpt, app, emit, flatten
+from .app import JsonOpt, QuietOpt, app, emit, flatten
 
 
 @app.command()
@@ -28,7 +29,8 @@ def predict(store: Annotated[Optional[str], typer.Argument(
             trajectory: Annotated[Optional[list[str]], typer.Option(help=(
                 "Trajectory to forecast; repeat for several (default: the first test trajectory, else the first)."))] = None,
             observe: Annotated[Optional[int], typer.Option(help=(
-                "Observe frames [0, N) (default: the model's; baselines: 2000, or a fifth of a shorter trajectory)."))] = None,
+                f"Observe frames [0, N) (default: the model's; baselines: {protocol.OBSERVE}, or a fifth of a shorter "
+                "trajectory)."))] = None,
             fmt: Annotated[Optional[str], typer.Option("--format", help=(
                 "Also write an MD file next to the store (xtc, dcd, trr, nc, pdb, …) with a PDB topology."))] = None,
             device: Annotated[Optional[str], typer.Option(help="Torch device for a model (cpu, cuda, cuda:1).")] = None,

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from . import JsonOpt, app, emit, flatten
+from .app import JsonOpt, app, emit, flatten
 
 models = typer.Typer(name="models", no_args_is_help=True,
                      help="Pretrained models shipped with mdforecast (use one with --model NAME).")

@@ -10,7 +10,7 @@ import typer
 
 from .. import protocol
 from ..topology import KIND_FIELDS
-from . import JsonOpt, QuietOpt, app, emit
+from .app import JsonOpt, QuietOpt, app, emit
 
 
 def _ints(text: str | None, option: str) -> tuple[int, ...] | None:
@@ -81,7 +81,8 @@ def train(store: Annotated[str, typer.Argument(help="Store path or URL (its trai
           seed: Annotated[Optional[int], typer.Option(help="Random seed (default 0).")] = None,
           preset: Annotated[Optional[str], typer.Option(help="Named option set: paper, cpu-small.")] = None,
           config: Annotated[Optional[Path], typer.Option(help="YAML or TOML file of these options.")] = None,
-          init: Annotated[Optional[str], typer.Option(help="Model (run directory or file) to fine-tune.")] = None,
+          init: Annotated[Optional[str], typer.Option(
+              help="Model to fine-tune: a pretrained name, run directory or model file.")] = None,
           resume: Annotated[bool, typer.Option(help="Continue the killed run in --output.")] = False,
           as_json: JsonOpt = False, quiet: QuietOpt = False) -> None:
     """Train a DoMiNO model on a store's training trajectories; writes model, metrics and loss curve."""

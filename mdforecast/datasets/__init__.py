@@ -12,17 +12,11 @@ import json
 import math
 from importlib import resources
 
-from .ala2 import ALA2
 from .generate import MakeResult, make, trajectory_names
-from .lj import LJ
 from .spec import SystemSpec
-from .water import TIP3P, TIP4P
+from .systems import SYSTEMS
 
 __all__ = ["SYSTEMS", "SystemSpec", "list_systems", "make", "MakeResult", "measured_speeds", "estimate_seconds"]
-
-#: name → system; the command line's ``datasets make NAME`` choices
-SYSTEMS: dict[str, SystemSpec] = {spec.name: spec for spec in (LJ, TIP3P, TIP4P, ALA2)}
-
 
 def measured_speeds() -> dict | None:
     """The speeds ``benchmarks/datasets_speed.py`` measured (hardware, OpenMM version, steps/s per system),

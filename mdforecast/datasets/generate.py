@@ -32,6 +32,7 @@ from ..store import Store, is_remote, writing
 from . import simulation
 from .simulation import Job
 from .spec import SystemSpec
+from .systems import SYSTEMS
 
 __all__ = ["make", "MakeResult", "trajectory_names"]
 
@@ -166,8 +167,6 @@ def make(name: str, output: str | os.PathLike, *, trajectories: int | None = Non
         progress: a progress bar on stderr (frames/s, ETA) and one line per finished trajectory.
         equilibration_ps: override the protocol's equilibration before frame 0 (for quick tests).
     """
-    from . import SYSTEMS
-
     began = time.perf_counter()
     if name not in SYSTEMS:
         raise InputError(f"unknown system {name!r}; choose one of {', '.join(SYSTEMS)}")

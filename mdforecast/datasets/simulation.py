@@ -29,6 +29,7 @@ import numpy as np
 
 from ..errors import InputError, MDForecastError
 from .spec import SystemSpec
+from .systems import SYSTEMS
 
 __all__ = ["PLATFORMS", "Job", "run", "resolve_platform", "openmm_version"]
 
@@ -74,8 +75,6 @@ def openmm_version() -> str:
 
 
 def _spec(name: str) -> SystemSpec:
-    from . import SYSTEMS  # the registry imports this module's users, not the other way round
-
     return SYSTEMS[name]
 
 

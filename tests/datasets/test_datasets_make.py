@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 
 from mdforecast import Store
-from mdforecast.cli import main
 from mdforecast.datasets import make, simulation
 from mdforecast.errors import InputError, StoreError
 
@@ -66,6 +65,7 @@ def test_ala2_twins_get_fresh_langevin_noise(tmp_path):
     assert not np.array_equal(twin.positions(), truth.positions(1))
 
 
+@pytest.mark.slow
 def test_same_seed_same_frames_also_with_workers(tmp_path):
     """tip3p (PME) on the CPU platform: two runs, one inline and one in two worker processes, are identical."""
     options = {"trajectories": 2, "frames": 5, "equilibration_ps": 0.1, "twins": 1}
@@ -101,6 +101,7 @@ def test_interrupted_run_resumes_to_the_uninterrupted_result(tmp_path, monkeypat
     assert make("lj", tmp_path / "resumed.zarr", twins=1, **QUICK).made == []
 
 
+@pytest.mark.slow
 def test_killed_cli_run_resumes(tmp_path):
     """SIGKILL during the second trajectory: the first (the test one, simulated first) stays as it was, the
     same command finishes the store."""
@@ -145,13 +146,6 @@ def test_more_twins_later_and_option_mismatch(tmp_path):
         make("tip3p", path, **QUICK)
 
 
-def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exit_info:
-        main(list(argv))
-    out, err = capsys.readouterr()
-    return exit_info.value.code, out, err
-
-
 @pytest.mark.parametrize("argv, needle", [
     (["datasets", "make", "argon"], "unknown system 'argon'; choose one of lj, tip3p, tip4p, ala2"),
     (["datasets", "make", "lj", "--platform", "CUDA"], "OpenMM platform CUDA cannot run here"),
@@ -161,28 +155,28 @@ def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
     (["datasets", "make", "lj", "--workers", "0"], "--workers must be an integer ≥ 1"),
     (["datasets", "make", "lj", "--twins", "-1"], "--twins must be an integer ≥ 0"),
 ])
-def test_cli_bad_input_is_one_line_and_writes_nothing(argv, needle, tmp_path, capsys):
-    code, out, err = run_cli(capsys, *argv, "-o", str(tmp_path / "s.zarr"))
+def test_cli_bad_input_is_one_line_and_writes_nothing(cli, argv, needle, tmp_path):
+    code, out, err = cli(*argv, "-o", str(tmp_path / "s.zarr"))
     assert code == 1 and out == "" and err.startswith("error: ") and len(err.strip().splitlines()) == 1
     assert needle in err
     assert list(tmp_path.iterdir()) == []
 
 
-def test_cli_refuses_a_store_not_made_by_datasets(tmp_path, capsys, water_files):
+def test_cli_refuses_a_store_not_made_by_datasets(cli, tmp_path, water_files):
     from mdforecast import ingest
 
     traj, top, _ = water_files
     ingest([traj], tmp_path / "w.zarr", topology=top)
-    code, _, err = run_cli(capsys, "datasets", "make", "tip3p", "-o", str(tmp_path / "w.zarr"))
+    code, _, err = cli("datasets", "make", "tip3p", "-o", str(tmp_path / "w.zarr"))
     assert code == 1 and "not written by `mdforecast datasets make`" in err
 
 
-def test_cli_make_prints_the_result(tmp_path, capsys):
-    code, out, _ = run_cli(capsys, "datasets", "make", "ala2", "-o", str(tmp_path / "a.zarr"), "--frames", "5",
+def test_cli_make_prints_the_result(cli, tmp_path):
+    code, out, _ = cli("datasets", "make", "ala2", "-o", str(tmp_path / "a.zarr"), "--frames", "5",
                            "--trajectories", "2", "--json", "-q")
     result = json.loads(out)
     assert code == 0 and result["made"] == ["traj1", "traj0"] and result["platform"] == "Reference"
-    code, out, _ = run_cli(capsys, "datasets", "make", "ala2", "-o", str(tmp_path / "a.zarr"), "--frames", "5",
+    code, out, _ = cli("datasets", "make", "ala2", "-o", str(tmp_path / "a.zarr"), "--frames", "5",
                            "--trajectories", "2", "-q")
     assert code == 0 and out.startswith("nothing to do")
     with pytest.raises(InputError):

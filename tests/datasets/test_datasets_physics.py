@@ -36,6 +36,7 @@ def kinetic_temperature(name: str, velocities: np.ndarray) -> np.ndarray:
     return 2 * kinetic * 0.01 / (dof * R_KJ_MOL_K)  # 1 u Å²/ps² = 0.01 kJ/mol
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(SYSTEMS))
 def test_kinetic_temperature_is_the_target(name):
     spec, run_ = SYSTEMS[name], simulate(name)
@@ -76,6 +77,7 @@ def test_positions_are_unwrapped_and_the_box_recorded_every_frame(name):
         assert boxes[0, 0] != pytest.approx(20.7070, abs=1e-3)
 
 
+@pytest.mark.slow
 def test_frame_zero_is_equilibrated_not_the_minimised_structure():
     """Frame 0's potential energy is typical of the run and far above the energy minimum (tip3p)."""
     import openmm

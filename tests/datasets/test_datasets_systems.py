@@ -8,7 +8,6 @@ import json
 import numpy as np
 import pytest
 
-from mdforecast.cli import main
 from mdforecast.datasets import SYSTEMS, list_systems
 from mdforecast.datasets import ala2, lj
 
@@ -104,14 +103,12 @@ def test_ala2_gbsaobc_force_equals_implicit_obc2_xml():
     assert np.abs(f1 - f2).max() < 1e-3  # kJ/mol/nm
 
 
-def test_list_systems_and_cli_json(capsys):
+def test_list_systems_and_cli_json(cli):
     rows = list_systems()
     assert [r["name"] for r in rows] == list(SYSTEMS)
     assert rows[0]["split"] == {"train": [f"traj{i}" for i in range(5)], "test": ["traj5", "traj6", "traj7"]}
-    with pytest.raises(SystemExit) as exit_info:
-        main(["datasets", "list", "--json"])
-    assert exit_info.value.code == 0
-    assert json.loads(capsys.readouterr().out) == json.loads(json.dumps(rows))
+    code, out, _ = cli("datasets", "list", "--json")
+    assert code == 0 and json.loads(out) == json.loads(json.dumps(rows))
 
 
 def dihedral(p0, p1, p2, p3) -> float:

@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from mdforecast.forecasters import DominoForecaster
 from mdforecast.errors import InputError
-from mdforecast.forecasters import Observation
+from mdforecast.forecasters import DominoForecaster, Observation
 from mdforecast.model import Domino, DominoConfig, Normalisation
 from mdforecast.model.hierarchy import Hierarchy
 from mdforecast.testing import assert_equivariant
-
 from oscillators import oscillators, topology
+
+torch.set_num_threads(1)  # tiny tensors: one thread is fastest, and the test machine's 2 cores are shared
 
 
 def random_forecaster(levels: int = 3, vae: bool = False) -> DominoForecaster:

@@ -12,19 +12,17 @@ import numpy as np
 import pytest
 import torch
 
-from mdforecast.cli import main
 from mdforecast.errors import InputError
-from mdforecast.forecasters import Observation
-from mdforecast.forecasters import load_forecaster
-from mdforecast.prediction import predict
 from mdforecast.evaluation import evaluate
-from mdforecast.forecasters import load_pretrained
+from mdforecast.forecasters import Observation, load_forecaster, load_pretrained
+from mdforecast.prediction import predict
 from mdforecast.pretrained import PRETRAINED, discover, embedded_truth, list_models
-from mdforecast.pretrained.sample import embed_truth
 from mdforecast.pretrained import ROOT as PRETRAINED_ROOT
+from mdforecast.pretrained.sample import embed_truth
 from mdforecast.store import Store, writing
 from mdforecast.topology import Topology
 from mdforecast.training import resolve_options, train
+from synth import argon, make_store
 
 torch.set_num_threads(1)  # tiny tensors; the test machine's cores are shared
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,17 +34,12 @@ TINY = {"observe": 16, "horizon": 24, "strides": (6, 1), "features": 8, "vectors
 
 def _argon_store(path: Path, n_atoms: int = 8, n_frames: int = 60) -> str:
     """3 random-walk argon trajectories (train t0, t1; test t2) in a cubic box of ``BOX`` Å, 0.1 ps frames."""
-    names = np.array(["Ar"] * n_atoms)
-    topology = Topology(names=names, resnames=names, resids=np.arange(1, n_atoms + 1), types=names)
-    with writing(path, topology=topology) as store:
-        for k in range(3):
-            rng = np.random.default_rng(k)
-            pos = rng.uniform(0, BOX, (n_atoms, 3)) + np.cumsum(rng.normal(0, 0.2, (n_frames, n_atoms, 3)), 0)
-            attrs = {"dt_ps": 0.1, "unwrapped": True}
-            with store.add_trajectory(f"t{k}", velocities=False, box=(3,), attrs=attrs) as w:
-                w.append(pos.astype(np.float32), np.arange(n_frames) * 0.1, np.arange(n_frames) * 50,
-                         boxes=np.full((n_frames, 3), BOX, np.float32))
-        store.set_split(["t0", "t1"], ["t2"])
+    trajectories = {}
+    for k in range(3):
+        rng = np.random.default_rng(k)
+        start = rng.uniform(0, BOX, (n_atoms, 3))
+        trajectories[f"t{k}"] = (start + np.cumsum(rng.normal(0, 0.2, (n_frames, n_atoms, 3)), 0)).astype(np.float32)
+    make_store(path, argon(n_atoms), trajectories, box=BOX, split=(["t0", "t1"], ["t2"]))
     return str(path)
 
 
@@ -70,12 +63,6 @@ def registered(tiny_run, tmp_path, monkeypatch) -> Path:
                                                      "full_domain_mse": 1.5}))
     monkeypatch.setitem(PRETRAINED, "toy", directory)
     return directory
-
-
-def run_cli(argv: list[str]) -> int:
-    with pytest.raises(SystemExit) as exit_info:
-        main(argv)
-    return exit_info.value.code
 
 
 @pytest.mark.parametrize("name", sorted(PRETRAINED))
@@ -150,14 +137,14 @@ def test_a_truth_sample_scores_exactly_what_the_whole_truth_scores_on_its_frames
         Observation.from_trajectory(sample.trajectory("t2-twin1"), sample.topology, observe=25)
 
 
-def test_predict_without_store_or_model_uses_the_default_model_and_its_truth_sample(tiny_run, registered, tmp_path,
-                                                                                    monkeypatch, capsys):
+def test_predict_without_store_or_model_uses_the_default_model_and_its_truth_sample(cli, tiny_run, registered,
+                                                                                    tmp_path, monkeypatch, capsys):
     import mdforecast.prediction as predict_module
 
     embed_truth(tiny_run[0], "t2", registered / "truth.zarr", observe=16)
     monkeypatch.setattr(predict_module, "DEFAULT", "toy")
     monkeypatch.chdir(tmp_path)
-    assert run_cli(["predict", "--until", "40", "--quiet"]) == 0
+    assert cli.code("predict", "--until", "40", "--quiet") == 0
     forecast = Store.open("forecast.zarr")
     assert forecast.attrs["forecast"]["truth"] == str((registered / "truth.zarr").resolve())
     assert forecast.attrs["forecast"]["model"]["pretrained"] == "toy"
@@ -168,10 +155,10 @@ def test_predict_without_store_or_model_uses_the_default_model_and_its_truth_sam
     moved = Store.open("forecast.zarr", mode="r+")
     moved.update_attrs(forecast={**moved.attrs["forecast"], "truth": "/elsewhere/truth.zarr"})
     capsys.readouterr()
-    assert run_cli(["evaluate", "--window", "16-36", "--json", "--quiet"]) == 0
+    assert cli.code("evaluate", "--window", "16-36", "--json", "--quiet") == 0
     scores = json.loads(capsys.readouterr().out)
     assert scores["truth"] == str(registered / "truth.zarr") and scores["windows"][0]["frames"] == 20
-    assert run_cli(["predict", tiny_run[0], "--until", "40", "-o", "x.zarr", "--quiet"]) == 2
+    assert cli.code("predict", tiny_run[0], "--until", "40", "-o", "x.zarr", "--quiet") == 2
     assert "--model" in capsys.readouterr().err and not Path("x.zarr").exists()
     with pytest.raises(InputError, match="give --model to forecast a STORE"):
         predict(tiny_run[0], None, tmp_path / "y.zarr")
@@ -190,7 +177,7 @@ def test_no_shipped_model_directory_lacks_its_card():
     assert shipped == set(discover(PRETRAINED_ROOT).values())
 
 
-def test_predict_with_a_pretrained_name_equals_the_run_directory(tiny_run, registered, tmp_path):
+def test_predict_with_a_pretrained_name_equals_the_run_directory(cli, tiny_run, registered, tmp_path):
     store, run = tiny_run
     by_name = predict(store, "toy", tmp_path / "a.zarr", until=40)
     by_path = predict(store, str(run), tmp_path / "b.zarr", until=40)
@@ -200,7 +187,7 @@ def test_predict_with_a_pretrained_name_equals_the_run_directory(tiny_run, regis
     provenance = a.attrs["forecast"]["model"]
     assert provenance["pretrained"] == "toy" and provenance["checkpoint"] == str(registered / "model.safetensors")
     assert provenance["checkpoint_sha256"] != b.attrs["forecast"]["model"]["checkpoint_sha256"]  # card.json counts
-    assert run_cli(["predict", store, "-m", "toy", "-o", str(tmp_path / "c.zarr"), "--quiet"]) == 0
+    assert cli.code("predict", store, "-m", "toy", "-o", str(tmp_path / "c.zarr"), "--quiet") == 0
 
 
 def test_unknown_model_lists_baselines_and_pretrained_names(registered, monkeypatch):
@@ -213,44 +200,44 @@ def test_unknown_model_lists_baselines_and_pretrained_names(registered, monkeypa
         load_forecaster("nope")
 
 
-def test_corrupt_pretrained_weights_are_refused_in_one_line(tiny_run, registered, tmp_path, capsys):
+def test_corrupt_pretrained_weights_are_refused_in_one_line(cli, tiny_run, registered, tmp_path, capsys):
     weights = registered / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:-8] + bytes(8))
     with pytest.raises(InputError, match="does not match the SHA-256"):
         load_pretrained("toy")
-    assert run_cli(["predict", tiny_run[0], "-m", "toy", "-o", str(tmp_path / "f.zarr"), "--quiet"]) == 1
+    assert cli.code("predict", tiny_run[0], "-m", "toy", "-o", str(tmp_path / "f.zarr"), "--quiet") == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "reinstall mdforecast" in err and not (tmp_path / "f.zarr").exists()
 
 
-def test_models_list_and_show(registered, capsys):
-    assert run_cli(["models", "list", "--json"]) == 0
+def test_models_list_and_show(cli, registered, capsys):
+    assert cli.code("models", "list", "--json") == 0
     rows = [m for m in json.loads(capsys.readouterr().out)["models"] if m["name"] == "toy"]
     assert len(rows) == 1
     assert rows[0] | {"path": None} == {"name": "toy", "system": "argon-test", "model": "domino", "atoms": 8,
                                          "observe": 16, "horizon": 24, "levels": 2, "scale": "test",
                                          "full_domain_mse": 1.5, "path": None}
-    assert run_cli(["models", "list"]) == 0
+    assert cli.code("models", "list") == 0
     assert "toy" in capsys.readouterr().out
-    assert run_cli(["models", "show", "toy", "--json"]) == 0
+    assert cli.code("models", "show", "toy", "--json") == 0
     info = json.loads(capsys.readouterr().out)
     assert info["card"]["system"] == "argon-test" and info["model"]["config"]["strides"] == [6, 1]
     assert info["model"]["weights_sha256"] == json.loads((registered / "model.json").read_text())["weights_sha256"]
-    assert run_cli(["models", "show", "toy"]) == 0
+    assert cli.code("models", "show", "toy") == 0
     assert "card.full_domain_mse" in capsys.readouterr().out
-    assert run_cli(["models", "show", "nope"]) == 1
+    assert cli.code("models", "show", "nope") == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "unknown pretrained model 'nope'" in err and "toy" in err
 
 
-def test_models_list_says_none_are_shipped_and_how_to_make_them(monkeypatch, capsys):
+def test_models_list_says_none_are_shipped_and_how_to_make_them(cli, monkeypatch, capsys):
     for name in list(PRETRAINED):
         monkeypatch.delitem(PRETRAINED, name)
     assert list_models().models == []
-    assert run_cli(["models", "list"]) == 0
+    assert cli.code("models", "list") == 0
     out = capsys.readouterr().out
     assert "no pretrained models are shipped yet" in out and "benchmarks/pretrain.py" in out
-    assert run_cli(["models", "list", "--json"]) == 0
+    assert cli.code("models", "list", "--json") == 0
     assert json.loads(capsys.readouterr().out)["models"] == []
 
 

@@ -6,7 +6,6 @@ import json
 
 import pytest
 
-from mdforecast.cli import main
 from synth import argon, make_store, random_walk
 
 
@@ -17,31 +16,25 @@ def truth(tmp_path) -> str:
     return str(tmp_path / "truth.zarr")
 
 
-def run(argv: list[str]) -> int:
-    with pytest.raises(SystemExit) as exit_info:
-        main(argv)
-    return exit_info.value.code
-
-
-def test_predict_then_evaluate_json(tmp_path, truth, capsys):
+def test_predict_then_evaluate_json(cli, tmp_path, truth, capsys):
     forecast = str(tmp_path / "f.zarr")
-    assert run(["predict", truth, "-m", "damped-velocity", "--until", "5ps", "--observe", "20", "-o", forecast,
-                "--json", "--quiet"]) == 0
+    assert cli.code("predict", truth, "-m", "damped-velocity", "--until", "5ps", "--observe", "20", "-o", forecast,
+                "--json", "--quiet") == 0
     out, err = capsys.readouterr()
     assert json.loads(out)["frames"] == 30 and err == ""
-    assert run(["evaluate", forecast, "--horizon", "0-10", "--window", "40-50", "--json", "--quiet"]) == 0
+    assert cli.code("evaluate", forecast, "--horizon", "0-10", "--window", "40-50", "--json", "--quiet") == 0
     out, err = capsys.readouterr()
     doc = json.loads(out)
     assert [w["label"] for w in doc["windows"]] == ["20-30 (horizon 0-10)", "40-50 (horizon 20-30)"]
     assert err == ""
 
 
-def test_evaluate_table_and_plots(tmp_path, truth, capsys):
+def test_evaluate_table_and_plots(cli, tmp_path, truth, capsys):
     forecast = str(tmp_path / "f.zarr")
-    assert run(["predict", truth, "-m", "persistence", "--observe", "20", "-o", forecast, "-q"]) == 0
+    assert cli.code("predict", truth, "-m", "persistence", "--observe", "20", "-o", forecast, "-q") == 0
     capsys.readouterr()
     plot = tmp_path / "mse.png"
-    assert run(["evaluate", forecast, "--full", "--physics", "--plot", str(plot), "--baselines", "mean,velocity"]) == 0
+    assert cli.code("evaluate", forecast, "--full", "--physics", "--plot", str(plot), "--baselines", "mean,velocity") == 0
     out, err = capsys.readouterr()
     assert "persistence forecast of t2" in out and "velocity" in out and "physics (liquid)" in out
     assert f"wrote {plot}" in err
@@ -49,11 +42,11 @@ def test_evaluate_table_and_plots(tmp_path, truth, capsys):
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_plot_to_stdout(tmp_path, truth, capsysbinary):
+def test_plot_to_stdout(cli, tmp_path, truth, capsysbinary):
     forecast = str(tmp_path / "f.zarr")
-    assert run(["predict", truth, "-m", "mean", "--observe", "20", "-o", forecast, "-q"]) == 0
+    assert cli.code("predict", truth, "-m", "mean", "--observe", "20", "-o", forecast, "-q") == 0
     capsysbinary.readouterr()
-    assert run(["evaluate", forecast, "--plot", "-", "-q"]) == 0
+    assert cli.code("evaluate", forecast, "--plot", "-", "-q") == 0
     assert capsysbinary.readouterr().out[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -64,8 +57,8 @@ def test_plot_to_stdout(tmp_path, truth, capsysbinary):
     (["evaluate", "{tmp}/missing.zarr"], 1, "does not exist"),
     (["evaluate", "{truth}"], 1, "not a forecast"),
 ])
-def test_bad_input_exits_non_zero_with_one_line(tmp_path, truth, capsys, argv, code, message):
-    assert run([a.format(truth=truth, tmp=tmp_path) for a in argv]) == code
+def test_bad_input_exits_non_zero_with_one_line(cli, tmp_path, truth, capsys, argv, code, message):
+    assert cli.code(*[a.format(truth=truth, tmp=tmp_path) for a in argv]) == code
     out, err = capsys.readouterr()
     assert message in err and out == ""
     if code == 1:

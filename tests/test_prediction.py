@@ -156,3 +156,47 @@ def test_store_defaults_to_the_one_the_model_was_trained_on(tmp_path, truth, mon
     assert result.truth == str((tmp_path / "truth.zarr").resolve()) and result.trajectories == ["t2"]
     with pytest.raises(InputError, match="give the STORE"):
         predict(None, "persistence", tmp_path / "g.zarr")
+
+
+def _argon_model(tmp_path, truth: Store) -> str:
+    """A DoMiNO run directory with random (acting) weights for the argon ``truth``, its frame time recorded."""
+    import torch
+
+    from mdforecast.checkpoint import save_model
+    from mdforecast.model import Domino, DominoConfig, Normalisation
+
+    config = DominoConfig(observe=20, horizon=12, strides=(4, 1), features=8, vectors=4, encoder_layers=1, radial=4,
+                          steps=2, lags=(1, 4), context=10, cutoff=6.0, checkpoint=False, kind_field="elements")
+    torch.manual_seed(0)
+    model = Domino(config, Normalisation(1.0, (0.3, 0.6, 0.6), 3.0), ["Ar"])
+    for p in model.decoder.parameters():  # the decoder starts at zero (= persistence); make it act
+        torch.nn.init.normal_(p, std=0.3)
+    run = tmp_path / "run"
+    run.mkdir()
+    save_model(run, model, dt_ps=truth.trajectory("t2").dt_ps, training={}, data={}, history=[])
+    return str(run)
+
+
+def test_exported_and_ingested_again_forecasts_as_the_original(tmp_path, truth):
+    from mdforecast import export
+
+    run = _argon_model(tmp_path, truth)
+    export(truth, tmp_path / "t2.trr", trajectory="t2")  # + t2.pdb: atom names AR, elements written by MDAnalysis
+    again = ingest([tmp_path / "t2.trr"], tmp_path / "again.zarr", topology=tmp_path / "t2.pdb")
+    assert Store.open(again.store).trajectory().dt_ps == pytest.approx(0.1)
+    predict(truth, run, tmp_path / "a.zarr", trajectories=["t2"], until=32)
+    predict(again.store, run, tmp_path / "b.zarr", until=32)
+    a, b = Store.open(tmp_path / "a.zarr").trajectory(), Store.open(tmp_path / "b.zarr").trajectory()
+    assert not np.allclose(a.positions(), np.repeat(truth.trajectory("t2").positions(19, 20), 12, axis=0))
+    np.testing.assert_allclose(b.positions(), a.positions(), atol=1e-4)
+
+
+def test_a_model_refuses_another_frame_time_and_an_unknown_one(tmp_path, truth):
+    run = _argon_model(tmp_path, truth)
+    coarse = make_store(tmp_path / "coarse.zarr", argon(5), {"t": random_walk(60, 5)}, box=15.0, dt_ps=1.0)
+    with pytest.raises(InputError, match="frames are 1 ps apart but the model was trained on frames 0.1 ps apart"):
+        predict(coarse, run, tmp_path / "f.zarr", until=32)
+    unknown = make_store(tmp_path / "unknown.zarr", argon(5), {"t": random_walk(60, 5)}, box=15.0, dt_ps=None)
+    with pytest.raises(InputError, match="--dt 0.1"):
+        predict(unknown, run, tmp_path / "f.zarr", until=32)
+    assert not (tmp_path / "f.zarr").exists()

@@ -8,8 +8,9 @@ recent motion and the observed mean, which an equivariant model can learn.
 from __future__ import annotations
 
 import numpy as np
-from mdforecast.store import writing
+
 from mdforecast.topology import Topology
+from synth import make_store as make_synthetic_store
 
 PERIODS = {"A": 24.0, "B": 40.0}  # frames
 
@@ -32,17 +33,12 @@ def topology(n_atoms: int) -> Topology:
 
 def make_store(path, *, n_traj: int = 3, n_atoms: int = 12, n_frames: int = 400, box: float | None = 20.0,
                test: int = 0, seed: int = 0) -> str:
-    """A store of ``n_traj`` oscillator trajectories (the last ``test`` of them in the test split)."""
-    with writing(path, topology=topology(n_atoms)) as store:
-        for k in range(n_traj):
-            pos = oscillators(n_atoms, n_frames, box=box, seed=seed + k)
-            with store.add_trajectory(f"t{k}", velocities=False, box=None if box is None else (3,),
-                                      attrs={"dt_ps": 0.1, "unwrapped": True}) as w:
-                w.append(pos, np.arange(n_frames) * 0.1, np.arange(n_frames) * 50,
-                         boxes=None if box is None else np.full((n_frames, 3), box, np.float32))
-        names = store.trajectory_names
-        if test:
-            store.set_split(names[:-test], names[-test:])
+    """A store of ``n_traj`` oscillator trajectories ``t0``, ``t1``, … (the last ``test`` of them in the test split),
+    frames 0.1 ps apart."""
+    names = [f"t{k}" for k in range(n_traj)]
+    trajectories = {name: oscillators(n_atoms, n_frames, box=box, seed=seed + k) for k, name in enumerate(names)}
+    make_synthetic_store(path, topology(n_atoms), trajectories, box=box,
+                         split=(names[:-test], names[-test:]) if test else None)
     return str(path)
 
 

@@ -57,10 +57,10 @@ def rigid_waters(n_frames: int, n_waters: int = 4, *, seed: int = 0, box: float 
 
 
 def make_store(path: Path, topology: Topology, trajectories: dict[str, np.ndarray], *, box: float | None = None,
-               dt_ps: float = 0.1, split: tuple[list[str], list[str]] | None = None,
+               dt_ps: float | None = 0.1, split: tuple[list[str], list[str]] | None = None,
                attrs: dict[str, dict] | None = None) -> Store:
     """A store at ``path`` with ``trajectories`` (name → positions ``(T, N, 3)`` Å), a constant cubic ``box`` Å
-    (or none), frames every ``dt_ps``; per-trajectory extra ``attrs`` (e.g. twins' ``twin_of``/``first_frame``)."""
+    (or none), frames every ``dt_ps`` (``None``: no time step recorded); per-trajectory extra ``attrs`` (e.g. twins' ``twin_of``/``first_frame``)."""
     with writing(path, topology=topology) as store:
         for name, positions in trajectories.items():
             extra = (attrs or {}).get(name, {})
@@ -68,7 +68,7 @@ def make_store(path: Path, topology: Topology, trajectories: dict[str, np.ndarra
             t0 = extra.get("first_frame", 0)
             with store.add_trajectory(name, velocities=False, box=None if box is None else (3,),
                                       attrs={"dt_ps": dt_ps, "unwrapped": True, **extra}) as writer:
-                writer.append(positions, (t0 + np.arange(n)) * dt_ps, (t0 + np.arange(n)) * 50,
+                writer.append(positions, (t0 + np.arange(n)) * (dt_ps or 0.0), (t0 + np.arange(n)) * 50,
                               boxes=None if box is None else np.full((n, 3), box, np.float32))
         if split is not None:
             store.set_split(*split)

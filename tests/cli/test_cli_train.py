@@ -6,20 +6,7 @@ import json
 
 import pytest
 
-from mdforecast.cli import main
 from oscillators import make_store
-
-
-def run(capsys, *argv: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exit_info:
-        main(list(argv))
-    out, err = capsys.readouterr()
-    return exit_info.value.code, out, err
-
-
-def one_line_error(code: int, err: str, needle: str) -> None:
-    lines = err.strip().splitlines()
-    assert code == 1 and len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], err
 
 
 @pytest.fixture(scope="module")
@@ -28,8 +15,8 @@ def single(tmp_path_factory) -> str:
     return make_store(tmp_path_factory.mktemp("single") / "one.zarr", n_traj=1, n_frames=400)
 
 
-def test_small_problem_from_the_issue(single, tmp_path, capsys):
-    code, out, err = run(capsys, "train", single, "-o", str(tmp_path / "run"), "--observe", "100", "--horizon", "300",
+def test_small_problem_from_the_issue(cli, single, tmp_path):
+    code, out, err = cli("train", single, "-o", str(tmp_path / "run"), "--observe", "100", "--horizon", "300",
                          "--levels", "2", "--strides", "15,1", "--preset", "cpu-small", "--epochs", "1",
                          "--cutoff", "6", "--json", "-q")
     assert code == 0, err
@@ -39,19 +26,19 @@ def test_small_problem_from_the_issue(single, tmp_path, capsys):
     assert meta["config"]["strides"] == [15, 1] and meta["config"]["horizon"] == 300
 
 
-def test_config_file_and_option_precedence(single, tmp_path, capsys):
+def test_config_file_and_option_precedence(cli, single, tmp_path):
     config = tmp_path / "train.toml"
     config.write_text('observe = 100\nhorizon = 300\nstrides = [15, 1]\nepochs = 5\ncutoff = 6.0\n'
                       'samples-per-epoch = 4\nbatch = 4\nfeatures = 8\n')
-    code, out, err = run(capsys, "train", single, "-o", str(tmp_path / "run"), "--config", str(config),
+    code, out, err = cli("train", single, "-o", str(tmp_path / "run"), "--config", str(config),
                          "--epochs", "1", "--preset", "cpu-small", "-q")
     assert code == 0, err
     meta = json.loads((tmp_path / "run" / "model.json").read_text())
     assert meta["training"]["epochs"] == 1 and meta["config"]["features"] == 8 and meta["config"]["strides"] == [15, 1]
     yaml_config = tmp_path / "bad.yaml"
     yaml_config.write_text("hidden_size: 3\n")
-    code, _, err = run(capsys, "train", single, "-o", str(tmp_path / "x"), "--config", str(yaml_config))
-    one_line_error(code, err, "unknown options")
+    code, _, err = cli("train", single, "-o", str(tmp_path / "x"), "--config", str(yaml_config))
+    cli.assert_one_line_error(code, err, "unknown options")
 
 
 @pytest.mark.parametrize("argv,needle", [
@@ -61,26 +48,26 @@ def test_config_file_and_option_precedence(single, tmp_path, capsys):
     (["--observe", "100", "--horizon", "300", "--strides", "15,1", "--resume"], "nothing to resume"),
     (["--observe", "100", "--horizon", "300", "--strides", "15,1", "--init", "nowhere"], "no model"),
 ])
-def test_bad_input_is_one_line_and_writes_nothing(single, tmp_path, capsys, argv, needle):
-    code, _, err = run(capsys, "train", single, "-o", str(tmp_path / "run"), *argv)
-    one_line_error(code, err, needle)
+def test_bad_input_is_one_line_and_writes_nothing(cli, single, tmp_path, argv, needle):
+    code, _, err = cli("train", single, "-o", str(tmp_path / "run"), *argv)
+    cli.assert_one_line_error(code, err, needle)
     assert not (tmp_path / "run").exists()
 
 
-def test_init_from_another_format_version(single, tmp_path, capsys):
+def test_init_from_another_format_version(cli, single, tmp_path):
     model = tmp_path / "old"
     model.mkdir()
     (model / "model.json").write_text(json.dumps({"format": "mdforecast-model", "format_version": 7}))
-    code, _, err = run(capsys, "train", single, "-o", str(tmp_path / "run"), "--epochs", "1", "--init", str(model))
-    one_line_error(code, err, "format version 7")
+    code, _, err = cli("train", single, "-o", str(tmp_path / "run"), "--epochs", "1", "--init", str(model))
+    cli.assert_one_line_error(code, err, "format version 7")
 
 
-def test_malformed_strides_is_a_usage_error(single, tmp_path, capsys):
-    code, _, err = run(capsys, "train", single, "-o", str(tmp_path / "run"), "--strides", "15;1")
+def test_malformed_strides_is_a_usage_error(cli, single, tmp_path):
+    code, _, err = cli("train", single, "-o", str(tmp_path / "run"), "--strides", "15;1")
     assert code == 2 and "--strides" in err
 
 
-def test_interrupt_says_how_to_resume(single, tmp_path, capsys, monkeypatch):
+def test_interrupt_says_how_to_resume(cli, single, tmp_path, monkeypatch):
     import mdforecast.training
 
     def killed(store, run_dir, *args, **kwargs):
@@ -89,15 +76,15 @@ def test_interrupt_says_how_to_resume(single, tmp_path, capsys, monkeypatch):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(mdforecast.training, "train", killed)
-    code, _, err = run(capsys, "train", single, "-o", str(tmp_path / "run"))
+    code, _, err = cli("train", single, "-o", str(tmp_path / "run"))
     assert code == 130 and "--resume" in err
 
 
-def test_help_lists_every_registry_choice(capsys):
+def test_help_lists_every_registry_choice(cli):
     from mdforecast.model.ode import SOLVERS
     from mdforecast.training import DEVICES, PRESETS
 
-    code, out, _ = run(capsys, "train", "--help")
+    code, out, _ = cli("train", "--help")
     text = " ".join(out.split())
     assert code == 0
     for name in [*SOLVERS, *DEVICES, *PRESETS]:

@@ -20,6 +20,7 @@ from mdforecast.training import resolve_options, train
 from oscillators import TINY
 
 
+@pytest.mark.slow
 def test_tiny_system_trains_and_beats_persistence_on_test_trajectory(osc_store, tmp_path):
     run = tmp_path / "run"
     result = train(osc_store, run, *resolve_options({**TINY, "epochs": 10}))
@@ -241,3 +242,17 @@ def test_the_decoder_unit_follows_the_training_rms_displacement_at_each_lead_tim
     assert model.scale(torch.tensor([0.0, 5000.0])).tolist() == pytest.approx([sigma[0], sigma[-1]], rel=1e-6)
     old = Normalisation.from_dict({"displacement": 2.0, "inputs": [1.0, 1.0], "avg_neighbors": 3.0})
     assert Domino(config, old, ["A"]).scale(torch.tensor([1.0, 700.0])).tolist() == [2.0, 2.0]
+
+
+def test_a_shipped_water_model_fine_tunes_on_other_water(tmp_path):
+    """Kinds are elements, so a TIP3P model takes any water (here: synthetic rigid waters named OW/HW1/HW2)."""
+    from synth import make_store, rigid_waters, water
+
+    trajectories = {f"t{k}": rigid_waters(40, seed=k) for k in range(2)}
+    store = make_store(tmp_path / "w.zarr", water(4), trajectories, box=12.0)
+    layout = {"observe": 24, "horizon": 8, "strides": (4, 2, 1), "epochs": 1, "samples_per_epoch": 4, "batch": 4,
+              "val_samples": 2, "segments": 1, "max_outputs": 2}
+    result = train(store, tmp_path / "run", *resolve_options(layout, init="tip3p"), init="tip3p")
+    meta = json.loads((tmp_path / "run" / "model.json").read_text())
+    assert result.epochs == 1 and meta["kinds"] == ["H", "O"] and meta["training"]["init"] == "tip3p"
+    assert meta["config"]["features"] == 16 and meta["dt_ps"] == 0.1  # tip3p's architecture; the data's frame time

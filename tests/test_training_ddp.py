@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -13,6 +14,7 @@ from mdforecast.training import resolve_options, train
 from oscillators import TINY
 
 
+@pytest.mark.slow
 def test_two_gloo_processes_match_one(osc_store, tmp_path):
     options = {**TINY, "epochs": 2, "samples_per_epoch": 16}
     train(osc_store, tmp_path / "one", *resolve_options(options))
