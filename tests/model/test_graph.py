@@ -113,3 +113,19 @@ def test_batch_graphs_offsets_and_injected_neighbor_fn():
     for k in range(3):  # no edge crosses structures
         inside = (graph.edge_index[1] // 6) == k
         assert ((graph.edge_index[0][inside] // 6) == k).all()
+
+
+def test_edge_order_does_not_depend_on_the_thread_count():
+    rng = np.random.default_rng(7)
+    box = torch.tensor(skewed_box(rng))
+    x = torch.tensor(rng.uniform(0, 1, (400, 3))) @ box
+    threads = torch.get_num_threads()
+    try:
+        graphs = []
+        for n in (1, 2, 4):
+            torch.set_num_threads(n)
+            graphs.append(radius_graph(x, 5.0, box))
+    finally:
+        torch.set_num_threads(threads)
+    for edges, vectors in graphs[1:]:
+        assert torch.equal(edges, graphs[0][0]) and torch.equal(vectors, graphs[0][1])
