@@ -147,7 +147,8 @@ class Domino(nn.Module):
 
     Args:
         config: :class:`DominoConfig`. norm: :class:`Normalisation`. kinds: the atom-kind vocabulary.
-        neighbor_fn: builds the neighbour list (default :func:`~mdforecast.model.graph.radius_graph`).
+        neighbor_fn: builds the neighbour list (default :func:`~mdforecast.model.graph.radius_graph`,
+            O(N) cell lists; :func:`~mdforecast.model.graph.radius_graph_all_pairs` is the O(N²) reference).
 
     Shapes: ``forward(window, sample (Q,), t (Q,) frames, depth (Q,)) -> positions (Q, N, 3) Å, kl ()``.
     """

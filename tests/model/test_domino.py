@@ -9,6 +9,7 @@ import torch
 from mdforecast.errors import InputError
 from mdforecast.forecasters import DominoForecaster, Observation
 from mdforecast.model import Domino, DominoConfig, Normalisation
+from mdforecast.model.graph import batch_graphs, radius_graph, radius_graph_all_pairs
 from mdforecast.model.hierarchy import Hierarchy
 from mdforecast.testing import assert_equivariant
 from oscillators import oscillators, topology
@@ -44,6 +45,31 @@ def test_rotation_translation_permutation_equivariance(levels, box):
     assert set(errors) == {"rotation", "translation", "permutation"}
     forecaster.model.float()  # the dtype models are trained and run in
     assert_equivariant(forecaster, obs, times, atol=1e-5)
+
+
+TRICLINIC = np.array([[20.0, 0.0, 0.0], [6.0, 19.0, 0.0], [-5.0, 4.0, 21.0]])
+
+
+@pytest.mark.parametrize("box", ["cubic", "triclinic", None])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_forecasts_do_not_depend_on_the_neighbour_function(box, dtype):
+    """The default (vesin cell lists) and the all-pairs reference list edges in different orders: the
+    forecasts agree to 1e-5 Å."""
+    forecaster = random_forecaster()
+    forecaster.model.to(dtype)
+    obs = observation(None if box is None else 20.0, n_atoms=60)
+    if box == "triclinic":
+        obs = dataclasses.replace(obs, boxes=np.repeat(TRICLINIC[None], len(obs.positions), 0))
+    boxes = None if obs.boxes is None else torch.as_tensor(obs.boxes[-1:])
+    graph = batch_graphs(torch.as_tensor(obs.positions[-1:]), 6.0, boxes)
+    assert graph.n_edges > 5 * 60  # a real graph: several neighbours per atom
+    times = np.array([30, 33.5, 41, 53])
+    forecasts = []
+    for neighbor_fn in (radius_graph, radius_graph_all_pairs):
+        forecaster.model.neighbor_fn = neighbor_fn
+        forecasts.append(forecaster.predict(obs, times))
+    assert np.abs(forecasts[0] - obs.positions[-1]).max() > 0.1  # not persistence
+    np.testing.assert_allclose(forecasts[0], forecasts[1], atol=1e-5, rtol=0)
 
 
 def test_assert_equivariant_catches_a_broken_model():
