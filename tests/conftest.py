@@ -18,12 +18,12 @@ class Cli:
     """Runs ``mdforecast`` in-process: ``cli("predict", store, "-m", "persistence")`` → ``(code, out, err)``;
     ``cli.code(...)`` → the exit code, leaving the output to the test's own ``capsys``/``capsysbinary``."""
 
-    def __init__(self, capsys) -> None:
-        self._capsys = capsys
+    def __init__(self, capture) -> None:
+        self._capture = capture
 
     def __call__(self, *argv) -> tuple[int, str, str]:
         code = self.code(*argv)
-        out, err = self._capsys.readouterr()
+        out, err = self._capture.readouterr()
         return code, out, err
 
     @staticmethod
@@ -45,8 +45,9 @@ class Cli:
 
 
 @pytest.fixture
-def cli(capsys) -> Cli:
-    return Cli(capsys)
+def cli(request) -> Cli:
+    """The runner, capturing with the test's ``capsysbinary`` when it asks for one, else ``capsys``."""
+    return Cli(request.getfixturevalue("capsysbinary" if "capsysbinary" in request.fixturenames else "capsys"))
 
 
 @pytest.fixture
