@@ -66,11 +66,12 @@ class Trajectory:
     ``start:stop:stride`` as ``(T, N, 3)`` float32 Å, reading only the chunks that hold them.
     """
 
-    def __init__(self, name: str, group: zarr.Group) -> None:
+    def __init__(self, name: str, group: zarr.Group, atoms: np.ndarray | None = None) -> None:
         self.name = name
         self._group = group
         self._particles = group[_PARTICLES]
         self._position = self._particles["position/value"]
+        self._atoms = atoms  # indices of the atoms this view shows (Store.subset), None: all
 
     def __repr__(self) -> str:
         return f"Trajectory({self.name!r}, frames={self.n_frames}, atoms={self.n_atoms})"
@@ -92,7 +93,7 @@ class Trajectory:
 
     @property
     def n_atoms(self) -> int:
-        return self._position.shape[1]
+        return self._position.shape[1] if self._atoms is None else len(self._atoms)
 
     @property
     def has_velocities(self) -> bool:
@@ -105,15 +106,19 @@ class Trajectory:
     def _read(self, array: zarr.Array, start: int | None, stop: int | None, stride: int | None) -> np.ndarray:
         return np.asarray(array[slice(start, stop, stride)])
 
+    def _read_atoms(self, array: zarr.Array, start: int | None, stop: int | None, stride: int | None) -> np.ndarray:
+        data = self._read(array, start, stop, stride)
+        return data if self._atoms is None else data[:, self._atoms]
+
     def positions(self, start: int | None = None, stop: int | None = None, stride: int | None = None) -> np.ndarray:
         """Unwrapped positions ``(T, N, 3)`` float32, Å."""
-        return self._read(self._position, start, stop, stride)
+        return self._read_atoms(self._position, start, stop, stride)
 
     def velocities(self, start: int | None = None, stop: int | None = None, stride: int | None = None) -> np.ndarray:
         """Velocities ``(T, N, 3)`` float32, Å/ps; raises :class:`InputError` when the trajectory has none."""
         if not self.has_velocities:
             raise InputError(f"trajectory {self.name!r} has no velocities; ingest a file that stores them (TRR, H5MD, NetCDF)")
-        return self._read(self._particles["velocity/value"], start, stop, stride)
+        return self._read_atoms(self._particles["velocity/value"], start, stop, stride)
 
     def boxes(self, start: int | None = None, stop: int | None = None, stride: int | None = None) -> np.ndarray | None:
         """Box per frame: edges ``(T, 3)`` or vectors ``(T, 3, 3)`` float32, Å; ``None`` without a box."""
@@ -284,10 +289,11 @@ class TrajectoryWriter:
 class Store:
     """One system's topology and trajectories in a zarr v3 group. Open with :meth:`open` or :func:`writing`."""
 
-    def __init__(self, group: zarr.Group, path: str) -> None:
+    def __init__(self, group: zarr.Group, path: str, atoms: np.ndarray | None = None) -> None:
         self._group = group
         self.path = path
         self._topology: Topology | None = None
+        self._atoms = atoms  # indices of the atoms this view shows (subset), None: all
 
     def __repr__(self) -> str:
         return f"Store({self.path!r}, atoms={self.topology.n_atoms}, trajectories={self.trajectory_names})"
@@ -333,6 +339,7 @@ class Store:
         return dict(self._group.attrs[_ATTRS])
 
     def _set_attrs(self, **attrs) -> None:
+        self._writable()
         self._group.attrs[_ATTRS] = {**self.attrs, **attrs}
 
     def update_attrs(self, **attrs) -> None:
@@ -347,7 +354,28 @@ class Store:
         if self._topology is None:
             top = self._group["topology"]
             self._topology = Topology(**{name: np.asarray(arr[...]) for name, arr in top.arrays()})
+            if self._atoms is not None:
+                self._topology = self._topology.subset(self._atoms)
         return self._topology
+
+    def subset(self, atoms: np.ndarray) -> "Store":
+        """A read-only view of atoms ``atoms`` ``(M,)`` (indices, increasing) of this store: its topology and
+        every trajectory's positions and velocities show those atoms only; boxes, times and attributes are
+        the store's. Writing through the view is refused."""
+        atoms = np.asarray(atoms, dtype=np.int64)
+        if self._atoms is not None:
+            atoms = self._atoms[atoms]
+        if not len(atoms) or (np.diff(atoms) <= 0).any() or atoms[0] < 0 or atoms[-1] >= self._n_stored_atoms:
+            raise InputError(f"an atom subset must be increasing indices below {self._n_stored_atoms}")
+        return Store(self._group, self.path, atoms)
+
+    @property
+    def _n_stored_atoms(self) -> int:
+        return len(self._group["topology"]["names"])
+
+    def _writable(self) -> None:
+        if self._atoms is not None:
+            raise StoreError(f"a subset view of {self.path} is read-only; write to the store itself")
 
     @property
     def split(self) -> dict[str, list[str]] | None:
@@ -374,7 +402,7 @@ class Store:
         name = names[0] if name is None else name
         if name not in names:
             raise InputError(f"store {self.path} has no trajectory {name!r}; it has {', '.join(names)}")
-        return Trajectory(name, self._group["trajectories"][name])
+        return Trajectory(name, self._group["trajectories"][name], self._atoms)
 
     def remove_trajectories(self, names: Sequence[str]) -> None:
         """Delete trajectories ``names`` from the store (unlisted first, then their data)."""
@@ -398,6 +426,7 @@ class Store:
         ``expected_frames`` pre-sizes the arrays when the frame count is known (faster; more frames still
         fit, fewer are trimmed at commit).
         """
+        self._writable()
         if name in self.trajectory_names:
             raise StoreError(f"store {self.path} already has a trajectory {name!r}; pick another --name")
         if not name or "/" in name or name.startswith("."):
