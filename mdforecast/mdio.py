@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import struct
 import warnings
 from pathlib import Path
 
@@ -16,7 +17,8 @@ import numpy as np
 from .errors import InputError
 from .pbc import box_vectors, is_orthorhombic
 
-__all__ = ["open_universe", "select_atoms", "stored_boxes", "box_shape", "guess_bonds", "whole_positions", "quiet"]
+__all__ = ["open_universe", "select_atoms", "stored_boxes", "box_shape", "guess_bonds", "molecules", "time_step",
+           "check_xtc", "quiet"]
 
 #: what MDAnalysis raises for unreadable, truncated or unsupported files
 _READ_ERRORS = (ValueError, TypeError, OSError, EOFError, KeyError, IndexError, RuntimeError,
@@ -79,6 +81,9 @@ def open_universe(trajectory: str | Path, topology: str | Path | None = None, fm
                                      "DCD, NCDF, H5MD, LAMMPS, LAMMPSDUMP, GRO, PDB, XYZ) or convert the file") from err
                 raise InputError(f"cannot read trajectory {trajectory}: {_first_line(err)}; "
                                  "the file may be truncated or corrupt") from err
+    if topology is None and not hasattr(universe.atoms, "resids"):
+        raise InputError(f"{trajectory} holds coordinates but no topology (atom names, residues); pass the "
+                         "topology it was written with: --top FILE (PDB, GRO, PSF, PRMTOP, TPR, …)")
     if universe.trajectory.n_frames == 0:
         raise InputError(f"trajectory {trajectory} has zero frames; check the file")
     return universe
@@ -122,7 +127,12 @@ def stored_boxes(dimensions: np.ndarray, shape: tuple[int, ...], frames: np.ndar
             raise InputError(f"frame {frames[skewed][0]} of {source} has a triclinic box while earlier frames "
                              "were orthorhombic; split the file at that frame and ingest the parts separately")
         return dimensions[:, :3].astype(np.float32)
-    return box_vectors(dimensions).astype(np.float32)
+    vectors = box_vectors(dimensions)
+    flat = ~(np.abs(np.linalg.det(vectors)) > 1e-6 * np.prod(dimensions[:, :3], axis=1))
+    if flat.any():
+        raise InputError(f"frame {frames[flat][0]} of {source} has a flat box (angles {dimensions[flat][0][3:]} make "
+                         "its vectors coplanar); repair the box or ingest with --no-unwrap")
+    return vectors.astype(np.float32)
 
 
 def guess_bonds(universe) -> bool:
@@ -141,9 +151,84 @@ def guess_bonds(universe) -> bool:
     return bool(len(universe.bonds))
 
 
-def whole_positions(universe, atoms) -> np.ndarray:
-    """Positions of ``atoms`` in the current frame with each bonded molecule made whole, Å."""
+def molecules(universe, atoms) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The atoms to unwrap so that the molecules of ``atoms`` come out whole, and their bonds.
+
+    Returns the universe indices of every atom of a bonded fragment that ``atoms`` touches ``(M,)``, the bonds
+    among them renumbered to positions in that list ``(B, 2)``, and where ``atoms`` sit in it ``(n,)``. A
+    selection of some atoms of a molecule (``name CA``) is thus placed by the bonds through the others.
+    """
     if not hasattr(universe, "bonds") or not len(universe.bonds):
-        return atoms.positions
+        return atoms.indices, np.zeros((0, 2), dtype=np.int64), np.arange(atoms.n_atoms)
     with quiet():
-        return universe.atoms.unwrap(compound="fragments", reference=None, inplace=False)[atoms.indices]
+        fragment = np.asarray(universe.atoms.fragindices)
+    needed = np.flatnonzero(np.isin(fragment, fragment[atoms.indices]))
+    renumber = np.full(universe.atoms.n_atoms, -1)
+    renumber[needed] = np.arange(len(needed))
+    bonds = renumber[np.asarray(universe.bonds.indices, dtype=np.int64)]
+    return needed, bonds[(bonds >= 0).all(axis=1)], renumber[atoms.indices]
+
+
+def time_step(reader) -> float | None:
+    """The time between frames of ``reader`` in ps as the file records it, or ``None`` when it records none
+    (MDAnalysis then assumes 1 ps and warns) or a step that is not positive."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        dt = float(reader.dt)
+    if any("no dt information" in str(w.message) for w in caught) or not np.isfinite(dt) or dt <= 0:
+        return None
+    return dt
+
+
+_XTC_HEADER = struct.Struct(">iiif9fi")  # magic, natoms, step, time, box (nm), natoms: 56 bytes
+_XTC_COORDS = struct.Struct(">f3i3iii")  # precision, minint, maxint, smallidx, compressed bytes: 36 bytes
+_XTC_MAGIC, _XTC_SMALLIDX = 1995, range(9, 73)  # smallidx indexes xdrfile's table of 73 magic integers
+
+
+def check_xtc(path: str | Path) -> str | None:
+    """Walk the frame headers of an XTC file before MDAnalysis decodes it (a few µs per frame).
+
+    xdrfile's C decoder trusts these headers: a garbled one can kill the process (SIGFPE, heap corruption).
+    Raises :class:`InputError` at the first frame whose header is not XTC or holds impossible values (an atom
+    count unlike the first frame's, non-finite or absurd box or time, impossible compression parameters). Returns a one-line warning when the
+    file ends in an incomplete frame, which MDAnalysis drops silently; ``None`` otherwise. Garbled
+    compressed coordinates behind a valid header cannot be seen without decoding them.
+    """
+    path = Path(path)
+    size, offset, frame, n_atoms = path.stat().st_size, 0, 0, None
+
+    def bad(what: str) -> InputError:
+        return InputError(f"{path} is not a valid XTC file: frame {frame} (byte {offset}) {what}; the file is "
+                          f"corrupt; repair it or cut it off before with --stop {frame}")
+
+    with open(path, "rb") as handle:
+        while offset < size:
+            handle.seek(offset)
+            raw = handle.read(_XTC_HEADER.size + _XTC_COORDS.size)
+            length = None
+            if len(raw) >= _XTC_HEADER.size:
+                magic, natoms, _, time, *box, natoms_again = _XTC_HEADER.unpack_from(raw)
+                if magic != _XTC_MAGIC:
+                    raise bad(f"does not start with the XTC magic number {_XTC_MAGIC} (found {magic})")
+                n_atoms = natoms if n_atoms is None else n_atoms
+                if natoms != n_atoms or natoms_again != n_atoms or n_atoms <= 0:
+                    raise bad(f"has {natoms} atoms where frame 0 has {n_atoms}")
+                if not np.isfinite(time) or not np.all(np.isfinite(box)) or np.max(np.abs(box)) > 1e6:
+                    raise bad(f"has a non-finite or absurd time or box ({time} ps, box {box} nm)")
+                length = _XTC_HEADER.size + 12 * natoms
+                if natoms > 9 and len(raw) == _XTC_HEADER.size + _XTC_COORDS.size:
+                    precision, *limits, smallidx, nbytes = _XTC_COORDS.unpack_from(raw, _XTC_HEADER.size)
+                    low, high = np.array(limits[:3], np.int64), np.array(limits[3:], np.int64)
+                    if not (np.isfinite(precision) and precision > 0) or np.any(high < low) \
+                            or np.any(high - low >= 2**31 - 1) or smallidx not in _XTC_SMALLIDX \
+                            or not 0 <= nbytes <= 16 * natoms + 64:
+                        raise bad("has impossible compression parameters")
+                    length = len(raw) + (nbytes + 3) // 4 * 4
+                elif natoms > 9:
+                    length = size + 1  # the compression header itself is cut off
+            if length is None or offset + length > size:
+                return (f"{path} ends in an incomplete frame ({size - offset} bytes from byte {offset}); it was "
+                        f"dropped and the {frame} complete frames were read")
+            offset += length
+            frame += 1
+    return None
