@@ -101,9 +101,11 @@ def ingest(trajectories: Sequence[str | Path], output: str | Path, *, topology: 
         raise InputError(f"{len(names)} --name for {len(paths)} trajectories; give one name per trajectory file")
 
     notes: list[str] = []
+    bounds: dict[Path, np.ndarray] = {}
     for path in paths:  # before MDAnalysis decodes them: xdrfile crashes on garbled frame headers
         if (fmt or path.suffix.lstrip(".")).upper() == "XTC" and path.is_file():
-            notes.extend(filter(None, [check_xtc(path)]))
+            bounds[path], note = check_xtc(path)
+            notes.extend([note] if note else [])
     universes = [open_universe(path, topology, fmt) for path in paths]
     guessed = [guess_bonds(u) for u in universes if unwrap and u.dimensions is not None]
     selections = [select_atoms(u, select, path) for u, path in zip(universes, paths)]
@@ -124,7 +126,8 @@ def ingest(trajectories: Sequence[str | Path], output: str | Path, *, topology: 
             names = list(names) if names is not None else _default_names(paths, store.trajectory_names)
             for universe, atoms, path, name in zip(universes, selections, paths, names):
                 written[name] = _ingest_one(store, universe, atoms, path, name, slice(start, stop, stride),
-                                            unwrap=unwrap, dt_ps=dt_ps, notes=notes, progress=progress)
+                                            unwrap=unwrap, dt_ps=dt_ps, bounds=bounds.get(path), notes=notes,
+                                            progress=progress)
                 added.append(name)
         except BaseException:
             if append:  # roll back what this call added to an existing store
@@ -139,8 +142,11 @@ _SPARSE_FRACTION = 1e-4
 
 
 def _ingest_one(store: Store, universe, atoms, path: Path, name: str, frames: slice, *, unwrap: bool,
-                dt_ps: float | None, notes: list[str], progress: bool) -> int:
-    """Stream one file into the store as trajectory ``name``; one-line warnings about it go to ``notes``."""
+                dt_ps: float | None, bounds: np.ndarray | None, notes: list[str], progress: bool) -> int:
+    """Stream one file into the store as trajectory ``name``; one-line warnings about it go to ``notes``.
+
+    ``bounds``: the coordinate range each frame's header declares ``(frames, 2, 3)`` Å (XTC), or ``None``.
+    """
     reader = universe.trajectory
     keep = range(*frames.indices(reader.n_frames))
     if len(keep) == 0:
@@ -177,6 +183,14 @@ def _ingest_one(store: Store, universe, atoms, path: Path, name: str, frames: sl
                 bad = int(index[~sane][0])
                 raise InputError(f"frame {bad} of {path} has NaN, infinite or absurd (beyond 10^7 Å) coordinates; "
                                  f"cut it off with --stop {bad} or repair the file")
+            if bounds is not None:  # decoded coordinates outside the range the frame's header declares
+                lows, highs = bounds[index, 0], bounds[index, 1]
+                outside = ((positions.min(axis=1) < lows - 0.01) | (positions.max(axis=1) > highs + 0.01)).any(axis=1)
+                if outside.any():
+                    bad = int(index[outside][0])
+                    raise InputError(f"frame {bad} of {path} decodes to coordinates outside the range its header "
+                                     f"declares: its compressed data are corrupt; cut it off with --stop {bad} or "
+                                     "repair the file")
             boxes = stored_boxes(np.stack(block["box"]), shape, index, path) if shape is not None else None
             if unwrap:
                 positions = unwrapper.update(positions, boxes)

@@ -7,6 +7,7 @@ module turns its many exception types and warnings into one-line :class:`InputEr
 from __future__ import annotations
 
 import contextlib
+import math
 import re
 import struct
 import warnings
@@ -185,27 +186,31 @@ _XTC_COORDS = struct.Struct(">f3i3iii")  # precision, minint, maxint, smallidx, 
 _XTC_MAGIC, _XTC_SMALLIDX = 1995, range(9, 73)  # smallidx indexes xdrfile's table of 73 magic integers
 
 
-def check_xtc(path: str | Path) -> str | None:
+def check_xtc(path: str | Path) -> tuple[np.ndarray, str | None]:
     """Walk the frame headers of an XTC file before MDAnalysis decodes it (a few µs per frame).
 
     xdrfile's C decoder trusts these headers: a garbled one can kill the process (SIGFPE, heap corruption).
     Raises :class:`InputError` at the first frame whose header is not XTC or holds impossible values (an atom
-    count unlike the first frame's, non-finite or absurd box or time, impossible compression parameters). Returns a one-line warning when the
-    file ends in an incomplete frame, which MDAnalysis drops silently; ``None`` otherwise. Garbled
-    compressed coordinates behind a valid header cannot be seen without decoding them.
+    count unlike the first frame's, non-finite or absurd box or time, impossible compression parameters).
+
+    Returns the coordinate range each complete frame declares, ``(F, 2, 3)`` float64 Å (lowest and highest
+    x, y, z; infinite for uncompressed frames of ≤ 9 atoms), against which decoded coordinates can be checked,
+    and a one-line warning when the file ends in an incomplete frame (MDAnalysis drops it silently), else
+    ``None``. Garbled compressed coordinates behind a valid header may still crash the decoder.
     """
     path = Path(path)
-    size, offset, frame, n_atoms = path.stat().st_size, 0, 0, None
+    size, offset, n_atoms, bounds = path.stat().st_size, 0, None, []
+    unbounded = (-math.inf,) * 3 + (math.inf,) * 3
 
     def bad(what: str) -> InputError:
-        return InputError(f"{path} is not a valid XTC file: frame {frame} (byte {offset}) {what}; the file is "
-                          f"corrupt; repair it or cut it off before with --stop {frame}")
+        return InputError(f"{path} is not a valid XTC file: frame {len(bounds)} (byte {offset}) {what}; the file "
+                          f"is corrupt; repair it or cut it off before with --stop {len(bounds)}")
 
     with open(path, "rb") as handle:
         while offset < size:
             handle.seek(offset)
             raw = handle.read(_XTC_HEADER.size + _XTC_COORDS.size)
-            length = None
+            length = size + 1  # incomplete unless the header says otherwise
             if len(raw) >= _XTC_HEADER.size:
                 magic, natoms, _, time, *box, natoms_again = _XTC_HEADER.unpack_from(raw)
                 if magic != _XTC_MAGIC:
@@ -213,22 +218,20 @@ def check_xtc(path: str | Path) -> str | None:
                 n_atoms = natoms if n_atoms is None else n_atoms
                 if natoms != n_atoms or natoms_again != n_atoms or n_atoms <= 0:
                     raise bad(f"has {natoms} atoms where frame 0 has {n_atoms}")
-                if not np.isfinite(time) or not np.all(np.isfinite(box)) or np.max(np.abs(box)) > 1e6:
+                if not all(math.isfinite(v) and abs(v) < 1e6 for v in (time, *box)):
                     raise bad(f"has a non-finite or absurd time or box ({time} ps, box {box} nm)")
-                length = _XTC_HEADER.size + 12 * natoms
-                if natoms > 9 and len(raw) == _XTC_HEADER.size + _XTC_COORDS.size:
-                    precision, *limits, smallidx, nbytes = _XTC_COORDS.unpack_from(raw, _XTC_HEADER.size)
-                    low, high = np.array(limits[:3], np.int64), np.array(limits[3:], np.int64)
-                    if not (np.isfinite(precision) and precision > 0) or np.any(high < low) \
-                            or np.any(high - low >= 2**31 - 1) or smallidx not in _XTC_SMALLIDX \
+                if natoms <= 9:
+                    length, limits = _XTC_HEADER.size + 12 * natoms, unbounded
+                elif len(raw) == _XTC_HEADER.size + _XTC_COORDS.size:
+                    precision, *ints, smallidx, nbytes = _XTC_COORDS.unpack_from(raw, _XTC_HEADER.size)
+                    if not (math.isfinite(precision) and precision > 0) or smallidx not in _XTC_SMALLIDX \
+                            or not all(0 <= ints[k + 3] - ints[k] < 2**31 - 1 for k in range(3)) \
                             or not 0 <= nbytes <= 16 * natoms + 64:
                         raise bad("has impossible compression parameters")
-                    length = len(raw) + (nbytes + 3) // 4 * 4
-                elif natoms > 9:
-                    length = size + 1  # the compression header itself is cut off
-            if length is None or offset + length > size:
-                return (f"{path} ends in an incomplete frame ({size - offset} bytes from byte {offset}); it was "
-                        f"dropped and the {frame} complete frames were read")
+                    length, limits = len(raw) + (nbytes + 3) // 4 * 4, [10.0 * i / precision for i in ints]
+            if offset + length > size:
+                return (np.array(bounds).reshape(-1, 2, 3), f"{path} ends in an incomplete frame ({size - offset} "
+                        f"bytes from byte {offset}); it was dropped and the {len(bounds)} complete frames were read")
+            bounds.append(limits)
             offset += length
-            frame += 1
-    return None
+    return np.array(bounds).reshape(-1, 2, 3), None

@@ -318,3 +318,22 @@ def test_truncated_xtc_warns_and_garbled_xtc_is_refused(tmp_path, water_system):
     with pytest.raises(InputError, match="frame 1 .*compression"):
         ingest([tmp_path / "bad.xtc"], tmp_path / "bad.zarr", topology=top)
     assert not [p for p in tmp_path.iterdir() if "partial" in p.name or p.name == "bad.zarr"]
+
+
+def test_xtc_frame_decoding_outside_its_declared_range_is_refused(tmp_path, water_system, monkeypatch):
+    import importlib
+
+    import MDAnalysis as mda
+
+    ingest_module = importlib.import_module("mdforecast.ingest")  # the module, not the function of that name
+    top = tmp_path / "top.pdb"
+    path = water_system.write(tmp_path / "w.xtc", wrap=True, topology=top)
+    bounds, note = ingest_module.check_xtc(path)
+    assert note is None and bounds.shape == (12, 2, 3)
+    data = np.stack([ts.positions.copy() for ts in mda.Universe(str(top), str(path)).trajectory])
+    np.testing.assert_allclose(bounds[:, 0], data.min(axis=1), atol=0.01)  # the header's range is the data's
+    np.testing.assert_allclose(bounds[:, 1], data.max(axis=1), atol=0.01)
+    bounds[7, 1] -= 1.0  # as if frame 7's compressed data decoded beyond what its header declares
+    monkeypatch.setattr(ingest_module, "check_xtc", lambda p: (bounds, None))
+    with pytest.raises(InputError, match="frame 7 .* outside the range its header declares"):
+        ingest([path], tmp_path / "s.zarr", topology=top)
