@@ -170,56 +170,63 @@ def _ingest_one(store: Store, universe, atoms, path: Path, name: str, frames: sl
     with store.add_trajectory(name, velocities=velocities, box=shape, attrs=attrs,
                               expected_frames=len(keep)) as writer, \
             progress_bar(f"ingest {name}", len(visit), enabled=progress) as bar, quiet():
-        block: dict[str, list] = {"frame": [], "position": [], "velocity": [], "box": [], "time": [], "step": []}
+        # one chunk of frames, float32 as read, refilled in place (the writer copies what it is given)
+        size = writer.frames_per_chunk
+        block = {"frame": np.empty(size, np.int64), "position": np.empty((size, len(needed), 3), np.float32),
+                 "velocity": np.empty((size, atoms.n_atoms, 3), np.float32) if velocities else None,
+                 "box": np.full((size, 6), np.nan), "time": np.empty(size), "step": np.empty(size, np.int64)}
 
-        def flush() -> None:
-            """Check, unwrap (vectorised over the block) and hand the kept frames to the writer."""
-            if not block["frame"]:
+        def flush(n: int) -> None:
+            """Check, unwrap (vectorised over the block) and hand the kept frames of the first ``n`` to the writer."""
+            if not n:
                 return
-            index = np.array(block["frame"])
-            positions = np.stack(block["position"])
+            index, positions = block["frame"][:n], block["position"][:n]
             sane = (np.abs(positions) < 1e7).all(axis=(1, 2))  # False for NaN and infinity too
             if not sane.all():
                 bad = int(index[~sane][0])
                 raise InputError(f"frame {bad} of {path} has NaN, infinite or absurd (beyond 10^7 Å) coordinates; "
                                  f"cut it off with --stop {bad} or repair the file")
             if bounds is not None:  # decoded coordinates outside the range the frame's header declares
-                lows, highs = bounds[index, 0], bounds[index, 1]
-                outside = ((positions.min(axis=1) < lows - 0.01) | (positions.max(axis=1) > highs + 0.01)).any(axis=1)
+                lows = (bounds[index, 0] - 0.01).astype(np.float32)[:, None]
+                highs = (bounds[index, 1] + 0.01).astype(np.float32)[:, None]
+                outside = ((positions < lows) | (positions > highs)).any(axis=(1, 2))
                 if outside.any():
                     bad = int(index[outside][0])
                     raise InputError(f"frame {bad} of {path} decodes to coordinates outside the range its header "
                                      f"declares: its compressed data are corrupt; cut it off with --stop {bad} or "
                                      "repair the file")
-            boxes = stored_boxes(np.stack(block["box"]), shape, index, path) if shape is not None else None
+            boxes = stored_boxes(block["box"][:n], shape, index, path) if shape is not None else None
             if unwrap:
                 positions = unwrapper.update(positions, boxes)
                 if subset:
                     positions = positions[:, chosen]
             kept = (index - keep.start) % keep.step == 0
-            writer.append(positions[kept], np.array(block["time"])[kept], np.array(block["step"])[kept],
-                          np.stack(block["velocity"])[kept] if velocities else None,
+            writer.append(positions[kept], block["time"][:n][kept], block["step"][:n][kept],
+                          block["velocity"][:n][kept] if velocities else None,
                           boxes[kept] if boxes is not None else None)
-            bar.advance(len(index))
-            for values in block.values():
-                values.clear()
+            bar.advance(n)
 
-        frame = visit.start
+        frame, n = visit.start, 0
         try:
             for ts in reader[visit.start:visit.stop:visit.step]:
-                frame = ts.frame
-                block["frame"].append(frame)
-                block["position"].append(ts.positions.copy() if every_atom else ts.positions[needed])
+                frame = block["frame"][n] = ts.frame
+                if every_atom:
+                    block["position"][n] = ts.positions
+                else:
+                    np.take(ts.positions, needed, axis=0, out=block["position"][n])
                 if velocities:
-                    block["velocity"].append(ts.velocities[atoms.indices])
-                if shape is not None:
-                    block["box"].append(np.full(6, np.nan) if ts.dimensions is None else ts.dimensions.copy())
-                block["time"].append(ts.time if dt_ps is None and file_dt is not None
-                                     else np.nan if file_dt is None else frame * dt_ps)
-                block["step"].append(ts.data.get("step", frame))
-                if len(block["frame"]) == writer.frames_per_chunk:
-                    flush()
-            flush()
+                    np.take(ts.velocities, atoms.indices, axis=0, out=block["velocity"][n])
+                if shape is not None and ts.dimensions is not None:
+                    block["box"][n] = ts.dimensions
+                block["time"][n] = (ts.time if dt_ps is None and file_dt is not None
+                                    else np.nan if file_dt is None else frame * dt_ps)
+                block["step"][n] = ts.data.get("step", frame)
+                n += 1
+                if n == size:
+                    flush(n)
+                    n = 0
+                    block["box"].fill(np.nan)
+            flush(n)
         except (OSError, EOFError) as err:  # the reader's; the store maps its own write errors
             raise InputError(f"cannot read {path} at frame {frame}: {err}; the file may be truncated, "
                              f"try --stop {frame}") from err

@@ -181,7 +181,7 @@ class Unwrapper:
     def update(self, wrapped: np.ndarray, boxes: np.ndarray) -> np.ndarray:
         wrapped = np.asarray(wrapped)
         boxes = np.asarray(boxes, dtype=np.float64)
-        ref = wrapped[:, self.roots].astype(np.float64)
+        ref = np.take(wrapped, self.roots, axis=1).astype(np.float64)
         if self._last_wrapped is None:  # the first frame is its own start: a zero step
             self._last_wrapped = self._last_unwrapped = ref[0]
             self.n_steps -= len(self.roots)
@@ -189,15 +189,17 @@ class Unwrapper:
         limit = self.LONG_STEP * image_distance(boxes)
         self.long_steps += int((np.einsum("tik,tik->ti", steps, steps) > (limit ** 2)[:, None]).sum())
         self.n_steps += steps.shape[0] * steps.shape[1]
-        unwrapped_ref = self._last_unwrapped + np.cumsum(steps, axis=0)
+        unwrapped_ref = np.cumsum(steps, axis=0)
+        unwrapped_ref += self._last_unwrapped
         self._last_wrapped, self._last_unwrapped = ref[-1], unwrapped_ref[-1]
 
         out = np.empty(wrapped.shape, dtype=np.float32)
         out[:, self.roots] = unwrapped_ref
         if len(self._child):
-            bond_vectors = minimum_image(wrapped[:, self._child] - wrapped[:, self._parent], boxes)
+            bonds = np.take(wrapped, self._child, axis=1) - np.take(wrapped, self._parent, axis=1)
+            bonds = minimum_image(bonds, boxes)
             for lo, hi in self._levels:  # parents are placed before their children
-                out[:, self._child[lo:hi]] = out[:, self._parent[lo:hi]] + bond_vectors[:, lo:hi]
+                out[:, self._child[lo:hi]] = np.take(out, self._parent[lo:hi], axis=1) + bonds[:, lo:hi]
         return out
 
 
