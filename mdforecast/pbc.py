@@ -96,33 +96,44 @@ def reduced_basis(box: np.ndarray) -> np.ndarray:
     raise ValueError("box reduction did not converge")
 
 
-def image_distance(box: np.ndarray) -> np.ndarray:
+def _is_edges(box: np.ndarray, per_frame: bool | None) -> bool:
+    """Whether ``box`` holds orthorhombic edges (else vectors); a lone ``(3, 3)`` is vectors unless
+    ``per_frame`` says it is three frames' edges."""
+    if per_frame is None:
+        return box.shape[-2:] != (3, 3)
+    return box.ndim == (2 if per_frame else 1)
+
+
+def image_distance(box: np.ndarray, *, per_frame: bool | None = None) -> np.ndarray:
     """Distance from a point to its nearest periodic image ``(...,)`` Å (the shortest lattice vector).
 
-    A displacement is unambiguously its own minimum image when shorter than half of this.
+    A displacement is unambiguously its own minimum image when shorter than half of this. ``per_frame``: see
+    :func:`minimum_image`.
     """
     box = np.asarray(box, dtype=np.float64)
-    if box.shape[-2:] != (3, 3):
+    if _is_edges(box, per_frame):
         return box.min(axis=-1)
     lattice = _RELEVANT @ reduced_basis(box)
     return np.sqrt(np.einsum("...ik,...ik->...i", lattice, lattice).min(axis=-1))
 
 
-def minimum_image(delta: np.ndarray, box: np.ndarray) -> np.ndarray:
+def minimum_image(delta: np.ndarray, box: np.ndarray, *, per_frame: bool | None = None) -> np.ndarray:
     """The shortest periodic image of displacements ``(..., atoms, 3)`` Å, exact in any box.
 
     ``box`` is edges ``(3,)``/vectors ``(3, 3)``, or one per frame (``(T, 3)``/``(T, 3, 3)`` with ``delta``
-    ``(T, atoms, 3)``). Orthorhombic edges: round each coordinate. Triclinic vectors: round the fractional
+    ``(T, atoms, 3)``); ``per_frame=True`` says it has the frame axis, which a ``(3, 3)`` box otherwise does
+    not (three frames' edges look like one box's vectors). Orthorhombic edges: round each coordinate. Triclinic vectors: round the fractional
     coordinates in the Selling-reduced basis (:func:`reduced_basis`); a displacement still longer than half
     the image distance then steps by the relevant lattice vector that shortens it most, until none does
     (the Voronoi cell). Returns float64.
     """
     delta = np.asarray(delta, dtype=np.float64)
     box = np.asarray(box, dtype=np.float64)
-    per_frame = box.ndim == (3 if box.shape[-2:] == (3, 3) else 2)
-    if box.shape[-2:] != (3, 3):  # orthorhombic edges: rounding is exact
-        edges = box[:, None, :] if per_frame else box
-        return delta - edges * np.round(delta / edges)
+    edges = _is_edges(box, per_frame)
+    per_frame = box.ndim == (2 if edges else 3)
+    if edges:  # orthorhombic: rounding is exact
+        box = box[:, None, :] if per_frame else box
+        return delta - box * np.round(delta / box)
     basis = reduced_basis(box)  # per frame: (T, N, 3) @ (T, 3, 3) multiplies frame by frame
     out = delta - np.round(delta @ np.linalg.inv(basis)) @ basis
     lattice = _RELEVANT @ basis  # (14, 3) or (T, 14, 3)
@@ -185,8 +196,8 @@ class Unwrapper:
         if self._last_wrapped is None:  # the first frame is its own start: a zero step
             self._last_wrapped = self._last_unwrapped = ref[0]
             self.n_steps -= len(self.roots)
-        steps = minimum_image(ref - np.concatenate([self._last_wrapped[None], ref[:-1]]), boxes)
-        limit = self.LONG_STEP * image_distance(boxes)
+        steps = minimum_image(ref - np.concatenate([self._last_wrapped[None], ref[:-1]]), boxes, per_frame=True)
+        limit = self.LONG_STEP * image_distance(boxes, per_frame=True)
         self.long_steps += int((np.einsum("tik,tik->ti", steps, steps) > (limit ** 2)[:, None]).sum())
         self.n_steps += steps.shape[0] * steps.shape[1]
         unwrapped_ref = np.cumsum(steps, axis=0)
@@ -197,7 +208,7 @@ class Unwrapper:
         out[:, self.roots] = unwrapped_ref
         if len(self._child):
             bonds = np.take(wrapped, self._child, axis=1) - np.take(wrapped, self._parent, axis=1)
-            bonds = minimum_image(bonds, boxes)
+            bonds = minimum_image(bonds, boxes, per_frame=True)
             for lo, hi in self._levels:  # parents are placed before their children
                 out[:, self._child[lo:hi]] = np.take(out, self._parent[lo:hi], axis=1) + bonds[:, lo:hi]
         return out

@@ -52,7 +52,7 @@ def test_unwrapper_follows_a_changing_box():
     points = np.stack([wrapped, np.zeros(60), np.zeros(60)], axis=-1)[:, None, :]  # (60, 1, 3)
     edges = np.repeat(boxes[:, None], 3, axis=1)
     # in uneven blocks, as ingest streams them: the result must not depend on where blocks end
-    out = np.concatenate([unwrapper.update(points[a:b], edges[a:b]) for a, b in [(0, 1), (1, 17), (17, 60)]])[:, 0, 0]
+    out = np.concatenate([unwrapper.update(points[a:b], edges[a:b]) for a, b in [(0, 1), (1, 17), (17, 20), (20, 60)]])[:, 0, 0]
     np.testing.assert_allclose(np.diff(out), 0.7, atol=4 * 0.02 + 1e-5)
     assert out[-1] > 3 * boxes[-1]  # it crossed faces several times, never jumped back
 
@@ -129,3 +129,11 @@ def test_unwrapper_keeps_molecules_whole_in_a_dodecahedron():
     boxes = np.repeat(h[None], 40, axis=0)
     out = np.concatenate([Unwrapper(3, np.array([[0, 1], [0, 2]])).update(wrapped, boxes)])
     np.testing.assert_allclose(out, truth - truth[0, 0] + wrapped[0, 0], atol=1e-3)  # one lattice shift throughout
+
+
+def test_three_frames_of_edges_are_not_taken_for_one_triclinic_box():
+    edges = np.array([[10.0, 10, 10], [20.0, 20, 20], [30.0, 30, 30]])
+    delta = np.full((3, 2, 3), 8.0)
+    out = minimum_image(delta, edges, per_frame=True)
+    np.testing.assert_allclose(out[:, 0, 0], [-2.0, 8.0, 8.0])
+    np.testing.assert_allclose(image_distance(edges, per_frame=True), [10.0, 20.0, 30.0])
