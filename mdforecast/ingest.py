@@ -181,7 +181,7 @@ def _ingest_one(store: Store, universe, atoms, path: Path, name: str, frames: sl
             if not n:
                 return
             index, positions = block["frame"][:n], block["position"][:n]
-            sane = (np.abs(positions) < 1e7).all(axis=(1, 2))  # False for NaN and infinity too
+            sane = (positions.min(axis=(1, 2)) > -1e7) & (positions.max(axis=(1, 2)) < 1e7)  # NaN: False
             if not sane.all():
                 bad = int(index[~sane][0])
                 raise InputError(f"frame {bad} of {path} has NaN, infinite or absurd (beyond 10^7 Å) coordinates; "

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import mmap
 import re
 import struct
 import warnings
@@ -200,16 +201,17 @@ def check_xtc(path: str | Path) -> tuple[np.ndarray, str | None]:
     """
     path = Path(path)
     size, offset, n_atoms, bounds = path.stat().st_size, 0, None, []
+    if size == 0:  # nothing to walk (and nothing to map); MDAnalysis reports the empty file
+        return np.zeros((0, 2, 3)), None
     unbounded = (-math.inf,) * 3 + (math.inf,) * 3
 
     def bad(what: str) -> InputError:
         return InputError(f"{path} is not a valid XTC file: frame {len(bounds)} (byte {offset}) {what}; the file "
                           f"is corrupt; repair it or cut it off before with --stop {len(bounds)}")
 
-    with open(path, "rb") as handle:
+    with open(path, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
         while offset < size:
-            handle.seek(offset)
-            raw = handle.read(_XTC_HEADER.size + _XTC_COORDS.size)
+            raw = data[offset:offset + _XTC_HEADER.size + _XTC_COORDS.size]
             length = size + 1  # incomplete unless the header says otherwise
             if len(raw) >= _XTC_HEADER.size:
                 magic, natoms, _, time, *box, natoms_again = _XTC_HEADER.unpack_from(raw)

@@ -122,10 +122,10 @@ def minimum_image(delta: np.ndarray, box: np.ndarray, *, per_frame: bool | None 
 
     ``box`` is edges ``(3,)``/vectors ``(3, 3)``, or one per frame (``(T, 3)``/``(T, 3, 3)`` with ``delta``
     ``(T, atoms, 3)``); ``per_frame=True`` says it has the frame axis, which a ``(3, 3)`` box otherwise does
-    not (three frames' edges look like one box's vectors). Orthorhombic edges: round each coordinate. Triclinic vectors: round the fractional
-    coordinates in the Selling-reduced basis (:func:`reduced_basis`); a displacement still longer than half
-    the image distance then steps by the relevant lattice vector that shortens it most, until none does
-    (the Voronoi cell). Returns float64.
+    not (three frames' edges look like one box's vectors). Orthorhombic edges: round each coordinate.
+    Triclinic vectors: round the fractional coordinates in the Selling-reduced basis (:func:`reduced_basis`);
+    a displacement still longer than half the image distance then steps by the relevant lattice vector that
+    shortens it most, until none does (the Voronoi cell). Returns float64.
     """
     delta = np.asarray(delta, dtype=np.float64)
     box = np.asarray(box, dtype=np.float64)

@@ -52,7 +52,8 @@ def test_unwrapper_follows_a_changing_box():
     points = np.stack([wrapped, np.zeros(60), np.zeros(60)], axis=-1)[:, None, :]  # (60, 1, 3)
     edges = np.repeat(boxes[:, None], 3, axis=1)
     # in uneven blocks, as ingest streams them: the result must not depend on where blocks end
-    out = np.concatenate([unwrapper.update(points[a:b], edges[a:b]) for a, b in [(0, 1), (1, 17), (17, 20), (20, 60)]])[:, 0, 0]
+    blocks = [(0, 1), (1, 17), (17, 20), (20, 60)]  # 3 frames: edges (3, 3) that are not one triclinic box
+    out = np.concatenate([unwrapper.update(points[a:b], edges[a:b]) for a, b in blocks])[:, 0, 0]
     np.testing.assert_allclose(np.diff(out), 0.7, atol=4 * 0.02 + 1e-5)
     assert out[-1] > 3 * boxes[-1]  # it crossed faces several times, never jumped back
 
@@ -61,7 +62,8 @@ def test_unwrapper_follows_a_changing_box():
 DODECAHEDRON_XY_SQUARE = [30.0, 30.0, 30.0, 60.0, 60.0, 90.0]
 DODECAHEDRON_XY_HEXAGON = [30.0, 30.0, 30.0, 60.0, 60.0, 60.0]
 TRUNCATED_OCTAHEDRON = [30.0, 30.0, 30.0, 70.528779, 109.471221, 70.528779]
-SKEWED = [[20.0, 25.0, 60.0, 30.0, 35.0, 25.0], [40.0, 12.0, 15.0, 150.0, 40.0, 120.0], [10.0, 45.0, 12.0, 60.0, 75.0, 30.0]]
+SKEWED = [[20.0, 25.0, 60.0, 30.0, 35.0, 25.0], [40.0, 12.0, 15.0, 150.0, 40.0, 120.0],
+          [10.0, 45.0, 12.0, 60.0, 75.0, 30.0]]
 
 
 @pytest.mark.parametrize("dims", [DODECAHEDRON_XY_SQUARE, DODECAHEDRON_XY_HEXAGON, TRUNCATED_OCTAHEDRON])
