@@ -1,9 +1,10 @@
 """``mdforecast ingest``: any MDAnalysis-readable trajectory into a store, streamed, unwrapped.
 
 Each trajectory file becomes one trajectory of the store. Frames are read one at a time and written a chunk
-at a time, so memory stays bounded whatever the trajectory's length. With a periodic box, molecules are made
-whole in the first frame (bonds from the topology, or guessed) and every later frame is unwrapped by the
-minimum-image displacement from the frame before (:class:`mdforecast.pbc.Unwrapper`).
+at a time, so memory stays bounded whatever the trajectory's length. With a periodic box, every frame is
+unwrapped by molecule (:class:`mdforecast.pbc.Unwrapper`): each molecule's reference atom follows the
+minimum-image step from the frame before, and its other atoms are placed around it along its bonds (from the
+topology, or guessed), so molecules are whole in every stored frame, in any triclinic box.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
-from .mdio import box_shape, guess_bonds, open_universe, quiet, select_atoms, stored_boxes, whole_positions
-from .pbc import Unwrapper
+from .mdio import (box_shape, check_xtc, guess_bonds, molecules, open_universe, quiet, select_atoms, stored_boxes,
+                   time_step)
+from .pbc import Unwrapper, box_vectors, image_distance
 from .progress import progress_bar
 from .provenance import sha256
 from .store import Store, writing
@@ -29,12 +31,14 @@ __all__ = ["ingest", "IngestResult"]
 
 @dataclasses.dataclass(frozen=True)
 class IngestResult:
-    """What :func:`ingest` wrote: the store, its atoms and, per trajectory, name and frame count."""
+    """What :func:`ingest` wrote: the store, its atoms and, per trajectory, name and frame count; ``warnings``
+    are one-line notes about the input (frames saved too sparsely to unwrap, a dropped incomplete frame)."""
 
     store: str
     n_atoms: int
     trajectories: dict[str, int]
     seconds: float
+    warnings: list[str] = dataclasses.field(default_factory=list)
 
     def summary(self) -> str:
         frames = sum(self.trajectories.values())
@@ -60,7 +64,7 @@ def _default_names(paths: Sequence[Path], taken: Sequence[str]) -> list[str]:
 def ingest(trajectories: Sequence[str | Path], output: str | Path, *, topology: str | Path | None = None,
            select: str = "all", start: int | None = None, stop: int | None = None, stride: int | None = None,
            names: Sequence[str] | None = None, append: bool = False, force: bool = False, unwrap: bool = True,
-           fmt: str | None = None, progress: bool = False) -> IngestResult:
+           fmt: str | None = None, dt_ps: float | None = None, progress: bool = False) -> IngestResult:
     """Read trajectory files into the store ``output``; one stored trajectory per file.
 
     Args:
@@ -71,10 +75,13 @@ def ingest(trajectories: Sequence[str | Path], output: str | Path, *, topology: 
         start, stop, stride: the frames to keep, as a Python slice.
         names: one name per trajectory (default: the file name without extensions).
         append: add to an existing store of the same system. force: replace an existing store.
-        unwrap: make molecules whole and remove periodic jumps (default True). With ``stride > 1`` the
-            skipped frames are read too, so atoms are followed across box faces. Unwrapping assumes no atom
-            moves half a box between consecutive frames of the file.
+        unwrap: make molecules whole in every frame and remove periodic jumps (default True). With
+            ``stride > 1`` the skipped frames are read too, so molecules are followed across box faces.
+            Unwrapping assumes no molecule moves half the periodic image distance between consecutive frames
+            of the file; a warning says when steps come near that (frames saved too sparsely).
         fmt: the trajectory format when the extension does not say it (MDAnalysis format name).
+        dt_ps: time between consecutive frames of the file, ps; overrides what the file records. Default:
+            the file's; a file that records none is stored with ``dt_ps`` unknown (``null``) and NaN times.
         progress: show a progress bar on stderr.
 
     Returns:
@@ -88,9 +95,17 @@ def ingest(trajectories: Sequence[str | Path], output: str | Path, *, topology: 
         raise InputError("--append and --force contradict each other; pass one of them")
     if stride is not None and stride < 1:
         raise InputError(f"--stride must be a positive number of frames, got {stride}")
+    if dt_ps is not None and not (np.isfinite(dt_ps) and dt_ps > 0):
+        raise InputError(f"--dt must be a positive time between frames in ps, got {dt_ps}")
     if names is not None and len(names) != len(paths):
         raise InputError(f"{len(names)} --name for {len(paths)} trajectories; give one name per trajectory file")
 
+    notes: list[str] = []
+    bounds: dict[Path, np.ndarray] = {}
+    for path in paths:  # before MDAnalysis decodes them: xdrfile crashes on garbled frame headers
+        if (fmt or path.suffix.lstrip(".")).upper() == "XTC" and path.is_file():
+            bounds[path], note = check_xtc(path)
+            notes.extend([note] if note else [])
     universes = [open_universe(path, topology, fmt) for path in paths]
     guessed = [guess_bonds(u) for u in universes if unwrap and u.dimensions is not None]
     selections = [select_atoms(u, select, path) for u, path in zip(universes, paths)]
@@ -111,79 +126,116 @@ def ingest(trajectories: Sequence[str | Path], output: str | Path, *, topology: 
             names = list(names) if names is not None else _default_names(paths, store.trajectory_names)
             for universe, atoms, path, name in zip(universes, selections, paths, names):
                 written[name] = _ingest_one(store, universe, atoms, path, name, slice(start, stop, stride),
-                                            unwrap=unwrap, progress=progress)
+                                            unwrap=unwrap, dt_ps=dt_ps, bounds=bounds.get(path), notes=notes,
+                                            progress=progress)
                 added.append(name)
         except BaseException:
             if append:  # roll back what this call added to an existing store
                 store.remove_trajectories(added)
             raise
     return IngestResult(store=str(output), n_atoms=top.n_atoms, trajectories=written,
-                        seconds=time.perf_counter() - began)
+                        seconds=time.perf_counter() - began, warnings=notes)
+
+
+#: warn when more than this fraction of the molecules' steps is long (see :attr:`Unwrapper.long_steps`)
+_SPARSE_FRACTION = 1e-4
 
 
 def _ingest_one(store: Store, universe, atoms, path: Path, name: str, frames: slice, *, unwrap: bool,
-                progress: bool) -> int:
+                dt_ps: float | None, bounds: np.ndarray | None, notes: list[str], progress: bool) -> int:
+    """Stream one file into the store as trajectory ``name``; one-line warnings about it go to ``notes``.
+
+    ``bounds``: the coordinate range each frame's header declares ``(frames, 2, 3)`` Å (XTC), or ``None``.
+    """
     reader = universe.trajectory
     keep = range(*frames.indices(reader.n_frames))
     if len(keep) == 0:
         raise InputError(f"no frames of {path} ({reader.n_frames} frames) fall in --start/--stop/--stride "
                          f"{frames.start}:{frames.stop}:{frames.step}; choose a range inside the file")
+    file_dt = dt_ps if dt_ps is not None else time_step(reader)
     with quiet():
         first = reader[keep.start]
-        dt_ps = float(reader.dt) * keep.step
     shape = box_shape(first.dimensions)
     unwrap = unwrap and shape is not None
-    # unwrapping must see every frame to follow atoms across faces; otherwise read only the kept ones
+    # unwrapping must see every frame to follow molecules across faces; otherwise read only the kept ones
     visit = range(keep.start, keep.stop, 1) if unwrap else keep
-    every_atom = atoms.n_atoms == universe.atoms.n_atoms
-    attrs = {"source": str(path.resolve()), "dt_ps": dt_ps, "unwrapped": unwrap,
-             "frames": {"start": keep.start, "stop": keep.stop, "stride": keep.step}}
-    unwrapper = Unwrapper(whole_positions(universe, atoms) if unwrap else None)
+    attrs = {"source": str(path.resolve()), "dt_ps": None if file_dt is None else file_dt * keep.step,
+             "unwrapped": unwrap, "frames": {"start": keep.start, "stop": keep.stop, "stride": keep.step}}
+    # the atoms read: with unwrapping, whole molecules of the selection (placed along their bonds)
+    needed, bonds, chosen = molecules(universe, atoms) if unwrap else (atoms.indices, None, None)
+    unwrapper = Unwrapper(len(needed), bonds) if unwrap else None
+    every_atom = len(needed) == universe.atoms.n_atoms
+    subset = chosen is not None and len(chosen) < len(needed)
     velocities = first.has_velocities
     with store.add_trajectory(name, velocities=velocities, box=shape, attrs=attrs,
                               expected_frames=len(keep)) as writer, \
             progress_bar(f"ingest {name}", len(visit), enabled=progress) as bar, quiet():
-        block: dict[str, list] = {"frame": [], "position": [], "velocity": [], "box": [], "time": [], "step": []}
+        # one chunk of frames, float32 as read, refilled in place (the writer copies what it is given)
+        size = writer.frames_per_chunk
+        block = {"frame": np.empty(size, np.int64), "position": np.empty((size, len(needed), 3), np.float32),
+                 "velocity": np.empty((size, atoms.n_atoms, 3), np.float32) if velocities else None,
+                 "box": np.full((size, 6), np.nan), "time": np.empty(size), "step": np.empty(size, np.int64)}
 
-        def flush() -> None:
-            """Check, unwrap (vectorised over the block) and hand the kept frames to the writer."""
-            if not block["frame"]:
+        def flush(n: int) -> None:
+            """Check, unwrap (vectorised over the block) and hand the kept frames of the first ``n`` to the writer."""
+            if not n:
                 return
-            index = np.array(block["frame"])
-            positions = np.stack(block["position"])
-            finite = np.isfinite(positions).all(axis=(1, 2))
-            if not finite.all():
-                bad = int(index[~finite][0])
-                raise InputError(f"frame {bad} of {path} has NaN or infinite coordinates; cut it off with "
-                                 f"--stop {bad} or repair the file")
-            boxes = stored_boxes(np.stack(block["box"]), shape, index, path) if shape is not None else None
+            index, positions = block["frame"][:n], block["position"][:n]
+            sane = (positions.min(axis=(1, 2)) > -1e7) & (positions.max(axis=(1, 2)) < 1e7)  # NaN: False
+            if not sane.all():
+                bad = int(index[~sane][0])
+                raise InputError(f"frame {bad} of {path} has NaN, infinite or absurd (beyond 10^7 Å) coordinates; "
+                                 f"cut it off with --stop {bad} or repair the file")
+            if bounds is not None:  # decoded coordinates outside the range the frame's header declares
+                lows = (bounds[index, 0] - 0.01).astype(np.float32)[:, None]
+                highs = (bounds[index, 1] + 0.01).astype(np.float32)[:, None]
+                outside = ((positions < lows) | (positions > highs)).any(axis=(1, 2))
+                if outside.any():
+                    bad = int(index[outside][0])
+                    raise InputError(f"frame {bad} of {path} decodes to coordinates outside the range its header "
+                                     f"declares: its compressed data are corrupt; cut it off with --stop {bad} or "
+                                     "repair the file")
+            boxes = stored_boxes(block["box"][:n], shape, index, path) if shape is not None else None
             if unwrap:
                 positions = unwrapper.update(positions, boxes)
+                if subset:
+                    positions = positions[:, chosen]
             kept = (index - keep.start) % keep.step == 0
-            writer.append(positions[kept], np.array(block["time"])[kept], np.array(block["step"])[kept],
-                          np.stack(block["velocity"])[kept] if velocities else None,
+            writer.append(positions[kept], block["time"][:n][kept], block["step"][:n][kept],
+                          block["velocity"][:n][kept] if velocities else None,
                           boxes[kept] if boxes is not None else None)
-            bar.advance(len(index))
-            for values in block.values():
-                values.clear()
+            bar.advance(n)
 
-        frame = visit.start
+        frame, n = visit.start, 0
         try:
             for ts in reader[visit.start:visit.stop:visit.step]:
-                frame = ts.frame
-                block["frame"].append(frame)
-                block["position"].append(ts.positions.copy() if every_atom else atoms.positions)
+                frame = block["frame"][n] = ts.frame
+                if every_atom:
+                    block["position"][n] = ts.positions
+                else:
+                    np.take(ts.positions, needed, axis=0, out=block["position"][n])
                 if velocities:
-                    block["velocity"].append(ts.velocities.copy() if every_atom else atoms.velocities)
-                if shape is not None:
-                    block["box"].append(np.full(6, np.nan) if ts.dimensions is None else ts.dimensions.copy())
-                block["time"].append(ts.time)
-                block["step"].append(ts.data.get("step", frame))
-                if len(block["frame"]) == writer.frames_per_chunk:
-                    flush()
-            flush()
+                    np.take(ts.velocities, atoms.indices, axis=0, out=block["velocity"][n])
+                if shape is not None and ts.dimensions is not None:
+                    block["box"][n] = ts.dimensions
+                block["time"][n] = (ts.time if dt_ps is None and file_dt is not None
+                                    else np.nan if file_dt is None else frame * dt_ps)
+                block["step"][n] = ts.data.get("step", frame)
+                n += 1
+                if n == size:
+                    flush(n)
+                    n = 0
+                    block["box"].fill(np.nan)
+            flush(n)
         except (OSError, EOFError) as err:  # the reader's; the store maps its own write errors
             raise InputError(f"cannot read {path} at frame {frame}: {err}; the file may be truncated, "
                              f"try --stop {frame}") from err
         writer.set_attrs(sha256=sha256(path))
+    if unwrap and unwrapper.long_steps > _SPARSE_FRACTION * unwrapper.n_steps:
+        limit = Unwrapper.LONG_STEP * float(image_distance(box_vectors(first.dimensions)))
+        notes.append(f"{path}: {unwrapper.long_steps / unwrapper.n_steps:.2%} of the molecules' steps between "
+                     f"consecutive frames are longer than {limit:.1f} Å (0.4 of the distance to the nearest periodic "
+                     "image): the file is probably saved too sparsely to unwrap reliably, so some box crossings may "
+                     "be missed and diffusion under-counted; save frames more often, or pass --no-unwrap if the "
+                     "file is already unwrapped")
     return writer.n_frames

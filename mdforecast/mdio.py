@@ -7,7 +7,10 @@ module turns its many exception types and warnings into one-line :class:`InputEr
 from __future__ import annotations
 
 import contextlib
+import math
+import mmap
 import re
+import struct
 import warnings
 from pathlib import Path
 
@@ -16,7 +19,8 @@ import numpy as np
 from .errors import InputError
 from .pbc import box_vectors, is_orthorhombic
 
-__all__ = ["open_universe", "select_atoms", "stored_boxes", "box_shape", "guess_bonds", "whole_positions", "quiet"]
+__all__ = ["open_universe", "select_atoms", "stored_boxes", "box_shape", "guess_bonds", "molecules", "time_step",
+           "check_xtc", "quiet"]
 
 #: what MDAnalysis raises for unreadable, truncated or unsupported files
 _READ_ERRORS = (ValueError, TypeError, OSError, EOFError, KeyError, IndexError, RuntimeError,
@@ -79,6 +83,9 @@ def open_universe(trajectory: str | Path, topology: str | Path | None = None, fm
                                      "DCD, NCDF, H5MD, LAMMPS, LAMMPSDUMP, GRO, PDB, XYZ) or convert the file") from err
                 raise InputError(f"cannot read trajectory {trajectory}: {_first_line(err)}; "
                                  "the file may be truncated or corrupt") from err
+    if topology is None and not hasattr(universe.atoms, "resids"):
+        raise InputError(f"{trajectory} holds coordinates but no topology (atom names, residues); pass the "
+                         "topology it was written with: --top FILE (PDB, GRO, PSF, PRMTOP, TPR, …)")
     if universe.trajectory.n_frames == 0:
         raise InputError(f"trajectory {trajectory} has zero frames; check the file")
     return universe
@@ -122,7 +129,12 @@ def stored_boxes(dimensions: np.ndarray, shape: tuple[int, ...], frames: np.ndar
             raise InputError(f"frame {frames[skewed][0]} of {source} has a triclinic box while earlier frames "
                              "were orthorhombic; split the file at that frame and ingest the parts separately")
         return dimensions[:, :3].astype(np.float32)
-    return box_vectors(dimensions).astype(np.float32)
+    vectors = box_vectors(dimensions)
+    flat = ~(np.abs(np.linalg.det(vectors)) > 1e-6 * np.prod(dimensions[:, :3], axis=1))
+    if flat.any():
+        raise InputError(f"frame {frames[flat][0]} of {source} has a flat box (angles {dimensions[flat][0][3:]} make "
+                         "its vectors coplanar); repair the box or ingest with --no-unwrap")
+    return vectors.astype(np.float32)
 
 
 def guess_bonds(universe) -> bool:
@@ -141,9 +153,87 @@ def guess_bonds(universe) -> bool:
     return bool(len(universe.bonds))
 
 
-def whole_positions(universe, atoms) -> np.ndarray:
-    """Positions of ``atoms`` in the current frame with each bonded molecule made whole, Å."""
+def molecules(universe, atoms) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The atoms to unwrap so that the molecules of ``atoms`` come out whole, and their bonds.
+
+    Returns the universe indices of every atom of a bonded fragment that ``atoms`` touches ``(M,)``, the bonds
+    among them renumbered to positions in that list ``(B, 2)``, and where ``atoms`` sit in it ``(n,)``. A
+    selection of some atoms of a molecule (``name CA``) is thus placed by the bonds through the others.
+    """
     if not hasattr(universe, "bonds") or not len(universe.bonds):
-        return atoms.positions
+        return atoms.indices, np.zeros((0, 2), dtype=np.int64), np.arange(atoms.n_atoms)
     with quiet():
-        return universe.atoms.unwrap(compound="fragments", reference=None, inplace=False)[atoms.indices]
+        fragment = np.asarray(universe.atoms.fragindices)
+    needed = np.flatnonzero(np.isin(fragment, fragment[atoms.indices]))
+    renumber = np.full(universe.atoms.n_atoms, -1)
+    renumber[needed] = np.arange(len(needed))
+    bonds = renumber[np.asarray(universe.bonds.indices, dtype=np.int64)]
+    return needed, bonds[(bonds >= 0).all(axis=1)], renumber[atoms.indices]
+
+
+def time_step(reader) -> float | None:
+    """The time between frames of ``reader`` in ps as the file records it, or ``None`` when it records none
+    (MDAnalysis then assumes 1 ps and warns) or a step that is not positive."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        dt = float(reader.dt)
+    if any("no dt information" in str(w.message) for w in caught) or not np.isfinite(dt) or dt <= 0:
+        return None
+    return dt
+
+
+_XTC_HEADER = struct.Struct(">iiif9fi")  # magic, natoms, step, time, box (nm), natoms: 56 bytes
+_XTC_COORDS = struct.Struct(">f3i3iii")  # precision, minint, maxint, smallidx, compressed bytes: 36 bytes
+_XTC_MAGIC, _XTC_SMALLIDX = 1995, range(9, 73)  # smallidx indexes xdrfile's table of 73 magic integers
+
+
+def check_xtc(path: str | Path) -> tuple[np.ndarray, str | None]:
+    """Walk the frame headers of an XTC file before MDAnalysis decodes it (a few µs per frame).
+
+    xdrfile's C decoder trusts these headers: a garbled one can kill the process (SIGFPE, heap corruption).
+    Raises :class:`InputError` at the first frame whose header is not XTC or holds impossible values (an atom
+    count unlike the first frame's, non-finite or absurd box or time, impossible compression parameters).
+
+    Returns the coordinate range each complete frame declares, ``(F, 2, 3)`` float64 Å (lowest and highest
+    x, y, z; infinite for uncompressed frames of ≤ 9 atoms), against which decoded coordinates can be checked,
+    and a one-line warning when the file ends in an incomplete frame (MDAnalysis drops it silently), else
+    ``None``. Garbled compressed coordinates behind a valid header may still crash the decoder.
+    """
+    path = Path(path)
+    size, offset, n_atoms, bounds = path.stat().st_size, 0, None, []
+    if size == 0:  # nothing to walk (and nothing to map); MDAnalysis reports the empty file
+        return np.zeros((0, 2, 3)), None
+    unbounded = (-math.inf,) * 3 + (math.inf,) * 3
+
+    def bad(what: str) -> InputError:
+        return InputError(f"{path} is not a valid XTC file: frame {len(bounds)} (byte {offset}) {what}; the file "
+                          f"is corrupt; repair it or cut it off before with --stop {len(bounds)}")
+
+    with open(path, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        while offset < size:
+            raw = data[offset:offset + _XTC_HEADER.size + _XTC_COORDS.size]
+            length = size + 1  # incomplete unless the header says otherwise
+            if len(raw) >= _XTC_HEADER.size:
+                magic, natoms, _, time, *box, natoms_again = _XTC_HEADER.unpack_from(raw)
+                if magic != _XTC_MAGIC:
+                    raise bad(f"does not start with the XTC magic number {_XTC_MAGIC} (found {magic})")
+                n_atoms = natoms if n_atoms is None else n_atoms
+                if natoms != n_atoms or natoms_again != n_atoms or n_atoms <= 0:
+                    raise bad(f"has {natoms} atoms where frame 0 has {n_atoms}")
+                if not all(math.isfinite(v) and abs(v) < 1e6 for v in (time, *box)):
+                    raise bad(f"has a non-finite or absurd time or box ({time} ps, box {box} nm)")
+                if natoms <= 9:
+                    length, limits = _XTC_HEADER.size + 12 * natoms, unbounded
+                elif len(raw) == _XTC_HEADER.size + _XTC_COORDS.size:
+                    precision, *ints, smallidx, nbytes = _XTC_COORDS.unpack_from(raw, _XTC_HEADER.size)
+                    if not (math.isfinite(precision) and precision > 0) or smallidx not in _XTC_SMALLIDX \
+                            or not all(0 <= ints[k + 3] - ints[k] < 2**31 - 1 for k in range(3)) \
+                            or not 0 <= nbytes <= 16 * natoms + 64:
+                        raise bad("has impossible compression parameters")
+                    length, limits = len(raw) + (nbytes + 3) // 4 * 4, [10.0 * i / precision for i in ints]
+            if offset + length > size:
+                return (np.array(bounds).reshape(-1, 2, 3), f"{path} ends in an incomplete frame ({size - offset} "
+                        f"bytes from byte {offset}); it was dropped and the {len(bounds)} complete frames were read")
+            bounds.append(limits)
+            offset += length
+    return np.array(bounds).reshape(-1, 2, 3), None

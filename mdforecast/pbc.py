@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["box_matrix", "box_vectors", "dimensions_from_box", "is_orthorhombic", "minimum_image", "Unwrapper"]
+__all__ = ["box_matrix", "box_vectors", "dimensions_from_box", "is_orthorhombic", "reduced_basis", "image_distance",
+           "minimum_image", "Unwrapper"]
 
 
 def is_orthorhombic(dimensions: np.ndarray, atol_deg: float = 1e-3) -> bool:
@@ -61,58 +62,178 @@ def dimensions_from_box(box: np.ndarray) -> np.ndarray:
     return np.concatenate([lengths, np.stack([alpha, beta, gamma], axis=-1)], axis=-1).astype(np.float32)
 
 
-def minimum_image(delta: np.ndarray, box: np.ndarray) -> np.ndarray:
-    """Shift displacements ``(..., atoms, 3)`` Å into the box's minimum image.
+#: Voronoi-relevant lattice vectors of a Selling-reduced basis ``b1, b2, b3`` (coefficients; ± each)
+_RELEVANT = np.array([[1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 0], [1, 0, 1], [0, 1, 1], [1, 1, 1]], dtype=np.float64)
+_RELEVANT = np.concatenate([_RELEVANT, -_RELEVANT])
+_PAIRS = np.array([(0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3)])
 
-    ``box`` is edges ``(3,)``/vectors ``(3, 3)``, or one per leading index. Exact for orthorhombic boxes;
-    for triclinic boxes it wraps the fractional coordinates into [-½, ½), which is the minimum image for
-    displacements shorter than half the shortest box height (always true between consecutive frames).
+
+def reduced_basis(box: np.ndarray) -> np.ndarray:
+    """Selling-reduced vectors ``(..., 3, 3)`` Å (rows) spanning the same lattice as ``box``.
+
+    Selling's reduction turns the superbase ``b1, b2, b3, b0 = -(b1 + b2 + b3)`` into one whose vectors meet
+    at right or obtuse angles (all ``bi·bj ≤ 0``). The Voronoi cell of such a lattice (the minimum-image
+    region) is bounded by the 14 lattice vectors ``±(sums of 1, 2 or 3 of b1, b2, b3)`` (Conway & Sloane,
+    Proc. R. Soc. A 436, 1992), which makes :func:`minimum_image` exact in any triclinic box.
+    """
+    h = box_matrix(box)
+    volume = np.abs(np.linalg.det(h))
+    if np.any(~(volume > 1e-9 * np.linalg.norm(h, axis=-1).prod(axis=-1))):  # NaN too
+        raise ValueError("a flat box (box vectors in one plane, or not finite) has no periodic images")
+    superbase = np.concatenate([h, -h.sum(axis=-2, keepdims=True)], axis=-2).reshape(-1, 4, 3)
+    scale = np.einsum("mik,mik->m", superbase, superbase)
+    for _ in range(10_000):  # each step lowers the sum of squared lengths; MD boxes need a handful
+        dots = np.einsum("mpk,mpk->mp", superbase[:, _PAIRS[:, 0]], superbase[:, _PAIRS[:, 1]])
+        worst = dots.argmax(axis=1)
+        todo = np.nonzero(dots[np.arange(len(dots)), worst] > 1e-12 * scale)[0]
+        if not len(todo):
+            return superbase[:, :3].reshape(h.shape)
+        i, j = _PAIRS[worst[todo], 0], _PAIRS[worst[todo], 1]
+        bi = superbase[todo, i].copy()
+        superbase[todo] += bi[:, None, :]  # b_k += b_i for the two others; j and i are fixed next
+        superbase[todo, j] -= bi
+        superbase[todo, i] = -bi
+    raise ValueError("box reduction did not converge")
+
+
+def _is_edges(box: np.ndarray, per_frame: bool | None) -> bool:
+    """Whether ``box`` holds orthorhombic edges (else vectors); a lone ``(3, 3)`` is vectors unless
+    ``per_frame`` says it is three frames' edges."""
+    if per_frame is None:
+        return box.shape[-2:] != (3, 3)
+    return box.ndim == (2 if per_frame else 1)
+
+
+def image_distance(box: np.ndarray, *, per_frame: bool | None = None) -> np.ndarray:
+    """Distance from a point to its nearest periodic image ``(...,)`` Å (the shortest lattice vector).
+
+    A displacement is unambiguously its own minimum image when shorter than half of this. ``per_frame``: see
+    :func:`minimum_image`.
+    """
+    box = np.asarray(box, dtype=np.float64)
+    if _is_edges(box, per_frame):
+        return box.min(axis=-1)
+    lattice = _RELEVANT @ reduced_basis(box)
+    return np.sqrt(np.einsum("...ik,...ik->...i", lattice, lattice).min(axis=-1))
+
+
+def minimum_image(delta: np.ndarray, box: np.ndarray, *, per_frame: bool | None = None) -> np.ndarray:
+    """The shortest periodic image of displacements ``(..., atoms, 3)`` Å, exact in any box.
+
+    ``box`` is edges ``(3,)``/vectors ``(3, 3)``, or one per frame (``(T, 3)``/``(T, 3, 3)`` with ``delta``
+    ``(T, atoms, 3)``); ``per_frame=True`` says it has the frame axis, which a ``(3, 3)`` box otherwise does
+    not (three frames' edges look like one box's vectors). Orthorhombic edges: round each coordinate.
+    Triclinic vectors: round the fractional coordinates in the Selling-reduced basis (:func:`reduced_basis`);
+    a displacement still longer than half the image distance then steps by the relevant lattice vector that
+    shortens it most, until none does (the Voronoi cell). Returns float64.
     """
     delta = np.asarray(delta, dtype=np.float64)
     box = np.asarray(box, dtype=np.float64)
-    if box.shape[-1] == 3 and box.shape[-2:] != (3, 3):  # orthorhombic edges: exact, fast
-        edges = box[:, None, :] if box.ndim == 2 else box
-        return delta - edges * np.round(delta / edges)
-    h = box[:, None] if box.ndim == 3 else box  # one box per frame broadcasts over atoms
-    frac = (delta[..., None, :] @ np.linalg.inv(h))[..., 0, :]
-    frac -= np.round(frac)
-    return (frac[..., None, :] @ h)[..., 0, :]
+    edges = _is_edges(box, per_frame)
+    per_frame = box.ndim == (2 if edges else 3)
+    if edges:  # orthorhombic: rounding is exact
+        box = box[:, None, :] if per_frame else box
+        return delta - box * np.round(delta / box)
+    basis = reduced_basis(box)  # per frame: (T, N, 3) @ (T, 3, 3) multiplies frame by frame
+    out = delta - np.round(delta @ np.linalg.inv(basis)) @ basis
+    lattice = _RELEVANT @ basis  # (14, 3) or (T, 14, 3)
+    quarter = np.einsum("...ik,...ik->...i", lattice, lattice).min(axis=-1) / 4  # (image distance / 2)²
+    far = np.nonzero(np.einsum("...k,...k->...", out, out) > (quarter[:, None] if per_frame else quarter))
+    if len(far[0]):
+        x = out[far]
+        lat = lattice[far[0]] if per_frame else lattice
+        while True:
+            candidates = x[:, None, :] - lat
+            lengths = np.einsum("mik,mik->mi", candidates, candidates)
+            best = lengths.argmin(axis=1)
+            shorter = lengths[np.arange(len(x)), best] < np.einsum("mk,mk->m", x, x) * (1 - 1e-12)
+            if not shorter.any():
+                break
+            x[shorter] = candidates[shorter, best[shorter]]
+        out[far] = x
+    return out
 
 
 class Unwrapper:
-    """Streams wrapped frames into continuous (unwrapped) positions, one block of frames at a time.
+    """Streams wrapped frames into unwrapped ones with every bonded molecule whole, one block at a time.
+
+    Each molecule (connected fragment of the bond graph) has a reference atom, its lowest-index atom *r*,
+    followed by the minimum image of its step in the box ``H_t`` of each frame (von Bülow, Bullerjahn &
+    Hummer, 2020), so it crosses faces continuously and NPT box changes stay right; the molecule's other
+    atoms are placed around it along a spanning tree of its bonds, each bond by its minimum image:
 
     .. math::
-        u_0 = w_0, \\qquad u_t = u_{t-1} + \\operatorname{mic}_{H_t}(w_t - w_{t-1})
+        u_{r,0} = w_{r,0}, \\qquad u_{r,t} = u_{r,t-1} + \\operatorname{mic}_{H_t}(w_{r,t} - w_{r,t-1}),
+        \\qquad u_{c,t} = u_{p,t} + \\operatorname{mic}_{H_t}(w_{c,t} - w_{p,t})
 
-    where ``mic`` is the minimum image in the box ``H_t`` of frame *t* (von Bülow, Bullerjahn & Hummer, 2020).
-    Each step adds the shortest periodic displacement, so an atom crossing a face keeps moving continuously,
-    and molecules made whole in the first frame stay whole. Valid while no atom moves half a box between
-    frames. Positions that are already continuous pass through unchanged.
+    for each tree bond from parent *p* to child *c*. A molecule is therefore whole in every frame, whatever
+    images its atoms had in the file, and positions that are already continuous pass through unchanged.
+    Valid while no reference atom moves half the image distance (:func:`image_distance`) between frames;
+    :attr:`long_steps` counts reference steps longer than 0.4 of it, a sign of too sparsely saved frames.
 
     Args:
-        first: the first frame's positions with molecules made whole ``(N, 3)`` Å; default: the first
-            frame as given.
+        n_atoms: atoms per frame, N.
+        bonds: ``(B, 2)`` atom indices; default none (every atom is its own molecule).
 
-    Shapes: ``update(wrapped (T, N, 3) Å, boxes (T, 3) | (T, 3, 3) Å) -> (T, N, 3) float64 Å``; successive
-    calls continue where the previous block ended.
+    Shapes: ``update(wrapped (T, N, 3) Å, boxes (T, 3) | (T, 3, 3) Å) -> (T, N, 3) float32 Å``; successive
+    calls continue where the previous block ended (the reference atoms' running positions are float64).
     """
 
-    def __init__(self, first: np.ndarray | None = None) -> None:
-        self._first = None if first is None else np.asarray(first, dtype=np.float64)
-        self._last_wrapped: np.ndarray | None = None
+    #: reference steps longer than this fraction of the image distance are counted in :attr:`long_steps`
+    LONG_STEP = 0.4
+
+    def __init__(self, n_atoms: int, bonds: np.ndarray | None = None) -> None:
+        self.roots, self._parent, self._child, self._levels = _spanning_forest(n_atoms, bonds)
+        self._last_wrapped: np.ndarray | None = None  # reference atoms, last frame, (R, 3) float64
         self._last_unwrapped: np.ndarray | None = None
+        self.n_steps = 0
+        self.long_steps = 0
 
     def update(self, wrapped: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-        wrapped = np.asarray(wrapped, dtype=np.float64)
+        wrapped = np.asarray(wrapped)
         boxes = np.asarray(boxes, dtype=np.float64)
-        if self._last_wrapped is None:
-            start = wrapped[0] if self._first is None else self._first
-            steps = minimum_image(np.diff(wrapped, axis=0), boxes[1:])
-        else:
-            start = self._last_unwrapped
-            steps = minimum_image(np.diff(wrapped, axis=0, prepend=self._last_wrapped[None]), boxes)
-        unwrapped = np.concatenate([start[None], start + np.cumsum(steps, axis=0)]) \
-            if self._last_wrapped is None else start + np.cumsum(steps, axis=0)
-        self._last_wrapped, self._last_unwrapped = wrapped[-1], unwrapped[-1]
-        return unwrapped
+        ref = np.take(wrapped, self.roots, axis=1).astype(np.float64)
+        if self._last_wrapped is None:  # the first frame is its own start: a zero step
+            self._last_wrapped = self._last_unwrapped = ref[0]
+            self.n_steps -= len(self.roots)
+        steps = minimum_image(ref - np.concatenate([self._last_wrapped[None], ref[:-1]]), boxes, per_frame=True)
+        limit = self.LONG_STEP * image_distance(boxes, per_frame=True)
+        self.long_steps += int((np.einsum("tik,tik->ti", steps, steps) > (limit ** 2)[:, None]).sum())
+        self.n_steps += steps.shape[0] * steps.shape[1]
+        unwrapped_ref = np.cumsum(steps, axis=0)
+        unwrapped_ref += self._last_unwrapped
+        self._last_wrapped, self._last_unwrapped = ref[-1], unwrapped_ref[-1]
+
+        out = np.empty(wrapped.shape, dtype=np.float32)
+        out[:, self.roots] = unwrapped_ref
+        if len(self._child):
+            bonds = np.take(wrapped, self._child, axis=1) - np.take(wrapped, self._parent, axis=1)
+            bonds = minimum_image(bonds, boxes, per_frame=True)
+            for lo, hi in self._levels:  # parents are placed before their children
+                out[:, self._child[lo:hi]] = np.take(out, self._parent[lo:hi], axis=1) + bonds[:, lo:hi]
+        return out
+
+
+def _spanning_forest(n_atoms: int, bonds: np.ndarray | None):
+    """Reference atoms ``(R,)``, tree bonds as parent and child ``(N - R,)`` in breadth-first order, and the
+    ``[lo, hi)`` ranges of those bonds by depth, for the molecules (connected fragments) of ``bonds``."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import breadth_first_order, connected_components
+
+    bonds = np.zeros((0, 2), dtype=np.int64) if bonds is None else np.asarray(bonds, dtype=np.int64).reshape(-1, 2)
+    graph = coo_matrix((np.ones(len(bonds)), (bonds[:, 0], bonds[:, 1])), shape=(n_atoms, n_atoms))
+    _, labels = connected_components(graph, directed=False)
+    roots = np.unique(labels, return_index=True)[1]  # lowest index of each molecule
+    # one breadth-first search from a virtual atom bonded to every reference atom orders all molecules at once
+    hub = np.full(len(roots), n_atoms)
+    graph = coo_matrix((np.ones(len(bonds) + len(roots)), (np.r_[bonds[:, 0], hub], np.r_[bonds[:, 1], roots])),
+                       shape=(n_atoms + 1, n_atoms + 1))
+    order, parents = breadth_first_order(graph, n_atoms, directed=False, return_predecessors=True)
+    child = order[1 + len(roots):]  # after the hub and the reference atoms
+    parent = parents[child]
+    depth = np.zeros(n_atoms + 1, dtype=np.int64)
+    for atom in child:  # breadth-first: a parent's depth is known before its children's
+        depth[atom] = depth[parents[atom]] + 1
+    cuts = np.flatnonzero(np.diff(depth[child])) + 1
+    edges = np.r_[0, cuts, len(child)]
+    return roots, parent, child, list(zip(edges[:-1].tolist(), edges[1:].tolist()))

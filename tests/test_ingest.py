@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mdsystems import WATER, System, waters
+from mdsystems import COMPACT_BOXES, WATER, System, sparse_waters, waters
 from mdforecast import Store, export, ingest
 from mdforecast.errors import InputError
 from mdforecast.pbc import dimensions_from_box
@@ -220,3 +220,120 @@ def test_ingest_into_a_url_store_and_export_from_it(water_files, tmp_path):
     export(url, tmp_path / "o.dcd")
     back = Store.open(ingest([tmp_path / "o.dcd"], tmp_path / "o.zarr", topology=tmp_path / "o.pdb").store)
     np.testing.assert_allclose(back.trajectory().positions(), system.positions, atol=2e-4)
+
+
+def _water_geometry(positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """O–H ``(T, W, 2)`` and H–H ``(T, W)`` distances, Å, of waters stored as O, H, H."""
+    oh = np.linalg.norm(positions[:, np.r_[1:positions.shape[1]:3, 2:positions.shape[1]:3]]
+                        - np.tile(positions[:, 0::3], (1, 2, 1)), axis=-1)
+    return oh, np.linalg.norm(positions[:, 2::3] - positions[:, 1::3], axis=-1)
+
+
+@pytest.mark.parametrize("wrap", ["atom", "molecule"])
+@pytest.mark.parametrize("box", list(COMPACT_BOXES))
+def test_sparse_npt_water_in_compact_boxes_stays_whole(tmp_path, box, wrap):
+    # GROMACS-like: rhombic dodecahedron or truncated octahedron, box scaled every frame (NPT), frames so far
+    # apart (each water moves 0.3 of the image distance, in a new orientation) that nothing is correlated
+    import MDAnalysis as mda
+    from MDAnalysis.lib.distances import minimize_vectors
+
+    system = sparse_waters(box, seed=5)
+    top = tmp_path / "top.pdb"
+    path = system.write(tmp_path / "w.trr", wrap=wrap, topology=top)
+    result = ingest([path], tmp_path / "s.zarr", topology=top)
+    assert result.warnings == []
+    stored = Store.open(tmp_path / "s.zarr").trajectory().positions()
+    oh, hh = _water_geometry(stored)
+    np.testing.assert_allclose(oh, 0.9572, atol=2e-4)
+    np.testing.assert_allclose(hh, 1.5139, atol=2e-4)
+    universe = mda.Universe(str(top), str(path))
+    file_positions = np.stack([ts.positions.copy() for ts in universe.trajectory])
+    dims = np.stack([ts.dimensions.copy() for ts in universe.trajectory])
+    oxygens = np.repeat(np.arange(0, system.n_atoms, 3), 3)
+    for t in range(len(stored)):
+        # reference atoms (oxygens) step by MDAnalysis' minimum image of the file's step, frame by frame
+        if t:
+            expected = minimize_vectors(file_positions[t, 0::3] - file_positions[t - 1, 0::3], dims[t])
+            np.testing.assert_allclose(stored[t, 0::3] - stored[t - 1, 0::3], expected, atol=2e-4)
+        # and every atom sits at the minimum image of its file position around its molecule's oxygen
+        expected = minimize_vectors(file_positions[t] - file_positions[t, oxygens], dims[t])
+        np.testing.assert_allclose(stored[t] - stored[t, oxygens], expected, atol=2e-4)
+
+
+def test_gromacs_xtc_of_a_dodecahedron_stays_whole(tmp_path):
+    system = sparse_waters("dodecahedron", n_frames=12, seed=6)
+    top = tmp_path / "top.pdb"
+    path = system.write(tmp_path / "w.xtc", wrap=True, topology=top)
+    ingest([path], tmp_path / "s.zarr", topology=top)
+    oh, hh = _water_geometry(Store.open(tmp_path / "s.zarr").trajectory().positions())
+    np.testing.assert_allclose(oh, 0.9572, atol=0.02)  # XTC: 0.01 Å per coordinate
+    np.testing.assert_allclose(hh, 1.5139, atol=0.02)
+
+
+def test_a_selection_inside_molecules_is_placed_through_their_other_atoms(tmp_path):
+    system = sparse_waters("truncated octahedron", n_frames=10, seed=7)
+    top = tmp_path / "top.pdb"
+    path = system.write(tmp_path / "w.trr", wrap=True, topology=top)
+    ingest([path], tmp_path / "h.zarr", topology=top, select="name HW1 HW2")
+    hydrogens = Store.open(tmp_path / "h.zarr").trajectory().positions()
+    np.testing.assert_allclose(np.linalg.norm(hydrogens[:, 1::2] - hydrogens[:, 0::2], axis=-1), 1.5139, atol=2e-4)
+
+
+def test_too_sparse_frames_give_one_warning(tmp_path):
+    system = sparse_waters("dodecahedron", n_frames=8, step=0.45, npt=0.0, seed=8)
+    top = tmp_path / "top.pdb"
+    path = system.write(tmp_path / "w.trr", wrap=True, topology=top)
+    result = ingest([path], tmp_path / "s.zarr", topology=top)
+    assert len(result.warnings) == 1
+    assert "100.00% of the molecules' steps" in result.warnings[0] and "--no-unwrap" in result.warnings[0]
+    assert "under-counted" in result.warnings[0] and "8.0 Å" in result.warnings[0]  # 0.4 × 20 Å
+
+
+def test_time_step_unknown_unless_given(tmp_path, water_system):
+    top = tmp_path / "top.pdb"
+    path = water_system.write(tmp_path / "w.xyz", topology=top)  # XYZ records no time
+    ingest([path], tmp_path / "s.zarr", topology=top)
+    traj = Store.open(tmp_path / "s.zarr").trajectory()
+    assert traj.attrs["dt_ps"] is None and traj.dt_ps is None
+    assert np.isnan(traj.times()).all()
+    ingest([path], tmp_path / "dt.zarr", topology=top, dt_ps=2.0, start=1, stride=2)
+    traj = Store.open(tmp_path / "dt.zarr").trajectory()
+    assert traj.dt_ps == pytest.approx(4.0)
+    np.testing.assert_allclose(traj.times(), 2.0 * np.arange(1, 12, 2))
+    with pytest.raises(InputError, match="--dt"):
+        ingest([path], tmp_path / "bad.zarr", topology=top, dt_ps=0.0)
+
+
+def test_truncated_xtc_warns_and_garbled_xtc_is_refused(tmp_path, water_system):
+    top = tmp_path / "top.pdb"
+    data = water_system.write(tmp_path / "w.xtc", wrap=True, topology=top).read_bytes()
+    (tmp_path / "cut.xtc").write_bytes(data[:-30])
+    result = ingest([tmp_path / "cut.xtc"], tmp_path / "cut.zarr", topology=top)
+    assert result.trajectories == {"cut": 11}
+    assert len(result.warnings) == 1 and "incomplete frame" in result.warnings[0]
+    garbled = bytearray(data)
+    second = 92 + (int.from_bytes(data[88:92], "big") + 3) // 4 * 4  # frame 0: 92-byte header + its coordinates
+    garbled[second + 56:second + 60] = np.array([0.0], ">f4").tobytes()  # frame 1's precision: 0
+    (tmp_path / "bad.xtc").write_bytes(bytes(garbled))
+    with pytest.raises(InputError, match="frame 1 .*compression"):
+        ingest([tmp_path / "bad.xtc"], tmp_path / "bad.zarr", topology=top)
+    assert not [p for p in tmp_path.iterdir() if "partial" in p.name or p.name == "bad.zarr"]
+
+
+def test_xtc_frame_decoding_outside_its_declared_range_is_refused(tmp_path, water_system, monkeypatch):
+    import importlib
+
+    import MDAnalysis as mda
+
+    ingest_module = importlib.import_module("mdforecast.ingest")  # the module, not the function of that name
+    top = tmp_path / "top.pdb"
+    path = water_system.write(tmp_path / "w.xtc", wrap=True, topology=top)
+    bounds, note = ingest_module.check_xtc(path)
+    assert note is None and bounds.shape == (12, 2, 3)
+    data = np.stack([ts.positions.copy() for ts in mda.Universe(str(top), str(path)).trajectory])
+    np.testing.assert_allclose(bounds[:, 0], data.min(axis=1), atol=0.01)  # the header's range is the data's
+    np.testing.assert_allclose(bounds[:, 1], data.max(axis=1), atol=0.01)
+    bounds[7, 1] -= 1.0  # as if frame 7's compressed data decoded beyond what its header declares
+    monkeypatch.setattr(ingest_module, "check_xtc", lambda p: (bounds, None))
+    with pytest.raises(InputError, match="frame 7 .* outside the range its header declares"):
+        ingest([path], tmp_path / "s.zarr", topology=top)

@@ -1,11 +1,12 @@
-"""Periodic box math against brute force over lattice images."""
+"""Periodic box math against brute force over lattice images and MDAnalysis' ``minimize_vectors``."""
 
 import itertools
 
 import numpy as np
 import pytest
 
-from mdforecast.pbc import Unwrapper, box_matrix, box_vectors, dimensions_from_box, minimum_image
+from mdforecast.pbc import (Unwrapper, box_matrix, box_vectors, dimensions_from_box, image_distance, minimum_image,
+                            reduced_basis)
 
 
 def brute_force_minimum_image(delta, h):
@@ -42,14 +43,99 @@ def test_per_frame_boxes_broadcast_over_atoms():
 def test_unwrapper_follows_a_changing_box():
     # NPT-like: the box shrinks while an atom drifts through the faces. Unwrapping adds the minimum-image
     # displacement of each frame (von Bülow, Bullerjahn & Hummer 2020), so steps stay short and continuous;
-    # the wrapped step differs from the true one by (image index) × (box change), here ≤ 4 × 0.02 Å.
+    # the wrapped step differs from the true one by (image index) × (box change), here ≤ 4 × 0.02 Å
+    # (plus float32 rounding of the stored positions).
     truth = 1.0 + 0.7 * np.arange(60)
     boxes = 10.0 - 0.02 * np.arange(60)
     wrapped = truth % boxes
-    unwrapper = Unwrapper()
+    unwrapper = Unwrapper(n_atoms=1)
     points = np.stack([wrapped, np.zeros(60), np.zeros(60)], axis=-1)[:, None, :]  # (60, 1, 3)
     edges = np.repeat(boxes[:, None], 3, axis=1)
     # in uneven blocks, as ingest streams them: the result must not depend on where blocks end
-    out = np.concatenate([unwrapper.update(points[a:b], edges[a:b]) for a, b in [(0, 1), (1, 17), (17, 60)]])[:, 0, 0]
-    np.testing.assert_allclose(np.diff(out), 0.7, atol=4 * 0.02 + 1e-9)
+    blocks = [(0, 1), (1, 17), (17, 20), (20, 60)]  # 3 frames: edges (3, 3) that are not one triclinic box
+    out = np.concatenate([unwrapper.update(points[a:b], edges[a:b]) for a, b in blocks])[:, 0, 0]
+    np.testing.assert_allclose(np.diff(out), 0.7, atol=4 * 0.02 + 1e-5)
     assert out[-1] > 3 * boxes[-1]  # it crossed faces several times, never jumped back
+
+
+# GROMACS' compact boxes of image distance d (MDAnalysis dimensions), and strongly skewed ones
+DODECAHEDRON_XY_SQUARE = [30.0, 30.0, 30.0, 60.0, 60.0, 90.0]
+DODECAHEDRON_XY_HEXAGON = [30.0, 30.0, 30.0, 60.0, 60.0, 60.0]
+TRUNCATED_OCTAHEDRON = [30.0, 30.0, 30.0, 70.528779, 109.471221, 70.528779]
+SKEWED = [[20.0, 25.0, 60.0, 30.0, 35.0, 25.0], [40.0, 12.0, 15.0, 150.0, 40.0, 120.0],
+          [10.0, 45.0, 12.0, 60.0, 75.0, 30.0]]
+
+
+@pytest.mark.parametrize("dims", [DODECAHEDRON_XY_SQUARE, DODECAHEDRON_XY_HEXAGON, TRUNCATED_OCTAHEDRON])
+def test_minimum_image_matches_mdanalysis_in_compact_boxes(dims):
+    from MDAnalysis.lib.distances import minimize_vectors
+
+    rng = np.random.default_rng(1)
+    delta = rng.uniform(-2, 2, (2000, 3)) * dims[0]  # any displacement, up to two boxes away
+    expected = minimize_vectors(delta, np.array(dims))
+    np.testing.assert_allclose(minimum_image(delta, box_vectors(dims)), expected, atol=1e-4)
+    assert image_distance(box_vectors(dims)) == pytest.approx(dims[0])  # d: the distance to the nearest image
+    # plain rounding of fractional coordinates is not the minimum image in these cells
+    h = box_vectors(dims)
+    rounded = delta - np.round(delta @ np.linalg.inv(h)) @ h
+    assert (np.linalg.norm(rounded, axis=1) > np.linalg.norm(expected, axis=1) + 1e-3).mean() > 0.05
+
+
+@pytest.mark.parametrize("dims", SKEWED)
+def test_minimum_image_is_exact_in_strongly_skewed_boxes(dims):
+    from MDAnalysis.lib.distances import minimize_vectors
+
+    h = box_vectors(dims)
+    reduced = reduced_basis(h)
+    change = reduced @ np.linalg.inv(h)  # integer, determinant ±1: the same lattice
+    np.testing.assert_allclose(change, np.round(change), atol=1e-9)
+    assert abs(np.linalg.det(np.round(change))) == pytest.approx(1.0)
+    superbase = np.vstack([reduced, -reduced.sum(axis=0)])
+    assert (superbase @ superbase.T)[np.triu_indices(4, 1)].max() <= 1e-9  # Selling-reduced: no acute pair
+    rng = np.random.default_rng(2)
+    delta = rng.uniform(-3, 3, (500, 3)) * max(dims[:3])
+    out = minimum_image(delta, h)
+    shift = (out - delta) @ np.linalg.inv(h)
+    np.testing.assert_allclose(shift, np.round(shift), atol=1e-6)  # moved by lattice vectors only
+    with pytest.raises(ValueError, match="flat"):
+        reduced_basis(np.array([h[0], h[1], h[0] + h[1]]))
+    start = delta - np.round(delta @ np.linalg.inv(reduced)) @ reduced
+    np.testing.assert_allclose(np.linalg.norm(out, axis=1),
+                               np.linalg.norm(brute_force_minimum_image(start, reduced), axis=1), atol=1e-9)
+    # never longer than MDAnalysis' 27-image search, and shorter where that search misses in such cells
+    theirs = np.linalg.norm(minimize_vectors(delta, np.array(dims, np.float64)), axis=1)
+    assert np.all(np.linalg.norm(out, axis=1) <= theirs + 1e-4)
+    assert np.any(np.linalg.norm(out, axis=1) < theirs - 1e-3)
+
+
+def test_minimum_image_with_one_triclinic_box_per_frame():
+    boxes = np.stack([box_vectors(np.array(TRUNCATED_OCTAHEDRON) * [s, s, s, 1, 1, 1]) for s in (1.0, 0.9, 1.1)])
+    delta = np.random.default_rng(3).uniform(-40, 40, (3, 50, 3))
+    out = minimum_image(delta, boxes)
+    for t in range(3):
+        np.testing.assert_allclose(out[t], minimum_image(delta[t], boxes[t]), atol=1e-12)
+
+
+def test_unwrapper_keeps_molecules_whole_in_a_dodecahedron():
+    # a water wrapped per atom lands its hydrogens in other images; the unwrapper puts them back along bonds
+    from MDAnalysis.lib.distances import apply_PBC
+
+    from mdsystems import WATER
+
+    h = box_vectors(DODECAHEDRON_XY_SQUARE)
+    rng = np.random.default_rng(4)
+    centre = np.array([29.6, 0.2, 20.0]) + np.cumsum(rng.normal(0, 2.0, (40, 3)), axis=0)  # near faces, drifting
+    truth = (centre[:, None, :] + WATER[None]).astype(np.float32)  # (40, 3, 3)
+    wrapped = np.stack([apply_PBC(x, np.array(DODECAHEDRON_XY_SQUARE, np.float32)) for x in truth])
+    assert np.linalg.norm(wrapped[:, 1] - wrapped[:, 0], axis=-1).max() > 5  # split by the box in the input
+    boxes = np.repeat(h[None], 40, axis=0)
+    out = np.concatenate([Unwrapper(3, np.array([[0, 1], [0, 2]])).update(wrapped, boxes)])
+    np.testing.assert_allclose(out, truth - truth[0, 0] + wrapped[0, 0], atol=1e-3)  # one lattice shift throughout
+
+
+def test_three_frames_of_edges_are_not_taken_for_one_triclinic_box():
+    edges = np.array([[10.0, 10, 10], [20.0, 20, 20], [30.0, 30, 30]])
+    delta = np.full((3, 2, 3), 8.0)
+    out = minimum_image(delta, edges, per_frame=True)
+    np.testing.assert_allclose(out[:, 0, 0], [-2.0, 8.0, 8.0])
+    np.testing.assert_allclose(image_distance(edges, per_frame=True), [10.0, 20.0, 30.0])

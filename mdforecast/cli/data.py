@@ -21,12 +21,18 @@ def ingest(trajectories: Annotated[list[Path], typer.Argument(help="Trajectory f
            no_unwrap: Annotated[bool, typer.Option("--no-unwrap", help="Keep positions as in the file.")] = False,
            fmt: Annotated[Optional[str], typer.Option("--format", help="Trajectory format when the extension "
                                                       "does not say it (MDAnalysis name: LAMMPS, LAMMPSDUMP, …).")] = None,
+           dt: Annotated[Optional[float], typer.Option(
+               "--dt", metavar="PS", help="Time between frames of the file, ps; overrides the file's "
+               "(default: the file's, or unknown).")] = None,
            as_json: JsonOpt = False, quiet: QuietOpt = False) -> None:
-    """Read trajectories (anything MDAnalysis reads) into a store, unwrapped across periodic boxes."""
+    """Read trajectories (anything MDAnalysis reads) into a store, molecules whole, unwrapped across boxes."""
     from ..ingest import ingest as run
 
     result = run(trajectories, output, topology=top, select=select, start=start, stop=stop, stride=stride,
-                 names=name or None, append=append, force=force, unwrap=not no_unwrap, fmt=fmt, progress=not quiet)
+                 names=name or None, append=append, force=force, unwrap=not no_unwrap, fmt=fmt, dt_ps=dt,
+                 progress=not quiet)
+    for note in result.warnings:
+        typer.echo(f"warning: {note}", err=True)
     emit(result, as_json)
 
 

@@ -35,7 +35,7 @@ def test_ingest_prints_summary_and_json(cli, water_files, tmp_path):
 
 
 @pytest.mark.parametrize("case", ["missing", "directory", "garbage", "unknown-format", "atom-count", "selection",
-                                  "bad-selection", "zero-frames", "stride"])
+                                  "bad-selection", "zero-frames", "stride", "no-topology", "garbled-xtc"])
 def test_ingest_bad_input(cli, case, water_files, tmp_path):
     traj, top, system = water_files
     args = {"missing": [str(tmp_path / "nope.xtc"), "--top", str(top)],
@@ -46,16 +46,37 @@ def test_ingest_bad_input(cli, case, water_files, tmp_path):
             "selection": [str(traj), "--top", str(top), "--select", "name ZZ"],
             "bad-selection": [str(traj), "--top", str(top), "--select", "name ("],
             "zero-frames": [str(traj), "--top", str(top), "--start", "50"],
-            "stride": [str(traj), "--top", str(top), "--stride", "0"]}[case]
+            "stride": [str(traj), "--top", str(top), "--stride", "0"],
+            "no-topology": [str(traj)],
+            "garbled-xtc": [str(tmp_path / "garbled.xtc"), "--top", str(top)]}[case]
     (tmp_path / "bad.xtc").write_bytes(b"\0" * 64)
     (tmp_path / "t.foo").write_text("not a trajectory\n")
+    xtc = bytearray(system.write(tmp_path / "w.xtc").read_bytes())
+    xtc[200:260] = b"\xff" * 60  # frame 1's header and coordinates overwritten
+    (tmp_path / "w.xtc").unlink()
+    (tmp_path / "garbled.xtc").write_bytes(bytes(xtc))
     needles = {"missing": ["not found"], "directory": ["not a file"], "garbage": ["bad.xtc"],
                "unknown-format": ["unknown trajectory format 'foo'", "--format"], "atom-count": ["15 atoms", "12"],
                "selection": ["matches no atoms"], "bad-selection": ["invalid selection"],
-               "zero-frames": ["no frames"], "stride": ["--stride"]}[case]
+               "zero-frames": ["no frames"], "stride": ["--stride"], "no-topology": ["no topology", "--top"],
+               "garbled-xtc": ["not a valid XTC file", "frame 1"]}[case]
     code, out, err = cli("ingest", *args, "-o", str(tmp_path / "s.zarr"))
     cli.assert_one_line_error(code, err, *needles)
     assert out == "" and leftovers(tmp_path) == []
+
+
+def test_ingest_warnings_are_one_line_each_and_dt_sets_the_time_step(cli, tmp_path):
+    from mdsystems import sparse_waters
+
+    top = tmp_path / "top.pdb"
+    path = sparse_waters("dodecahedron", n_frames=6, step=0.45, npt=0.0).write(tmp_path / "w.dcd", wrap=True,
+                                                                               topology=top)
+    code, out, err = cli("ingest", str(path), "--top", str(top), "-o", str(tmp_path / "s.zarr"), "-q",
+                         "--dt", "100")
+    assert code == 0 and out.startswith("ingested 1 trajectory(ies)")
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("warning: ") and "too sparsely" in lines[0]
+    assert Store.open(tmp_path / "s.zarr").trajectory().dt_ps == 100.0
 
 
 def test_nan_coordinates_are_refused_and_nothing_is_written(cli, tmp_path):
