@@ -169,6 +169,10 @@ def evaluate(forecast: str | os.PathLike | Store, *, truth: str | os.PathLike | 
         raise InputError(f"the truth store recorded in {fstore.path}, {provenance['truth']}, does not exist; "
                          "pass --truth STORE")
     tstore = truth if isinstance(truth, Store) else Store.open(truth if truth is not None else provenance["truth"])
+    if provenance.get("select", "all") != "all":  # the forecast holds the atoms predict --select kept
+        from .mdio import select_indices
+
+        tstore = tstore.subset(select_indices(tstore.topology, provenance["select"], tstore.path))
     if not tstore.topology.same_system(fstore.topology):
         raise InputError(f"forecast {fstore.path} ({fstore.topology.n_atoms} atoms, {fstore.topology.composition()}) "
                          f"and truth {tstore.path} ({tstore.topology.n_atoms} atoms, {tstore.topology.composition()}) "

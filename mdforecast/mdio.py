@@ -19,7 +19,7 @@ import numpy as np
 from .errors import InputError
 from .pbc import box_vectors, is_orthorhombic
 
-__all__ = ["open_universe", "select_atoms", "stored_boxes", "box_shape", "guess_bonds", "molecules", "time_step",
+__all__ = ["open_universe", "select_atoms", "select_indices", "stored_boxes", "box_shape", "guess_bonds", "molecules", "time_step",
            "check_xtc", "quiet"]
 
 #: what MDAnalysis raises for unreadable, truncated or unsupported files
@@ -105,6 +105,12 @@ def select_atoms(universe, selection: str, source: str | Path):
         raise InputError(f"selection {selection!r} matches no atoms of {source}; check atom and residue names "
                          "with `mdforecast info` or the topology")
     return atoms
+
+
+def select_indices(topology, selection: str, source: str | Path) -> np.ndarray:
+    """Indices ``(M,)`` int64, increasing, of the atoms of ``topology`` (a :class:`~mdforecast.topology.Topology`)
+    that the MDAnalysis ``selection`` matches; one-line :class:`InputError` for bad syntax or no match."""
+    return np.asarray(select_atoms(topology.to_universe(), selection, source).indices, dtype=np.int64)
 
 
 def box_shape(dimensions) -> tuple[int, ...] | None:

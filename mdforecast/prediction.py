@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError, MDForecastError
+from .mdio import select_indices
 from .forecasters import BASELINES, Forecaster, Observation, default_observe, load_forecaster, provenance
 from .pretrained import DEFAULT, PRETRAINED, embedded_truth
 from .progress import progress_bar
@@ -116,8 +117,8 @@ def _store_of(model: str | Forecaster, device: str | None) -> str:
 def predict(store: str | os.PathLike | Store | None, model: str | Forecaster | None, output: str | os.PathLike, *,
             trajectories: Sequence[str] | None = None, until: float | str | None = None,
             times: str | Sequence[float] | None = None, every: int = 1, observe: int | None = None,
-            fmt: str | None = None, device: str | None = None, batch: int = 640, force: bool = False,
-            progress: bool = False) -> PredictResult:
+            select: str = "all", fmt: str | None = None, device: str | None = None, batch: int = 640,
+            force: bool = False, progress: bool = False) -> PredictResult:
     """Forecast ``trajectories`` of ``store`` with ``model`` into a new store at ``output``.
 
     Args:
@@ -131,6 +132,8 @@ def predict(store: str | os.PathLike | Store | None, model: str | Forecaster | N
         times: instead of ``until``: any real-valued frame times (``'2500.5,3000'``, ``'2000:3000:0.5'``).
         every: keep every N-th frame of the ``until`` range.
         observe: observed frames [0, observe) (default: :func:`~mdforecast.forecasters.default_observe`).
+        select: MDAnalysis selection of the atoms to forecast (e.g. ``'protein'``); the others are dropped: the
+            forecaster sees only these, and the forecast store holds only these (``evaluate`` scores them).
         fmt: also write each forecast trajectory as an MD file (``'xtc'``, ``'dcd'``, …) next to ``output``.
         device: torch device for checkpoint models (baselines run in numpy).
         batch: forecast frames per call of the model (bounds memory; the progress bar advances per batch).
@@ -147,6 +150,8 @@ def predict(store: str | os.PathLike | Store | None, model: str | Forecaster | N
     if store is None:
         store = _store_of(model, device)
     truth = store if isinstance(store, Store) else Store.open(store)
+    if select != "all":
+        truth = truth.subset(select_indices(truth.topology, select, truth.path))
     if batch < 1:
         raise InputError(f"--batch must be a positive number of frames, got {batch}")
     output = str(output)
@@ -173,7 +178,7 @@ def predict(store: str | os.PathLike | Store | None, model: str | Forecaster | N
     model_info = provenance(forecaster, model)
     truth_path = truth.path if is_remote(truth.path) else str(Path(truth.path).resolve())
     attrs = {"forecast": {"model": model_info, "truth": truth_path, "trajectories": names,
-                          "observed": [0, n_observe], "box": "last observed box",
+                          "observed": [0, n_observe], "select": select, "box": "last observed box",
                           "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}}
     total = sum(len(t) for _, _, t in plans)
     with writing(output, topology=truth.topology, attrs=attrs, mode="overwrite" if force else "create") as out, \

@@ -371,7 +371,7 @@ class Store:
 
     @property
     def _n_stored_atoms(self) -> int:
-        return len(self._group["topology"]["names"])
+        return self._group["topology"]["names"].shape[0]
 
     def _writable(self) -> None:
         if self._atoms is not None:

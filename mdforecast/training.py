@@ -38,6 +38,7 @@ from .checkpoint import LEGACY_KINDS, load_model, load_state, save_model, save_s
 from .errors import InputError
 from .model import Domino, DominoConfig, atom_kinds
 from .model.data import Series, draw_samples, make_batch, normalisation
+from .mdio import select_indices
 from .model.features import resolve_kind_field
 from .pbc import box_matrix
 from .plots import plot_loss
@@ -423,7 +424,7 @@ def _write_run(run: _Run) -> TrainResult:
 
 def train(store: str | os.PathLike | Store, run_dir: str | os.PathLike, config: DominoConfig | None = None,
           options: TrainOptions | None = None, *, init: str | os.PathLike | None = None, resume: bool = False,
-          device: str = "auto", progress: bool = False) -> TrainResult:
+          select: str = "all", device: str = "auto", progress: bool = False) -> TrainResult:
     """Train a model on ``store`` into ``run_dir``; see the module docstring.
 
     Args:
@@ -434,11 +435,16 @@ def train(store: str | os.PathLike | Store, run_dir: str | os.PathLike, config: 
             options must equal them, but for ``device``).
         init: a model to fine-tune (a pretrained name, run directory or model file); its architecture, scales
             and atom kinds are kept.
+        select: MDAnalysis selection of the atoms to train on (e.g. ``'protein'``); the others are dropped.
         device: a :data:`DEVICES` key (``auto``: CUDA when torch sees a GPU); a run may resume on another.
     """
     run_dir = Path(run_dir)
     config, opts, init = _resolve(run_dir, config, options, init, resume)
-    run = _set_up(store if isinstance(store, Store) else Store.open(store), run_dir, config, opts, init, resume, device)
+    store = store if isinstance(store, Store) else Store.open(store)
+    if select != "all":
+        store = store.subset(select_indices(store.topology, select, store.path))
+    run = _set_up(store, run_dir, config, opts, init, resume, device)
+    run.training["select"] = select
     with progress_bar("training", total=(opts.epochs - run.state["epoch"]) * run.steps * opts.batch,
                       enabled=progress and run.rank == 0, unit="samples") as bar:
         for epoch in range(run.state["epoch"], opts.epochs):

@@ -200,3 +200,21 @@ def test_a_model_refuses_another_frame_time_and_an_unknown_one(tmp_path, truth):
     with pytest.raises(InputError, match="--dt 0.1"):
         predict(unknown, run, tmp_path / "f.zarr", until=32)
     assert not (tmp_path / "f.zarr").exists()
+
+
+def test_select_forecasts_and_scores_only_the_selected_atoms(tmp_path):
+    from mdforecast.evaluation import evaluate
+
+    waters = {f"t{i}": random_walk(40, 12, seed=i) for i in range(2)}
+    store = make_store(tmp_path / "w.zarr", water(4), waters, box=15.0, split=(["t0"], ["t1"]))
+    observed = waters["t1"]
+    result = predict(store, "persistence", tmp_path / "o.zarr", observe=20, select="name OW")
+    forecast = Store.open(tmp_path / "o.zarr")
+    assert forecast.topology.n_atoms == 4 and set(forecast.topology.names) == {"OW"}
+    np.testing.assert_array_equal(forecast.trajectory().positions(), np.repeat(observed[19:20, ::3], 20, axis=0))
+    assert result.frames == 20
+    window = evaluate(tmp_path / "o.zarr", window=["30-40"], baselines=["mean"]).windows[0]
+    truth = observed[30:40, ::3].astype(np.float64)
+    assert window["model"]["mse"] == pytest.approx(np.mean((truth - observed[19, ::3]) ** 2))
+    with pytest.raises(InputError, match="matches no atoms"):
+        predict(store, "persistence", tmp_path / "x.zarr", observe=20, select="name ZZ")

@@ -139,3 +139,22 @@ def test_topology_round_trip_and_subset(tmp_path):
     sub = top.subset(np.array([3, 4, 5]))
     np.testing.assert_array_equal(sub.bonds, [[0, 1], [0, 2]])
     assert top.composition() == "SOL×2"
+
+
+def test_subset_is_a_read_only_view_of_some_atoms(tmp_path):
+    with writing(tmp_path / "s.zarr", topology=topology(6)) as store:
+        with store.add_trajectory("a", velocities=True, box=(3,), attrs={"dt_ps": 0.5}) as w:
+            w.append(np.arange(36, dtype=np.float32).reshape(2, 6, 3), np.arange(2.0), np.arange(2),
+                     velocities=np.ones((2, 6, 3), np.float32), boxes=np.full((2, 3), 9.0, np.float32))
+    full = Store.open(tmp_path / "s.zarr")
+    view = full.subset(np.array([1, 4]))
+    assert view.topology.n_atoms == 2 and list(view.topology.names) == list(full.topology.names[[1, 4]])
+    traj = view.trajectory()
+    assert traj.n_atoms == 2 and traj.dt_ps == 0.5
+    np.testing.assert_array_equal(traj.positions(), full.trajectory().positions()[:, [1, 4]])
+    assert traj.velocities().shape == (2, 2, 3) and traj.boxes().shape == (2, 3)
+    np.testing.assert_array_equal(view.subset(np.array([1])).trajectory().positions(), traj.positions()[:, [1]])
+    with pytest.raises(StoreError, match="read-only"):
+        view.set_split(["a"], [])
+    with pytest.raises(InputError, match="increasing"):
+        full.subset(np.array([4, 1]))

@@ -256,3 +256,14 @@ def test_a_shipped_water_model_fine_tunes_on_other_water(tmp_path):
     meta = json.loads((tmp_path / "run" / "model.json").read_text())
     assert result.epochs == 1 and meta["kinds"] == ["H", "O"] and meta["training"]["init"] == "tip3p"
     assert meta["config"]["features"] == 16 and meta["dt_ps"] == 0.1  # tip3p's architecture; the data's frame time
+
+
+def test_select_trains_on_the_selected_atoms_only(tmp_path):
+    from synth import make_store, rigid_waters, water
+
+    trajectories = {f"t{k}": rigid_waters(80, seed=k) for k in range(2)}
+    store = make_store(tmp_path / "w.zarr", water(4), trajectories, box=12.0)
+    options = {**TINY, "observe": 48, "horizon": 24, "epochs": 1, "samples_per_epoch": 8, "cutoff": 5.0}
+    train(store, tmp_path / "run", *resolve_options(options), select="name OW")
+    meta = json.loads((tmp_path / "run" / "model.json").read_text())
+    assert meta["kinds"] == ["O"] and meta["training"]["select"] == "name OW"

@@ -31,6 +31,8 @@ def predict(store: Annotated[Optional[str], typer.Argument(
             observe: Annotated[Optional[int], typer.Option(help=(
                 f"Observe frames [0, N) (default: the model's; baselines: {protocol.OBSERVE}, or a fifth of a shorter "
                 "trajectory)."))] = None,
+            select: Annotated[str, typer.Option("--select", "-s", help=(
+                "MDAnalysis selection of the atoms to forecast (e.g. protein); the others are dropped."))] = "all",
             fmt: Annotated[Optional[str], typer.Option("--format", help=(
                 "Also write an MD file next to the store (xtc, dcd, trr, nc, pdb, …) with a PDB topology."))] = None,
             device: Annotated[Optional[str], typer.Option(help="Torch device for a model (cpu, cuda, cuda:1).")] = None,
@@ -46,7 +48,7 @@ def predict(store: Annotated[Optional[str], typer.Argument(
         raise typer.BadParameter("required with a STORE (without one, the pretrained default is used)",
                                  param_hint="--model")
     emit(run(store, model, output, trajectories=trajectory, until=until, times=times, every=every, observe=observe,
-             fmt=fmt, device=device, batch=batch, force=force, progress=not quiet), as_json)
+             select=select, fmt=fmt, device=device, batch=batch, force=force, progress=not quiet), as_json)
 
 
 @app.command()

@@ -77,6 +77,8 @@ def train(store: Annotated[str, typer.Argument(help="Store path or URL (its trai
           kinds: Annotated[Optional[str], typer.Option(help=(
               f"Topology field naming the atom kinds: {', '.join(KIND_FIELDS)} (default: elements, else the first "
               "field every atom has)."))] = None,
+          select: Annotated[str, typer.Option("--select", "-s", help=(
+              "MDAnalysis selection of the atoms to train on (e.g. protein); the others are dropped."))] = "all",
           device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
           seed: Annotated[Optional[int], typer.Option(help="Random seed (default 0).")] = None,
           preset: Annotated[Optional[str], typer.Option(help="Named option set: paper, cpu-small.")] = None,
@@ -98,7 +100,8 @@ def train(store: Annotated[str, typer.Argument(help="Store path or URL (its trai
     model, training = (None, None) if resume and not options and preset is None and init is None else \
         resolve_options(options, preset=preset, init=init)
     try:
-        result = run(store, output, model, training, init=init, resume=resume, device=device, progress=not quiet)
+        result = run(store, output, model, training, init=init, resume=resume, select=select, device=device,
+                     progress=not quiet)
     except KeyboardInterrupt:
         if (output / "state.json").exists():
             typer.echo(f"interrupted; finished epochs are saved in {output}: rerun the same command with --resume",
