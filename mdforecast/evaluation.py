@@ -23,6 +23,7 @@ from . import protocol
 from .errors import InputError
 from .forecasters import BASELINES, Forecaster, Observation, load_forecaster
 from .progress import progress_bar
+from .provenance import positions_sha256
 from .store import Store, Trajectory
 from .timespec import Window
 
@@ -185,6 +186,7 @@ def evaluate(forecast: str | os.PathLike | Store, *, truth: str | os.PathLike | 
             raise InputError(f"truth store {tstore.path} has no trajectory {name!r}, which forecast {fstore.path} "
                              "forecasts; pass the --truth store the forecast was made from")
         pairs.append((ftraj, tstore.trajectory(name), tuple(info.get("observed", provenance["observed"]))))
+        _check_observed(ftraj, pairs[-1][1], tstore, pairs[-1][2], info.get("observed_sha256"))
     observed = pairs[0][2]
     if any(p[2] != observed for p in pairs):
         raise InputError(f"the trajectories of {fstore.path} observed different frames; evaluate them one by one")
@@ -220,6 +222,20 @@ def evaluate(forecast: str | os.PathLike | Store, *, truth: str | os.PathLike | 
                       windows=[_window_entry(w, series, list(predictors), scale["factor"], physics_numbers.get(w))
                                for w in windows],
                       physics_kind=kind, curve=_curve(series, model_name), physics_curves=physics_curves)
+
+
+def _check_observed(ftraj: Trajectory, ttraj: Trajectory, tstore: Store, observed: tuple[int, int],
+                    recorded: str | None) -> None:
+    """Refuse a truth whose observed frames differ from those the forecast was made from (another simulation
+    of the same system scores silently wrong); forecasts written before the fingerprint was recorded pass."""
+    if recorded is None:
+        return
+    observation = Observation.from_trajectory(ttraj, tstore.topology, observe=observed[1] - observed[0],
+                                              end=observed[1])
+    if positions_sha256(observation.positions) != recorded:
+        raise InputError(f"truth {tstore.path} trajectory {ttraj.name!r} is not the one forecast {ftraj.name!r} was "
+                         f"made from: its observed frames [{observed[0]}, {observed[1]}) differ; pass the --truth "
+                         "store the forecast was made from")
 
 
 def _recorded_truth(provenance: dict) -> str | None:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import errno
 import os
 from pathlib import Path
 
 
 from .errors import InputError
-from .mdio import quiet, select_atoms
+from .mdio import _READ_ERRORS, _first_line, quiet, select_atoms
 from .pbc import dimensions_from_box
 from .progress import progress_bar
 from .store import Store
@@ -49,6 +50,25 @@ def _writer(path: Path, fmt: str, n_atoms: int, n_frames: int):
         raise InputError(f"writing '{fmt}' needs an extra package ({err.name}); pip install {err.name}") from err
 
 
+def _check_written(path: Path, fmt: str, n_atoms: int, n_frames: int, output: Path) -> None:
+    """Read the written file back and refuse it unless it holds all ``n_frames`` frames (some C writers, DCD's,
+    drop frames silently when the disk fills up)."""
+    from MDAnalysis.coordinates.base import SingleFrameReaderBase
+    from MDAnalysis.coordinates.core import get_reader_for
+
+    try:
+        with quiet():
+            reader = get_reader_for(str(path), format=fmt)(str(path), n_atoms=n_atoms)
+            found = n_frames if isinstance(reader, SingleFrameReaderBase) else reader.n_frames  # GRO: reads one
+            reader.close()
+    except _READ_ERRORS as err:
+        raise InputError(f"{output} was written but cannot be read back ({_first_line(err)}); the disk may be full: "
+                         "free space or write elsewhere with -o (nothing was written)") from err
+    if found != n_frames:
+        raise InputError(f"only {found} of {n_frames} frames reached {output}; the disk is probably full: free space "
+                         "or write elsewhere with -o (nothing was written)")
+
+
 def export(store: str | os.PathLike | Store, output: str | os.PathLike, *, trajectory: str | None = None,
            select: str = "all", start: int | None = None, stop: int | None = None, stride: int | None = None,
            force: bool = False, progress: bool = False) -> ExportResult:
@@ -71,6 +91,8 @@ def export(store: str | os.PathLike | Store, output: str | os.PathLike, *, traje
             raise InputError(f"{path} already exists; pass --force to replace it")
     if not output.parent.is_dir():
         raise InputError(f"directory {output.parent} does not exist; create it first")
+    if stride is not None and stride < 1:
+        raise InputError(f"--stride must be a positive number of frames, got {stride}")
     frames = range(*slice(start, stop, stride).indices(traj.n_frames))
     if len(frames) == 0:
         raise InputError(f"no frames of {traj.name} ({traj.n_frames} frames) in {start}:{stop}:{stride}; "
@@ -104,9 +126,15 @@ def export(store: str | os.PathLike | Store, output: str | os.PathLike, *, traje
                         atoms.write(str(tmp[topology_path]), file_format="PDB", bonds="all")
                     writer.write(atoms)
                     bar.advance()
+        _check_written(tmp[output], fmt, atoms.n_atoms, len(frames), output)
         for path, partial in tmp.items():
             if partial.exists():
                 os.replace(partial, path)
+    except OSError as err:
+        if err.errno in (errno.ENOSPC, errno.EFBIG):
+            raise InputError(f"disk full while writing {output}; free space or write elsewhere with -o "
+                             "(nothing was written)") from err
+        raise InputError(f"cannot write {output}: {err.strerror or err}; check the path and its permissions") from err
     finally:
         for partial in tmp.values():
             partial.unlink(missing_ok=True)

@@ -19,9 +19,12 @@ import numpy as np
 from .errors import InputError
 from .pbc import box_vectors, is_orthorhombic
 
-__all__ = ["open_universe", "select_atoms", "select_indices", "stored_boxes", "box_shape", "guess_bonds", "molecules", "time_step",
+__all__ = ["MIN_BOX_EDGE", "open_universe", "select_atoms", "select_indices", "stored_boxes", "box_shape", "guess_bonds", "molecules", "time_step",
            "check_xtc", "quiet"]
 
+#: the shortest box edge ingest accepts, Å (no periodic system is smaller; PDB's 1 Å placeholder box is
+#: read by MDAnalysis as no box)
+MIN_BOX_EDGE = 1.0
 #: what MDAnalysis raises for unreadable, truncated or unsupported files
 _READ_ERRORS = (ValueError, TypeError, OSError, EOFError, KeyError, IndexError, RuntimeError,
                 NotImplementedError, AttributeError)
@@ -83,8 +86,8 @@ def open_universe(trajectory: str | Path, topology: str | Path | None = None, fm
                                      "DCD, NCDF, H5MD, LAMMPS, LAMMPSDUMP, GRO, PDB, XYZ) or convert the file") from err
                 raise InputError(f"cannot read trajectory {trajectory}: {_first_line(err)}; "
                                  "the file may be truncated or corrupt") from err
-    if topology is None and not hasattr(universe.atoms, "resids"):
-        raise InputError(f"{trajectory} holds coordinates but no topology (atom names, residues); pass the "
+    if not hasattr(universe.atoms, "resids"):
+        raise InputError(f"{top} holds coordinates but no topology (atom names, residues); pass the "
                          "topology it was written with: --top FILE (PDB, GRO, PSF, PRMTOP, TPR, …)")
     if universe.trajectory.n_frames == 0:
         raise InputError(f"trajectory {trajectory} has zero frames; check the file")
@@ -123,12 +126,18 @@ def box_shape(dimensions) -> tuple[int, ...] | None:
 def stored_boxes(dimensions: np.ndarray, shape: tuple[int, ...], frames: np.ndarray, source: str | Path) -> np.ndarray:
     """Boxes of a block of frames in the stored ``shape``, Å, from MDAnalysis ``dimensions`` ``(T, 6)``.
 
-    NaN rows mark frames without a box. Refuses a box that vanishes or turns triclinic mid-trajectory.
+    NaN rows mark frames without a box. Refuses a box that vanishes or turns triclinic mid-trajectory, and a
+    degenerate one: an edge shorter than :data:`MIN_BOX_EDGE` Å, or vectors that span no volume.
     """
     vanished = ~(np.nan_to_num(dimensions[:, :3]) > 0).any(axis=1)
     if vanished.any():
         raise InputError(f"frame {frames[vanished][0]} of {source} has no box while earlier frames had one; "
                          "ingest with --no-unwrap or split the file where the box disappears")
+    small = ~(dimensions[:, :3] >= MIN_BOX_EDGE).all(axis=1)  # NaN: small
+    if small.any():
+        raise InputError(f"frame {frames[small][0]} of {source} has a degenerate box (edges "
+                         f"{np.round(dimensions[small][0][:3], 4).tolist()} Å; each must be at least {MIN_BOX_EDGE:g} Å), "
+                         "which would fold positions wrongly; repair the box in the file")
     if shape == (3,):
         skewed = ~np.all(np.abs(dimensions[:, 3:6] - 90.0) < 1e-3, axis=1)
         if skewed.any():

@@ -25,6 +25,7 @@ from .mdio import select_indices
 from .forecasters import BASELINES, Forecaster, Observation, default_observe, load_forecaster, provenance
 from .pretrained import DEFAULT, PRETRAINED, embedded_truth
 from .progress import progress_bar
+from .provenance import positions_sha256
 from .store import Store, Trajectory, is_remote, writing
 from .timespec import parse_time, parse_times
 
@@ -56,6 +57,10 @@ class PredictResult:
         return dataclasses.asdict(self)
 
 
+#: the most frames one ``predict`` forecasts (per trajectory), bounding memory for the frame list
+MAX_FRAMES = 10**7
+
+
 def _frame_times(traj: Trajectory, end: int, *, until, times, every: int, horizon: int | None) -> np.ndarray:
     dt_ps = traj.dt_ps
     if times is not None and (until is not None or every != 1):
@@ -67,6 +72,9 @@ def _frame_times(traj: Trajectory, end: int, *, until, times, every: int, horizo
     else:
         default = traj.span if horizon is None else min(traj.span, end + horizon)
         stop = default if until is None else (parse_time(until, dt_ps) if isinstance(until, str) else float(until))
+        if not np.isfinite(stop) or (stop - end) / every > MAX_FRAMES:
+            raise InputError(f"--until {until} asks for more than {MAX_FRAMES:,} forecast frames; give a nearer "
+                             "--until, or a larger --every")
         frames = np.arange(end, stop, every, dtype=np.float64)
         if not len(frames):
             raise InputError(f"nothing to forecast: --until {stop:g} is not after the observed frames [.., {end}); "
@@ -206,7 +214,8 @@ def _forecast_one(out: Store, traj: Trajectory, observation: Observation, frames
     box = None if observation.boxes is None else observation.boxes[-1]
     attrs = {"dt_ps": dt_ps, "unwrapped": True, "source": f"{truth_path}#{traj.name}",
              "forecast": {"model": model_info, "truth": truth_path, "trajectory": traj.name,
-                          "observed": [observation.start, observation.end], "box": "last observed box"}}
+                          "observed": [observation.start, observation.end],
+                          "observed_sha256": positions_sha256(observation.positions), "box": "last observed box"}}
     with out.add_trajectory(traj.name, velocities=False, box=None if box is None else box.shape, attrs=attrs,
                             frame_index=True) as writer:
         for lo in range(0, len(frames), batch):

@@ -7,7 +7,9 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["sha256", "sha256_files"]
+import numpy as np
+
+__all__ = ["sha256", "sha256_files", "positions_sha256"]
 
 
 def sha256(path: str | os.PathLike) -> str:
@@ -25,3 +27,9 @@ def sha256_files(files: Sequence[Path], root: Path) -> str:
             for block in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(block)
     return digest.hexdigest()
+
+
+def positions_sha256(positions: np.ndarray) -> str:
+    """Hex SHA-256 of positions ``(T, N, 3)`` as float32 Å: a forecast records its observed frames' so that
+    ``evaluate`` refuses a truth from another simulation."""
+    return hashlib.sha256(np.ascontiguousarray(positions, dtype=np.float32).tobytes()).hexdigest()

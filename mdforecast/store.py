@@ -17,6 +17,10 @@ Arrays are chunked along frames (about 1 MiB per chunk) and compressed, so readi
 few chunks and never the whole trajectory. A trajectory becomes visible only when it is committed (listed in
 the root attributes); a new local store is written under a temporary name and renamed at the end.
 
+Damage is refused, never read as data: every chunk carries a CRC-32C checksum (stores written before it have
+none), a trajectory whose chunks are missing cannot be opened, and local writers hold a lock file
+``.NAME.lock`` next to the store, so a second writer is refused instead of interleaving.
+
 Shapes use T frames, N atoms.
 """
 
@@ -32,10 +36,11 @@ from pathlib import Path
 
 import numpy as np
 import zarr
-from zarr.codecs import BloscCodec
+from zarr.codecs import BloscCodec, Crc32cCodec
 
 from .version import __version__
 from .errors import FormatVersionError, InputError, StoreError
+from .guards import check_replaceable, locked, os_errors, refuse_links
 from .topology import Topology
 
 __all__ = ["FORMAT_VERSION", "UNITS", "Store", "Trajectory", "TrajectoryWriter", "writing"]
@@ -45,7 +50,8 @@ FORMAT_VERSION = 1
 #: the units of every stored quantity (MDAnalysis base units)
 UNITS = {"length": "angstrom", "time": "ps", "velocity": "angstrom/ps", "mass": "u", "charge": "e"}
 _CHUNK_BYTES = 1 << 20
-_COMPRESSOR = BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")  # fast enough to keep up with XTC decoding
+# blosc is fast enough to keep up with XTC decoding; the checksum is verified before blosc sees a chunk
+_COMPRESSORS = (BloscCodec(cname="lz4", clevel=5, shuffle="shuffle"), Crc32cCodec())
 _ATTRS = "mdforecast"
 _PARTICLES = "particles/all"
 
@@ -66,12 +72,34 @@ class Trajectory:
     ``start:stop:stride`` as ``(T, N, 3)`` float32 Å, reading only the chunks that hold them.
     """
 
-    def __init__(self, name: str, group: zarr.Group, atoms: np.ndarray | None = None) -> None:
+    def __init__(self, name: str, group: zarr.Group, atoms: np.ndarray | None = None, store: str = "") -> None:
         self.name = name
         self._group = group
-        self._particles = group[_PARTICLES]
-        self._position = self._particles["position/value"]
+        self._where = f"trajectory {name!r}" + (f" of {store}" if store else "")
+        try:
+            self._particles = group[_PARTICLES]
+            self._position = self._particles["position/value"]
+        except KeyError as err:
+            raise StoreError(f"{self._where} has no positions: the store is damaged; restore it from a backup or "
+                             "re-create it") from err
         self._atoms = atoms  # indices of the atoms this view shows (Store.subset), None: all
+        self._check_chunks()
+
+    def _check_chunks(self) -> None:
+        """Refuse a trajectory with missing chunks (zarr would read them as zeros). Value arrays are checked
+        in every store; steps, times and frame indices where written with checksums (their chunks are all
+        stored; earlier stores skipped chunks of zeros)."""
+        arrays = [("position/value", self._position)]
+        arrays += [(path, self._particles[path]) for path in ("position/step", "position/time", "position/frame",
+                                                              "velocity/value", "box/edges/value")
+                   if path in self._particles]
+        for path, arr in arrays:
+            if not (path.endswith("value") or any(isinstance(c, Crc32cCodec) for c in arr.metadata.codecs)):
+                continue
+            missing = arr.nchunks - arr.nchunks_initialized
+            if missing > 0:
+                raise StoreError(f"{self._where} is damaged: {missing} of the {arr.nchunks} chunks of {path} are "
+                                 "missing; restore the store from a backup or re-create it")
 
     def __repr__(self) -> str:
         return f"Trajectory({self.name!r}, frames={self.n_frames}, atoms={self.n_atoms})"
@@ -104,7 +132,12 @@ class Trajectory:
         return "box" in self._particles
 
     def _read(self, array: zarr.Array, start: int | None, stop: int | None, stride: int | None) -> np.ndarray:
-        return np.asarray(array[slice(start, stop, stride)])
+        try:
+            return np.asarray(array[slice(start, stop, stride)])
+        except (ValueError, RuntimeError) as err:  # a checksum mismatch, or a chunk blosc cannot decode
+            raise StoreError(f"{self._where} is damaged: a chunk of {array.path.split(_PARTICLES + '/')[-1]} "
+                             f"cannot be read ({str(err).splitlines()[0][:80]}); restore the store from a backup "
+                             "or re-create it") from err
 
     def _read_atoms(self, array: zarr.Array, start: int | None, stop: int | None, stride: int | None) -> np.ndarray:
         data = self._read(array, start, stop, stride)
@@ -200,7 +233,8 @@ class TrajectoryWriter:
 
         def array(path: str, shape: tuple[int, ...], dtype, unit: str | None) -> zarr.Array:
             arr = particles.create_array(path, shape=(expected_frames,) + shape, chunks=(chunk,) + shape,
-                                         dtype=dtype, compressors=_COMPRESSOR)
+                                         dtype=dtype, compressors=_COMPRESSORS,
+                                         config={"write_empty_chunks": True})  # every chunk stored: a gap is damage
             if unit:
                 arr.attrs["unit"] = unit
             return arr
@@ -311,7 +345,14 @@ class Store:
         attrs = group.attrs.get(_ATTRS)
         if not isinstance(attrs, dict) or "format_version" not in attrs:
             raise StoreError(f"{path} is a zarr group but not an mdforecast store; create one with `mdforecast ingest`")
-        if attrs["format_version"] > FORMAT_VERSION:
+        version, names = attrs["format_version"], attrs.get("trajectories")
+        if not isinstance(version, int) or isinstance(version, bool) or version < 1 or not isinstance(names, list):
+            raise StoreError(f"store {path} has damaged attributes (format_version {version!r}, trajectories "
+                             f"{type(names).__name__}); restore it from a backup or re-create it with `mdforecast ingest`")
+        if "topology" not in group or "trajectories" not in group:
+            raise StoreError(f"store {path} lacks its topology or trajectories group; restore it from a backup or "
+                             "re-create it with `mdforecast ingest`")
+        if version > FORMAT_VERSION:
             raise FormatVersionError(
                 f"store {path} has format version {attrs['format_version']}, newer than this mdforecast "
                 f"({__version__}) reads ({FORMAT_VERSION}); upgrade: pip install -U mdforecast")
@@ -402,7 +443,12 @@ class Store:
         name = names[0] if name is None else name
         if name not in names:
             raise InputError(f"store {self.path} has no trajectory {name!r}; it has {', '.join(names)}")
-        return Trajectory(name, self._group["trajectories"][name], self._atoms)
+        try:
+            group = self._group["trajectories"][name]
+        except KeyError as err:
+            raise StoreError(f"store {self.path} lists trajectory {name!r} but holds no data for it: the store is "
+                             "damaged; restore it from a backup or re-create it") from err
+        return Trajectory(name, group, self._atoms, self.path)
 
     def remove_trajectories(self, names: Sequence[str]) -> None:
         """Delete trajectories ``names`` from the store (unlisted first, then their data)."""
@@ -446,50 +492,81 @@ def writing(path: str | os.PathLike, *, topology: Topology, attrs: dict | None =
             mode: str = "create") -> Iterator[Store]:
     """Open a store for writing; nothing half-written remains if the block raises (Ctrl-C included).
 
-    ``mode``: ``'create'`` (refuse an existing path), ``'overwrite'`` (replace it at the end) or
-    ``'append'`` (add trajectories to an existing store of the same system). A new local store is
-    built under a temporary name next to ``path`` and renamed into place when the block succeeds.
+    ``mode``: ``'create'`` (refuse an existing path), ``'overwrite'`` (replace it at the end; only a store
+    mdforecast wrote, never another directory, file or link) or ``'append'`` (add trajectories to an existing
+    store of the same system). A new local store is built under a temporary name next to ``path`` and renamed
+    into place when the block succeeds. A local writer holds ``.NAME.lock`` next to ``path``: a second writer
+    of the same store is refused.
     """
     path = str(path)
-    exists = Path(path).exists() if not is_remote(path) else _remote_exists(path)
+    if mode not in ("create", "overwrite", "append"):
+        raise ValueError(f"mode must be 'create', 'overwrite' or 'append', got {mode!r}")
+    if is_remote(path):
+        with _writing_remote(path, topology, attrs or {}, mode) as store:
+            yield store
+        return
+    target = Path(path)
+    if target.name in ("", ".", ".."):
+        raise InputError(f"-o {path} names a directory, not a store; give a new store path like {path}/out.zarr")
+    with locked(target):
+        exists = target.exists() or target.is_symlink()
+        if mode == "append":
+            if not exists:
+                raise StoreError(f"cannot append: store {path} does not exist; drop --append to create it")
+            store = Store.open(path, mode="r+")
+            refuse_links(target)
+            _check_same_system(store, topology)
+            yield store
+            return
+        if exists and mode == "create":
+            raise StoreError(f"{path} already exists; pass --force to replace it or --append to add to it")
+        if exists:
+            check_replaceable(target)
+        tmp = target.with_name(f".{target.name}.partial-{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        try:
+            with os_errors(path):
+                store = Store._create(str(tmp), topology, attrs or {})
+            yield store
+            with os_errors(path):
+                if exists:
+                    old = target.with_name(f".{target.name}.old-{os.getpid()}")
+                    os.replace(target, old)
+                    os.replace(tmp, target)
+                    shutil.rmtree(old)
+                else:
+                    os.replace(tmp, target)
+            store.__init__(zarr.open_group(store=path, mode="r"), path)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _writing_remote(path: str, topology: Topology, attrs: dict, mode: str) -> Iterator[Store]:
+    """:func:`writing` for a URL: no temporary name, no lock; a failed new store is left an empty group."""
+    exists = _remote_exists(path)
     if mode == "append":
         if not exists:
             raise StoreError(f"cannot append: store {path} does not exist; drop --append to create it")
         store = Store.open(path, mode="r+")
-        if not store.topology.same_system(topology):
-            raise InputError(f"cannot append: the trajectory's system ({topology.n_atoms} atoms, "
-                             f"{topology.composition()}) differs from store {path}'s ({store.topology.n_atoms} atoms, "
-                             f"{store.topology.composition()}); write it to a new store with -o")
+        _check_same_system(store, topology)
         yield store
         return
-    if mode not in ("create", "overwrite"):
-        raise ValueError(f"mode must be 'create', 'overwrite' or 'append', got {mode!r}")
     if exists and mode == "create":
         raise StoreError(f"{path} already exists; pass --force to replace it or --append to add to it")
-    if is_remote(path):
-        store = Store._create(path, topology, attrs or {})
-        try:
-            yield store
-        except BaseException:
-            zarr.open_group(store=path, mode="w")  # leave an empty group, not a partial store
-            raise
-        return
-    target = Path(path)
-    tmp = target.with_name(f".{target.name}.partial-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
+    store = Store._create(path, topology, attrs)
     try:
-        store = Store._create(str(tmp), topology, attrs or {})
         yield store
-        if exists:
-            old = target.with_name(f".{target.name}.old-{os.getpid()}")
-            os.replace(target, old)
-            os.replace(tmp, target)
-            shutil.rmtree(old) if old.is_dir() else old.unlink()
-        else:
-            os.replace(tmp, target)
-        store.__init__(zarr.open_group(store=path, mode="r"), path)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        zarr.open_group(store=path, mode="w")  # leave an empty group, not a partial store
+        raise
+
+
+def _check_same_system(store: Store, topology: Topology) -> None:
+    if not store.topology.same_system(topology):
+        raise InputError(f"cannot append: the trajectory's system ({topology.n_atoms} atoms, "
+                         f"{topology.composition()}) differs from store {store.path}'s ({store.topology.n_atoms} "
+                         f"atoms, {store.topology.composition()}); write it to a new store with -o")
 
 
 def _remote_exists(path: str) -> bool:
