@@ -25,7 +25,7 @@ from .errors import FormatVersionError, InputError
 from .model import Domino, DominoConfig, Normalisation
 from .provenance import sha256
 
-__all__ = ["FORMAT_VERSION", "LEGACY_KINDS", "model_name", "save_model", "read_meta", "load_model", "save_state", "load_state"]
+__all__ = ["FORMAT_VERSION", "LEGACY_KINDS", "model_name", "save_model", "read_meta", "load_model", "save_state", "read_state", "load_state"]
 
 #: version of the model file layout; a reader refuses files with a larger number
 FORMAT_VERSION = 1
@@ -98,7 +98,11 @@ def load_model(path: str | os.PathLike, *, map_location: str | torch.device = "c
     """The :class:`Domino` network of a model file, its metadata and the weights path; the weights must match
     the SHA-256 that ``model.json`` records."""
     meta, json_path = read_meta(path)
-    weights = json_path.with_name(str(meta.get("weights", "model.safetensors")))
+    name = meta.get("weights", "model.safetensors")
+    if not isinstance(name, str) or name in ("", ".", "..") or Path(name).name != name:
+        raise InputError(f"{json_path} names weights {name!r} outside its directory; a model's weights lie beside "
+                         "its model.json: restore the run directory or retrain")
+    weights = json_path.with_name(name)
     recorded = meta.get("weights_sha256")
     if recorded is not None and weights.is_file() and sha256(weights) != recorded:
         raise InputError(f"{weights} does not match the SHA-256 recorded in {json_path.name}: the weights were "
@@ -126,18 +130,38 @@ def save_state(run_dir: str | os.PathLike, model: Domino, optimizer: torch.optim
                                         "param_groups": opt["param_groups"], **state})
 
 
+def read_state(run_dir: str | os.PathLike) -> dict:
+    """The checked JSON part of the training state in ``run_dir`` (``state.json``)."""
+    path = Path(run_dir) / "state.json"
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise InputError(f"{path} is unreadable or corrupt ({type(err).__name__}); the run cannot be resumed: "
+                         "start a new run with another -o") from err
+    version = meta.get("format_version") if isinstance(meta, dict) else None
+    if not isinstance(version, int) or meta.get("format") != "mdforecast-train-state" or \
+            not {"model_options", "train_options", "param_groups", "epoch"} <= set(meta):
+        raise InputError(f"{path} is not an mdforecast training state; the run cannot be resumed: start a new run "
+                         "with another -o")
+    if version > FORMAT_VERSION:
+        raise FormatVersionError(f"{path} is from a newer mdforecast; upgrade to resume it")
+    return meta
+
+
 def load_state(run_dir: str | os.PathLike, model: Domino, optimizer: torch.optim.Optimizer) -> dict:
     """Restore :func:`save_state` into ``model`` and ``optimizer``; returns the JSON part."""
     run_dir = Path(run_dir)
-    meta = json.loads((run_dir / "state.json").read_text())
-    if meta.get("format_version", 0) > FORMAT_VERSION:
-        raise FormatVersionError(f"{run_dir}/state.json is from a newer mdforecast; upgrade to resume it")
-    tensors = load_file(str(run_dir / "state.safetensors"), device=str(next(model.parameters()).device))
-    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-    slots: dict[int, dict] = {}
-    for key, value in tensors.items():
-        if key.startswith("optim."):
-            _, index, name = key.split(".", 2)
-            slots.setdefault(int(index), {})[name] = value
-    optimizer.load_state_dict({"state": slots, "param_groups": meta["param_groups"]})
+    meta = read_state(run_dir)
+    try:
+        tensors = load_file(str(run_dir / "state.safetensors"), device=str(next(model.parameters()).device))
+        model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+        slots: dict[int, dict] = {}
+        for key, value in tensors.items():
+            if key.startswith("optim."):
+                _, index, name = key.split(".", 2)
+                slots.setdefault(int(index), {})[name] = value
+        optimizer.load_state_dict({"state": slots, "param_groups": meta["param_groups"]})
+    except (SafetensorError, OSError, RuntimeError, KeyError, ValueError, TypeError) as err:
+        raise InputError(f"{run_dir / 'state.safetensors'} is missing or corrupt ({type(err).__name__}); the run "
+                         "cannot be resumed: start a new run with another -o") from err
     return meta

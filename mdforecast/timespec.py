@@ -14,11 +14,13 @@ import numpy as np
 
 from .errors import InputError
 
-__all__ = ["UNITS_PS", "parse_time", "parse_times", "parse_range", "Window"]
+__all__ = ["MAX_TIMES", "UNITS_PS", "parse_time", "parse_times", "parse_range", "Window"]
 
 #: time units accepted after a number, in ps
 UNITS_PS = {"fs": 1e-3, "ps": 1.0, "ns": 1e3, "us": 1e6, "µs": 1e6}
 
+#: the most times a ``--times`` range may hold (bounds the memory of the list)
+MAX_TIMES = 10**7
 _NUMBER = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*([a-zµ]*)\s*$")
 
 
@@ -57,7 +59,11 @@ def parse_times(text: str, dt_ps: float | None, *, option: str = "--times") -> n
         step = parse_time(parts[2], dt_ps, option=option) if len(parts) == 3 else 1.0
         if step <= 0 or stop <= start:
             raise InputError(f"{option} range {item!r} is empty; use A:B:STEP with A < B and STEP > 0")
-        count = int(np.ceil((stop - start) / step - 1e-9))
+        count = (stop - start) / step
+        if not np.isfinite(count) or count > MAX_TIMES:
+            raise InputError(f"{option} range {item!r} holds more than {MAX_TIMES:,} times; give a shorter range or "
+                             "a larger STEP")
+        count = int(np.ceil(count - 1e-9))
         out.extend((start + step * np.arange(count)).tolist())
     times = np.asarray(out, dtype=np.float64)
     _, first = np.unique(times, return_index=True)

@@ -21,6 +21,7 @@ are counted in frames, so a model only forecasts trajectories saved at that fram
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -34,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .checkpoint import LEGACY_KINDS, load_model, load_state, save_model, save_state
+from .checkpoint import LEGACY_KINDS, load_model, load_state, read_state, save_model, save_state
 from .errors import InputError
 from .model import Domino, DominoConfig, atom_kinds
 from .model.data import Series, draw_samples, make_batch, normalisation
@@ -226,8 +227,15 @@ def _load_series(store: Store, config: DominoConfig) -> tuple[list[Series], dict
         if traj.n_frames < need:
             raise InputError(f"trajectory {name!r} has {traj.n_frames} frames but --observe {config.observe} + "
                              f"--horizon {config.horizon} needs {need}; lower them or use longer trajectories")
-        boxes = traj.boxes()
-        series.append(Series(name, traj.positions(), None if boxes is None else box_matrix(boxes)))
+        positions, boxes = traj.positions(), traj.boxes()
+        bad = ~np.isfinite(positions).all(axis=(1, 2))
+        if boxes is not None:
+            bad |= ~np.isfinite(boxes.reshape(len(boxes), -1)).all(axis=1)
+        if bad.any():
+            raise InputError(f"trajectory {name!r} of {store.path} has NaN or infinite positions or boxes (first at "
+                             f"frame {int(np.flatnonzero(bad)[0])}); a model trained on them is NaN: repair or "
+                             "re-ingest the trajectory, or leave it out of the split")
+        series.append(Series(name, positions, None if boxes is None else box_matrix(boxes)))
         fingerprint[name] = {"frames": traj.n_frames, "sha256": traj.attrs.get("sha256")}
         times[name] = traj.dt_ps
     dt_ps = times[names[0]]
@@ -249,6 +257,8 @@ def _resolve(run_dir: Path, config: DominoConfig | None, options: TrainOptions |
              ) -> tuple[DominoConfig, TrainOptions, str | None]:
     """The run's config, options and fine-tuning source: given, saved in ``run_dir`` (``resume``) or the
     checkpoint's architecture (``init``)."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise InputError(f"-o {run_dir} is a file; a run is a directory: choose another -o")
     if not resume:
         if (run_dir / "state.json").exists() or (run_dir / "model.json").exists():
             raise InputError(f"{run_dir} already holds a training run; pass --resume to continue it or choose another -o")
@@ -263,11 +273,15 @@ def _resolve(run_dir: Path, config: DominoConfig | None, options: TrainOptions |
         return config or DominoConfig(), options or TrainOptions(), None if init is None else str(init)
     if not (run_dir / "state.json").exists():
         raise InputError(f"nothing to resume in {run_dir} (no state.json); drop --resume to start a new run")
-    saved = json.loads((run_dir / "state.json").read_text())
-    saved_config = DominoConfig.from_dict({"kind_field": LEGACY_KINDS, **saved["model_options"]})
-    saved_opts = {k: v for k, v in saved["train_options"].items() if k != "device"}  # runs before 0.2 saved it
-    saved_options = TrainOptions(**{**saved_opts, "level_weights": None if saved_opts.get("level_weights") is None
-                                    else tuple(saved_opts["level_weights"])})
+    saved = read_state(run_dir)
+    try:
+        saved_config = DominoConfig.from_dict({"kind_field": LEGACY_KINDS, **saved["model_options"]})
+        saved_opts = {k: v for k, v in saved["train_options"].items() if k != "device"}  # runs before 0.2 saved it
+        saved_options = TrainOptions(**{**saved_opts, "level_weights": None if saved_opts.get("level_weights") is None
+                                        else tuple(saved_opts["level_weights"])})
+    except (TypeError, AttributeError) as err:
+        raise InputError(f"{run_dir}/state.json holds damaged options ({err}); the run cannot be resumed: start a "
+                         "new run with another -o") from err
     if config is not None and config.kind_field is None:  # resolved from the topology when the run began
         config = dataclasses.replace(config, kind_field=saved_config.kind_field)
     changed = (_differences(config, saved_config) if config is not None else []) + \
@@ -443,13 +457,33 @@ def train(store: str | os.PathLike | Store, run_dir: str | os.PathLike, config: 
     store = store if isinstance(store, Store) else Store.open(store)
     if select != "all":
         store = store.subset(select_indices(store.topology, select, store.path))
-    run = _set_up(store, run_dir, config, opts, init, resume, device)
-    run.training["select"] = select
-    with progress_bar("training", total=(opts.epochs - run.state["epoch"]) * run.steps * opts.batch,
-                      enabled=progress and run.rank == 0, unit="samples") as bar:
-        for epoch in range(run.state["epoch"], opts.epochs):
-            _save_epoch(run, _epoch(run, epoch, bar), progress)
+    created = not run_dir.exists()
+    try:
+        run = _set_up(store, run_dir, config, opts, init, resume, device)
+        run.training["select"] = select
+        with progress_bar("training", total=(opts.epochs - run.state["epoch"]) * run.steps * opts.batch,
+                          enabled=progress and run.rank == 0, unit="samples") as bar:
+            for epoch in range(run.state["epoch"], opts.epochs):
+                _save_epoch(run, _epoch(run, epoch, bar), progress)
+    except BaseException:
+        if created and not (run_dir / "state.json").exists():
+            _remove_unfinished(run_dir)
+        raise
     return _write_run(run)
+
+
+#: what a run directory holds before its first epoch's state is saved
+_FIRST_EPOCH_FILES = ("model.safetensors", "model.json", ".model.safetensors.tmp", ".model.json.tmp",
+                      "state.safetensors", ".state.safetensors.tmp", ".state.json.tmp")
+
+
+def _remove_unfinished(run_dir: Path) -> None:
+    """Remove a run directory this run created when it stopped before its first epoch was saved (nothing to
+    resume); files it did not write keep the directory."""
+    for name in _FIRST_EPOCH_FILES:
+        (run_dir / name).unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        run_dir.rmdir()
 
 
 def _loss(model, batch, weights: torch.Tensor, levels: int, n_samples: int, kl_weight: float,

@@ -13,6 +13,7 @@ Shapes: B windows, N atoms, K input vectors, Q queries, L levels, F features, C 
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -31,6 +32,11 @@ from .layers import RadialBasis
 from .ode import SOLVERS, LatentODE, interpolate
 
 __all__ = ["DominoConfig", "Normalisation", "Window", "Domino"]
+
+
+#: the largest value of each integer model option (bounds memory and time; the paper's are far below)
+_LIMITS = {"observe": 10**6, "horizon": 10**7, "features": 4096, "vectors": 1024, "encoder_layers": 64,
+           "ode_layers": 64, "radial": 1024, "context": 10**6, "steps": 1000}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,6 +76,14 @@ class DominoConfig:
     kind_field: str | None = None
 
     def __post_init__(self) -> None:
+        for name, limit in _LIMITS.items():
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= limit:
+                raise InputError(f"model option {name} must be a whole number from 1 to {limit:,}, got {value!r}")
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in (*self.strides, *self.lags)):
+            raise InputError(f"strides {list(self.strides)} and lags {list(self.lags)} must be whole numbers of frames")
+        if not (isinstance(self.cutoff, (int, float)) and math.isfinite(self.cutoff)):
+            raise InputError(f"cutoff must be a finite distance in Å, got {self.cutoff!r}")
         object.__setattr__(self, "strides", tuple(int(s) for s in self.strides))
         object.__setattr__(self, "lags", tuple(int(s) for s in self.lags))
         Hierarchy(self.horizon, self.strides)  # raises on an impossible layout
