@@ -134,7 +134,8 @@ def export(store: str | os.PathLike | Store, output: str | os.PathLike, *, traje
         if err.errno in (errno.ENOSPC, errno.EFBIG):
             raise InputError(f"disk full while writing {output}; free space or write elsewhere with -o "
                              "(nothing was written)") from err
-        raise InputError(f"cannot write {output}: {err.strerror or err}; check the path and its permissions") from err
+        raise InputError(f"cannot write {output} ({err.strerror or err}): the disk may be full or the directory "
+                         "unwritable; free space, check permissions or write elsewhere with -o (nothing was written)") from err
     finally:
         for partial in tmp.values():
             partial.unlink(missing_ok=True)
