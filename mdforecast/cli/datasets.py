@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import signal
 from typing import Annotated, Optional
 
 import typer
@@ -64,16 +63,13 @@ def make(name: Annotated[str, typer.Argument(help=f"System: {', '.join(SYSTEMS)}
     """Simulate a benchmark system into a store; rerun the same command to resume an interrupted run."""
     from ..datasets import make as run
 
-    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)  # `kill`: stop cleanly, like Ctrl-C
-    try:
+    try:  # SIGTERM (`kill`) arrives as KeyboardInterrupt too (see mdforecast.cli.main)
         result = run(name, output, trajectories=trajectories, frames=frames, seed=seed, platform=platform,
                      twins=twins, workers=workers, progress=not quiet)
     except KeyboardInterrupt:
         typer.echo(f"interrupted: {_committed(output)} finished trajectories are kept in {output}; run the same "
                    "command again to resume", err=True)
         raise SystemExit(130) from None
-    finally:
-        signal.signal(signal.SIGTERM, previous)
     emit(result, as_json)
 
 

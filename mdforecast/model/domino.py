@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from collections.abc import Sequence
 
 import numpy as np
@@ -78,11 +79,11 @@ class DominoConfig:
     def __post_init__(self) -> None:
         for name, limit in _LIMITS.items():
             value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= limit:
+            if not isinstance(value, numbers.Integral) or isinstance(value, bool) or not 1 <= value <= limit:
                 raise InputError(f"model option {name} must be a whole number from 1 to {limit:,}, got {value!r}")
-        if not all(isinstance(v, int) and not isinstance(v, bool) for v in (*self.strides, *self.lags)):
+        if not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in (*self.strides, *self.lags)):
             raise InputError(f"strides {list(self.strides)} and lags {list(self.lags)} must be whole numbers of frames")
-        if not (isinstance(self.cutoff, (int, float)) and math.isfinite(self.cutoff)):
+        if not (isinstance(self.cutoff, numbers.Real) and math.isfinite(self.cutoff)):
             raise InputError(f"cutoff must be a finite distance in Å, got {self.cutoff!r}")
         object.__setattr__(self, "strides", tuple(int(s) for s in self.strides))
         object.__setattr__(self, "lags", tuple(int(s) for s in self.lags))
