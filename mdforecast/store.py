@@ -61,6 +61,11 @@ def is_remote(path: str | os.PathLike) -> bool:
     return "://" in str(path)
 
 
+def _codecs(array: zarr.Array) -> list[type]:
+    """The types of a zarr v3 array's codecs (Blosc, and CRC-32C in stores written since checksums)."""
+    return [type(c) for c in getattr(array.metadata, "codecs", ())]
+
+
 def _frame_chunk(n_atoms: int) -> int:
     return int(np.clip(_CHUNK_BYTES // max(1, n_atoms * 12), 1, 1024))
 
@@ -94,7 +99,7 @@ class Trajectory:
                                                               "velocity/value", "box/edges/value")
                    if path in self._particles]
         for path, arr in arrays:
-            if not (path.endswith("value") or any(isinstance(c, Crc32cCodec) for c in arr.metadata.codecs)):
+            if not (path.endswith("value") or Crc32cCodec in _codecs(arr)):
                 continue
             missing = arr.nchunks - arr.nchunks_initialized
             if missing > 0:
@@ -132,12 +137,34 @@ class Trajectory:
         return "box" in self._particles
 
     def _read(self, array: zarr.Array, start: int | None, stop: int | None, stride: int | None) -> np.ndarray:
+        codecs = _codecs(array)
+        if BloscCodec in codecs and Crc32cCodec not in codecs:
+            self._check_blosc_sizes(array, range(*slice(start, stop, stride).indices(array.shape[0])))
         try:
             return np.asarray(array[slice(start, stop, stride)])
         except (ValueError, RuntimeError) as err:  # a checksum mismatch, or a chunk blosc cannot decode
             raise StoreError(f"{self._where} is damaged: a chunk of {array.path.split(_PARTICLES + '/')[-1]} "
                              f"cannot be read ({str(err).splitlines()[0][:80]}); restore the store from a backup "
                              "or re-create it") from err
+
+    def _check_blosc_sizes(self, array: zarr.Array, rows: range) -> None:
+        """Stores written before checksums: refuse a local chunk whose size differs from the size its blosc header
+        records (blosc's decoder crashes the process on a truncated chunk). A chunk garbled in place passes."""
+        if not isinstance(array.store, zarr.storage.LocalStore) or not len(rows):
+            return
+        per_chunk, zeros = array.chunks[0], (0,) * (array.ndim - 1)
+        for index in range(min(rows[0], rows[-1]) // per_chunk, max(rows[0], rows[-1]) // per_chunk + 1):
+            path = Path(array.store.root) / array.path / array.metadata.encode_chunk_key((index, *zeros))
+            try:
+                with open(path, "rb") as handle:
+                    header = handle.read(16)
+                    size = os.fstat(handle.fileno()).st_size
+            except FileNotFoundError:
+                continue  # never written (all fill value) in these stores; value arrays are checked on opening
+            if len(header) < 16 or int.from_bytes(header[12:16], "little") != size:
+                raise StoreError(f"{self._where} is damaged: chunk {index} of "
+                                 f"{array.path.split(_PARTICLES + '/')[-1]} is truncated or garbled; restore the "
+                                 "store from a backup or re-create it")
 
     def _read_atoms(self, array: zarr.Array, start: int | None, stop: int | None, stride: int | None) -> np.ndarray:
         data = self._read(array, start, stop, stride)

@@ -61,6 +61,11 @@ _DEFAULT_WEIGHTS = (0.1, 0.2, 0.7)
 _LAYOUT = {"observe", "horizon", "strides", "levels"}
 
 
+#: the largest value of each count of :class:`TrainOptions` (samples are drawn and batched in memory)
+_COUNT_LIMITS = {"epochs": 10**6, "batch": 4096, "samples_per_epoch": 10**7, "segments": 1000, "max_outputs": 10**4,
+                 "val_samples": 10**5}
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainOptions:
     """Optimisation options (the model's are :class:`~mdforecast.model.DominoConfig`).
@@ -97,9 +102,11 @@ class TrainOptions:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        counts = {k: getattr(self, k) for k in ("epochs", "batch", "samples_per_epoch", "segments", "max_outputs",
-                                                 "val_samples")}
+        counts = {k: getattr(self, k) for k in _COUNT_LIMITS}
         bad = [k for k, v in counts.items() if not isinstance(v, int) or v < 1]
+        big = [f"{k} ≤ {_COUNT_LIMITS[k]:,}" for k, v in counts.items() if k not in bad and v > _COUNT_LIMITS[k]]
+        if big:
+            raise InputError(f"training options too large (they bound memory and time): {', '.join(big)}; got {counts}")
         if self.lead_sampling not in ("uniform", "log"):
             raise InputError(f"lead_sampling must be 'uniform' or 'log', got {self.lead_sampling!r}")
         if bad or self.lr <= 0 or self.clip <= 0 or self.holdout < 0:

@@ -279,6 +279,19 @@ def _chunk_case(ws, command: str, damage: str):
     return ["evaluate", forecast, "-q"]
 
 
+def _legacy(ws, damage: str):
+    """A store written before chunk checksums (the shipped ala2 sample), one position chunk damaged."""
+    import mdforecast.pretrained
+
+    shutil.copytree(Path(mdforecast.pretrained.__file__).parent / "ala2" / "truth.zarr", ws / "old.zarr")
+    chunk = ws / "old.zarr/trajectories/traj2/particles/all/position/value/c/1/0/0"
+    if damage == "deleted":
+        chunk.unlink()
+    else:
+        _garble(chunk, truncate=True)
+    return ["export", ws / "old.zarr", "-o", ws / "out.dcd", "-q"]
+
+
 #: case → (what it runs, given the workspace; expected exit code; what the one line must say)
 CASES = {
     # --force replaces only what is recognisably ours
@@ -348,6 +361,8 @@ CASES = {
                                         ["'b'", "damaged"]),
     "chunk-truncated-predict": (lambda ws: _chunk_case(ws, "predict", "truncated"), 1, ["'b'", "damaged"]),
     "chunk-truncated-export": (lambda ws: _chunk_case(ws, "export", "truncated"), 1, ["'b'", "damaged"]),
+    "legacy-store-chunk-truncated": (lambda ws: _legacy(ws, "truncated"), 1, ["'traj2'", "truncated or garbled"]),
+    "legacy-store-chunk-deleted": (lambda ws: _legacy(ws, "deleted"), 1, ["'traj2'", "missing"]),
     # ingest input
     "xtc-given-as-topology": (lambda ws: ["ingest", ws.md[0], "--top", waters().write(ws / "t.xtc"), "-o",
                                           ws / "out.zarr"], 1, ["t.xtc"]),
@@ -376,6 +391,8 @@ CASES = {
     "train-resume-pickle-as-state": (_pickled_state, 1, ["state.safetensors"]),
     "config-steps-1e9": (lambda ws: _train(ws, None, "--config", ws.config(steps=1e9)), 1, ["steps"]),
     "config-features-1e9": (lambda ws: _train(ws, None, "--config", ws.config(features=10**9)), 1, ["features"]),
+    "config-samples-per-epoch-1e9": (lambda ws: _train(ws, None, "--config", ws.config(samples_per_epoch=10**9)), 1,
+                                     ["samples_per_epoch"]),
     "model-weights-outside-run-directory": (_escaping_weights, 1, ["outside its directory"]),
     # interrupted: nothing written, nothing left
     "sigterm-mid-predict": (lambda ws: _kill(ws, "predict", signal.SIGTERM), 130, ["interrupted"]),
