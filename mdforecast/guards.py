@@ -7,6 +7,8 @@ import contextlib
 import errno
 import json
 import os
+import signal
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +19,7 @@ except ImportError:  # Windows: no advisory locks; writers are not serialised th
 
 from .errors import StoreError
 
-__all__ = ["locked", "check_replaceable", "refuse_links", "os_errors"]
+__all__ = ["locked", "check_replaceable", "refuse_links", "os_errors", "signals_deferred"]
 
 
 @contextlib.contextmanager
@@ -98,3 +100,22 @@ def refuse_links(root: Path) -> None:
         raise StoreError(f"{links[0]} is a symbolic link inside store {root}; mdforecast does not write into a store "
                          "where a failed write would delete through a link: replace the link by a copy of its "
                          "target, or write a new store with -o")
+
+
+@contextlib.contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Hold Ctrl-C and SIGTERM until the block ends, then deliver them, so a store being swapped into place is
+    never left half-renamed. Only the main thread receives Python signals; elsewhere the block runs as is."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    previous = {signum: signal.signal(signum, lambda signum, frame: received.append(signum))
+                for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        if received:
+            signal.raise_signal(received[0])

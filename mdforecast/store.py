@@ -40,7 +40,7 @@ from zarr.codecs import BloscCodec, Crc32cCodec
 
 from .version import __version__
 from .errors import FormatVersionError, InputError, StoreError
-from .guards import check_replaceable, locked, os_errors, refuse_links
+from .guards import check_replaceable, locked, os_errors, refuse_links, signals_deferred
 from .topology import Topology
 
 __all__ = ["FORMAT_VERSION", "UNITS", "Store", "Trajectory", "TrajectoryWriter", "writing"]
@@ -555,7 +555,7 @@ def writing(path: str | os.PathLike, *, topology: Topology, attrs: dict | None =
             with os_errors(path):
                 store = Store._create(str(tmp), topology, attrs or {})
             yield store
-            with os_errors(path):
+            with os_errors(path), signals_deferred():
                 if exists:
                     old = target.with_name(f".{target.name}.old-{os.getpid()}")
                     os.replace(target, old)

@@ -419,3 +419,23 @@ def test_hostile_input_is_refused_in_one_line_and_changes_nothing(case, cli, tmp
             assert len(err.strip().splitlines()) == 1, err
             assert all(needle in err for needle in needles), err
     assert snapshot(tmp_path) == before
+
+
+def test_sigterm_while_force_swaps_the_store_in_loses_nothing(cli, tmp_path, monkeypatch):
+    """The signal is held until the new store is in place and the old one removed: never a half-renamed pair."""
+    import mdforecast.store
+
+    ws = Workspace(tmp_path, monkeypatch)
+    old = ws.forecast
+    replace = os.replace
+
+    def signalled_replace(source, target, **kwargs):  # the signal arrives as the old store is moved aside
+        if Path(source) == old:
+            os.kill(os.getpid(), signal.SIGTERM)
+        replace(source, target, **kwargs)
+
+    monkeypatch.setattr(mdforecast.store.os, "replace", signalled_replace)
+    code, _, err = cli(*_predict(ws, "-o", old, "--force", "--until", "30"))
+    assert code == 130 and "Traceback" not in err
+    assert mdforecast.store.Store.open(old).trajectory("b").n_frames == 10  # the new forecast, whole
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.zarr", "s.zarr"]
