@@ -25,6 +25,7 @@ from .forecasters import BASELINES, Forecaster, Observation, load_forecaster
 from .progress import progress_bar
 from .store import Store, Trajectory
 from .timespec import Window
+from .verdict import floor_explanation, floor_notes, horizon_ps, verdict
 
 __all__ = ["evaluate", "Evaluation", "SCHEMA_VERSION", "DEFAULT_BASELINES"]
 
@@ -58,6 +59,9 @@ class Evaluation:
     paper_scale: dict
     windows: list[dict]
     physics_kind: str | None
+    dt_ps: float | None  # frame time of the truth trajectories, ps (None: unknown)
+    twins: int  # twin trajectories of the scored ones in the truth (the chaos floor's sample size)
+    notes: list[str]  # what the chaos floor is, and the windows where it lies above a forecaster
     curve: dict = dataclasses.field(repr=False)  # per-frame MSE of every predictor, for plots
     physics_curves: dict = dataclasses.field(repr=False)  # window label → g(r) / φ-ψ arrays, for plots
 
@@ -68,11 +72,8 @@ class Evaluation:
         return {"schema_version": SCHEMA_VERSION, **out}
 
     def summary(self) -> str:
-        lines = []
-        for w in self.windows:
-            base = ", ".join(f"{name} {v['mse']:.4g}" for name, v in w["baselines"].items())
-            lines.append(f"{w['label']}: MSE {w['model']['mse']:.4g} Å² ({base})")
-        return "\n".join(lines)
+        """The verdict of every window, then the notes on the chaos floor, one per line."""
+        return "\n".join([w["verdict"] for w in self.windows] + self.notes)
 
 
 def _read_rows(traj: Trajectory, rows: np.ndarray) -> np.ndarray:
@@ -214,12 +215,17 @@ def evaluate(forecast: str | os.PathLike | Store, *, truth: str | os.PathLike | 
         for w in windows:
             physics_numbers[w], physics_curves[w.label] = _window_physics(kind, tstore.topology, pairs, w)
     model_name = provenance.get("model", {}).get("name", "model")
+    dt_ps = pairs[0][1].dt_ps
+    entries = [_window_entry(w, series, list(predictors), scale["factor"], physics_numbers.get(w)) for w in windows]
+    for entry in entries:
+        entry["horizon_ps"] = horizon_ps(entry["horizon"], dt_ps)
+        entry["verdict"] = verdict(entry, model_name, dt_ps)
+    twins = sum(len(_twins(tstore, t.name)) for _, t, _ in pairs)
+    notes = ([floor_explanation(twins)] if twins else []) + floor_notes(entries, model_name, dt_ps)
     return Evaluation(forecast=fstore.path, truth=tstore.path, model=provenance.get("model", {}),
                       trajectories=[t.name for _, t, _ in pairs], observed=observed, centred=centred,
-                      metrics=list(fns), paper_scale=scale,
-                      windows=[_window_entry(w, series, list(predictors), scale["factor"], physics_numbers.get(w))
-                               for w in windows],
-                      physics_kind=kind, curve=_curve(series, model_name), physics_curves=physics_curves)
+                      metrics=list(fns), paper_scale=scale, windows=entries, physics_kind=kind, dt_ps=dt_ps,
+                      twins=twins, notes=notes, curve=_curve(series, model_name), physics_curves=physics_curves)
 
 
 def _recorded_truth(provenance: dict) -> str | None:

@@ -10,6 +10,7 @@ from .. import protocol
 from ..forecasters import BASELINES
 from ..pretrained import DEFAULT
 from .app import JsonOpt, QuietOpt, app, emit, flatten
+from .tables import Table, show
 
 
 @app.command()
@@ -93,46 +94,43 @@ def evaluate(forecast: Annotated[str, typer.Argument(help="Forecast store writte
     _print_table(result)
 
 
-def _number(value) -> str:
-    return "–" if value is None else f"{value:.4g}"
-
-
 def _print_table(result) -> None:
-    from rich.console import Console
-    from rich.table import Table
+    """The scores as a table (rows: forecast, baselines, chaos floor per window), the physics table, then the
+    verdict of every window and the notes on the chaos floor."""
+    from ..verdict import display_name, horizon_ps
 
     kabsch = "mse_kabsch" in result.metrics
-    table = Table(title=f"{result.model.get('name', 'model')} forecast of {', '.join(result.trajectories)} "
+    table = Table(title=f"{display_name(result.model.get('name', 'model'))} forecast of {', '.join(result.trajectories)} "
                         f"(observed frames [{result.observed[0]}, {result.observed[1]}))",
+                  columns=["window", "horizon" if result.dt_ps is None else "horizon (ps)", "frames", "predictor", "MSE (Å²)",
+                           *(["Kabsch MSE (Å²)"] if kabsch else []), "paper MSE", "model skill vs it"],
+                  right=frozenset({"frames", "MSE (Å²)", "Kabsch MSE (Å²)", "paper MSE", "model skill vs it"}),
                   caption=("MSE of centred positions; Kabsch: after optimal superposition. " if result.centred else "")
-                  + f"Paper scale: positions mapped to [-1, 1] by {result.paper_scale['low']:.2f}…"
+                  + f"Paper scale: positions mapped to [-1, 1] by {result.paper_scale['low']:.2f} to "
                     f"{result.paper_scale['high']:.2f} Å ({result.paper_scale['source']}). "
-                    "Skill = 1 − MSE_model/MSE_baseline. Windows: trajectory frames [A, B), horizon = after the observed part.")
-    for column in ("window", "horizon", "frames", "predictor", "MSE (Å²)", *(["Kabsch MSE (Å²)"] if kabsch else []),
-                   "paper MSE", "model skill vs it"):
-        table.add_column(column, justify="left" if column in ("window", "predictor") else "right")
+                    "Skill = 1 − MSE_model/MSE_baseline. Windows: trajectory frames [A, B), horizon = after the "
+                    "observed part" + ("." if result.dt_ps is None else f", in ps at {result.dt_ps:g} ps per frame."))
     for w in result.windows:
         rows = [("forecast", w["model"], None)]
         rows += [(name, b, b["skill"]) for name, b in w["baselines"].items()]
         if w["chaos_floor"] is not None:
             rows.append((f"chaos floor ({w['chaos_floor']['frames']} fr.)", w["chaos_floor"], None))
+        span = horizon_ps(w["horizon"], result.dt_ps)
+        horizon = f"{w['horizon'][0]}-{w['horizon'][1]}" + ("" if span is None else f" ({span[0]:g}–{span[1]:g})")
         for i, (name, values, skill) in enumerate(rows):
             first = i == 0
             table.add_row(("full " if w["full"] else "") + f"{w['window'][0]}-{w['window'][1]}" if first else "",
-                          f"{w['horizon'][0]}-{w['horizon'][1]}" if first else "", str(w["frames"]) if first else "",
-                          name, _number(values["mse"]), *([_number(values["mse_kabsch"])] if kabsch else []),
-                          _number(values["mse_paper"]),
-                          "" if skill is None else _number(skill["mse"]), end_section=i == len(rows) - 1)
-    console = Console()
-    console.print(table)
+                          horizon if first else "", w["frames"] if first else "", name, values["mse"],
+                          *([values["mse_kabsch"]] if kabsch else []), values["mse_paper"],
+                          "" if skill is None else skill["mse"], end_section=i == len(rows) - 1)
+    items: list = [table]
     if result.physics_kind is not None:
-        physics = Table(title=f"physics ({result.physics_kind}): forecast vs truth")
-        physics.add_column("window")
-        keys = flatten(result.windows[0]["physics"])
-        for key in keys:
-            physics.add_column(key, justify="right")
+        keys = list(flatten(result.windows[0]["physics"]))
+        physics = Table(title=f"physics ({result.physics_kind}): forecast vs truth", columns=["window", *keys],
+                        right=frozenset(keys))
         for w in result.windows:
             flat = flatten(w["physics"])
             physics.add_row(("full " if w["full"] else "") + f"{w['window'][0]}-{w['window'][1]}",
-                            *(_number(flat[k]) for k in keys))
-        console.print(physics)
+                            *(flat[k] for k in keys))
+        items.append(physics)
+    show(*items, *(w["verdict"] for w in result.windows), *result.notes)
