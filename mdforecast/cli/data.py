@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from .app import JsonOpt, QuietOpt, SelectOpt, StartOpt, StopOpt, StrideOpt, app, emit
+from .tables import Table, show
 
 
 @app.command()
@@ -45,20 +46,17 @@ def info(store: Annotated[str, typer.Argument(help="Store path or URL.")], as_js
     if as_json:
         emit(summary, True)
         return
-    from rich.console import Console
-    from rich.table import Table
-
     table = Table(title=f"{summary['store']}: {summary['atoms']} atoms ({summary['composition']})",
+                  columns=["trajectory", "frames", "dt ps", "time ps", "box Å", "vel.", "unwrapped"],
+                  right=frozenset({"frames", "dt ps"}),
                   caption=f"format {summary['format_version']}, written by mdforecast "
                           f"{summary['mdforecast_version']}; split: {summary['split'] or 'none'}")
-    for column in ("trajectory", "frames", "dt ps", "time ps", "box Å", "vel.", "unwrapped"):
-        table.add_column(column, overflow="fold")
     for t in summary["trajectories"]:
-        table.add_row(t["name"] + (f" (twin of {t['twin_of']})" if t["twin_of"] else ""), str(t["frames"]),
-                      f"{t['dt_ps']:g}" if t["dt_ps"] is not None else "?",
+        table.add_row(t["name"] + (f" (twin of {t['twin_of']})" if t["twin_of"] else ""), t["frames"],
+                      "?" if t["dt_ps"] is None else t["dt_ps"],
                       f"{t['time_ps'][0]:g}–{t['time_ps'][1]:g}", _box_text(t["box"]), "yes" if t["velocities"] else "no",
                       "yes" if t["unwrapped"] else "no")
-    Console().print(table)
+    show(table)
 
 
 def _box_text(box) -> str:

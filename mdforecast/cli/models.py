@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from .app import JsonOpt, app, emit, flatten
+from .tables import Table, show as print_tables
 
 models = typer.Typer(name="models", no_args_is_help=True,
                      help="Pretrained models shipped with mdforecast (use one with --model NAME).")
@@ -28,19 +29,15 @@ def list_(as_json: JsonOpt = False) -> None:
     if as_json or not result.models:
         emit(result, as_json)
         return
-    from rich.console import Console
-    from rich.table import Table
-
     table = Table(title="pretrained models (mdforecast predict STORE --model NAME)",
                   caption="MSE: full forecast domain of the model card's test trajectories, Å²; details: "
-                          "mdforecast models show NAME")
-    for column in ("name", "system", "model", "atoms", "levels", "observe → horizon (frames)", "scale", "MSE (Å²)"):
-        table.add_column(column)
+                          "mdforecast models show NAME",
+                  columns=["name", "system", "model", "atoms", "levels", "observe → horizon (frames)", "scale",
+                           "MSE (Å²)"], right=frozenset({"atoms", "levels", "MSE (Å²)"}))
     for m in result.models:
-        table.add_row(m["name"], _number(m["system"]), m["model"], _number(m["atoms"]), _number(m["levels"]),
-                      f"{_number(m['observe'])} → {_number(m['horizon'])}", _number(m["scale"]),
-                      _number(m["full_domain_mse"]))
-    Console().print(table)
+        table.add_row(m["name"], m["system"], m["model"], m["atoms"], m["levels"],
+                      f"{_number(m['observe'])} → {_number(m['horizon'])}", m["scale"], m["full_domain_mse"])
+    print_tables(table)
 
 
 @models.command("show")
