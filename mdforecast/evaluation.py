@@ -131,7 +131,7 @@ def _windows(frames: np.ndarray, observe_end: int, truth: Trajectory, *, window,
     end = min(float(frames.max()) + spacing, n_truth)
     chosen = [Window.from_option(w, observe_end) for w in window]
     chosen += [Window.from_option(h, observe_end, horizon=True) for h in horizon]
-    if not chosen and not full:
+    if not chosen:  # the default windows, with --full or without
         chosen = [Window(a + observe_end, b + observe_end, observe_end) for a, b in protocol.WINDOWS
                   if a + observe_end >= first and b + observe_end <= end]
         full = True
@@ -154,9 +154,9 @@ def evaluate(forecast: str | os.PathLike | Store, *, truth: str | os.PathLike | 
     Args:
         truth: the truth store (default: the one recorded in the forecast's provenance).
         window: ``'A-B'`` half-open ranges of trajectory frames. horizon: the same, counted after the observed part.
-        full: also score every scoreable forecast frame. Without any window option: the default horizons
-            (:data:`mdforecast.protocol.WINDOWS`: 0-20, then the paper's Table 3) that fit inside the forecast, and
-            the full range.
+        full: also score every scoreable forecast frame, as one more window. Without ``window`` and
+            ``horizon`` (with ``full`` or without): the default horizons (:data:`mdforecast.protocol.WINDOWS`: 0-20,
+            then the paper's Table 3) that fit inside the forecast, and the full range.
         baselines: names of :data:`~mdforecast.forecasters.BASELINES`, ``LABEL:RUN_DIR`` or checkpoint paths.
         physics: add physics metrics (:func:`mdforecast.physics.physics_scores`) per window.
     """

@@ -42,17 +42,12 @@ from .mdio import select_indices
 from .model.features import resolve_kind_field
 from .pbc import box_matrix
 from .plots import plot_loss
+from .presets import PRESETS
 from .progress import progress_bar
 from .store import Store
 
 __all__ = ["TrainOptions", "TrainResult", "PRESETS", "DEVICES", "resolve_options", "train"]
 
-#: named option sets (``--preset``); every key is a model or training option
-PRESETS = {
-    "paper": {},
-    "cpu-small": {"features": 16, "vectors": 8, "encoder_layers": 1, "radial": 8, "steps": 4, "checkpoint": True,
-                  "batch": 4, "samples_per_epoch": 32, "segments": 2, "max_outputs": 10},
-}
 #: ``--device`` choices
 DEVICES = {"auto": None, "cpu": "cpu", "cuda": "cuda"}
 _DEFAULT_WEIGHTS = (0.1, 0.2, 0.7)

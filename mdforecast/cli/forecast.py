@@ -9,7 +9,7 @@ import typer
 from .. import protocol
 from ..forecasters import BASELINES
 from ..pretrained import DEFAULT
-from .app import JsonOpt, QuietOpt, app, emit, flatten
+from .app import flag, JsonOpt, QuietOpt, app, emit, flatten
 from .tables import Table, show
 
 
@@ -22,11 +22,14 @@ def predict(store: Annotated[Optional[str], typer.Argument(
                 f"{', '.join(BASELINES)}. Default without a STORE: the pretrained {DEFAULT} model."))] = None,
             output: Annotated[str, typer.Option("--output", "-o", help="Forecast store to write.")] = "forecast.zarr",
             until: Annotated[Optional[str], typer.Option(help=(
-                "Forecast frames [observed end, UNTIL): frames (10000) or a time since frame 0 (1000ps). "
-                "Default: the end of the truth trajectory."))] = None,
+                "Forecast frames [observed end, UNTIL): frames (10000) or a time since frame 0 (1000ps). Past a "
+                "model's horizon the forecast rolls out: forecast frames become the next observation, leg by leg. "
+                "Default: the end of the truth trajectory, or the model's horizon if sooner."))] = None,
             times: Annotated[Optional[str], typer.Option(help=(
-                "Instead of --until: frame times, any real values: 2500.5,3000 or ranges START:STOP:STEP (250ps:300ps:1ps)."))] = None,
-            every: Annotated[int, typer.Option(help="Keep every N-th frame of the --until range.")] = 1,
+                "Instead of --until: frame times, any real values: 2500.5,3000 or ranges START:STOP:STEP (250ps:300ps:1ps). Default: none, --until decides."))] = None,
+            every: Annotated[int, typer.Option(help=(
+                "Forecast only every N-th frame of the --until range (the others are never computed; a "
+                "hierarchical model still solves each segment that holds a requested frame)."))] = 1,
             trajectory: Annotated[Optional[list[str]], typer.Option(help=(
                 "Trajectory to forecast; repeat for several (default: the first test trajectory, else the first)."))] = None,
             observe: Annotated[Optional[int], typer.Option(help=(
@@ -35,12 +38,14 @@ def predict(store: Annotated[Optional[str], typer.Argument(
             select: Annotated[str, typer.Option("--select", "-s", help=(
                 "MDAnalysis selection of the atoms to forecast (e.g. protein); the others are dropped."))] = "all",
             fmt: Annotated[Optional[str], typer.Option("--format", help=(
-                "Also write an MD file next to the store (xtc, dcd, trr, nc, pdb, …) with a PDB topology."))] = None,
-            device: Annotated[Optional[str], typer.Option(help="Torch device for a model (cpu, cuda, cuda:1).")] = None,
+                "Also write an MD file next to the store (xtc, dcd, trr, nc, pdb, …) with a PDB topology. Default: "
+                "none, the store only."))] = None,
+            device: Annotated[Optional[str], typer.Option(help=(
+                "Torch device for a model (cpu, cuda, cuda:1). Default: cpu; baselines run in numpy."))] = None,
             batch: Annotated[int, typer.Option(help=(
                 "Forecast frames per model call (bounds memory; DoMiNO decodes up to 32 finest segments, 640 "
                 "frames, per pass)."))] = 640,
-            force: Annotated[bool, typer.Option(help="Replace existing output.")] = False,
+            force: Annotated[bool, flag("--force", help="Replace existing output.")] = False,
             as_json: JsonOpt = False, quiet: QuietOpt = False) -> None:
     """Forecast a trajectory from its observed frames into a new store (and optionally an MD file)."""
     from ..prediction import predict as run
@@ -54,20 +59,26 @@ def predict(store: Annotated[Optional[str], typer.Argument(
 
 @app.command()
 def evaluate(forecast: Annotated[str, typer.Argument(help="Forecast store written by `mdforecast predict`.")] = "forecast.zarr",
-             truth: Annotated[Optional[str], typer.Option(help="Truth store (default: the forecast's provenance).")] = None,
+             truth: Annotated[Optional[str], typer.Option(help=(
+                 "Truth store (default: the one the forecast's provenance records)."))] = None,
              window: Annotated[Optional[list[str]], typer.Option(help=(
-                 "Trajectory frames A-B, half-open (4980-5000); repeat for several."))] = None,
+                 "Trajectory frames A-B, half-open (4980-5000); repeat for several. Default, with no --window or "
+                 "--horizon: the horizons " + ", ".join(f"{a}-{b}" for a, b in protocol.WINDOWS) + " that lie in the "
+                 "forecast, and the full range."))] = None,
              horizon: Annotated[Optional[list[str]], typer.Option(help=(
-                 "Frames A-B after the observed part, the paper's Table 3 naming (2980-3000); repeatable."))] = None,
-             full: Annotated[bool, typer.Option(help="Also score every forecast frame.")] = False,
+                 "Frames A-B after the observed part, the paper's Table 3 naming (2980-3000); repeatable. Default: "
+                 "as for --window."))] = None,
+             full: Annotated[bool, flag("--full", help=(
+                 "Also score every forecast frame, as one more window (without --window/--horizon the default "
+                 "windows stay)."))] = False,
              baselines: Annotated[str, typer.Option(help=(
                  "Comma-separated baselines to score on the same frames: persistence, mean, velocity, "
                  "damped-velocity, LABEL:RUN_DIR (e.g. lgode:runs/lgode), or 'none'."))] = "persistence,mean,velocity,damped-velocity",
-             physics: Annotated[bool, typer.Option(help=(
+             physics: Annotated[bool, flag("--physics", help=(
                  "Physics metrics: g(r)/MSD (liquids), O–H/H–O–H/g_OO (water), bonds and φ/ψ JSD (peptides)."))] = False,
              plot: Annotated[Optional[str], typer.Option(help=(
                  "Write MSE against horizon (log-log) to FILE.png ('-': PNG to stdout); with --physics also "
-                 "FILE-physics.png."))] = None,
+                 "FILE-physics.png. Default: no plot."))] = None,
              as_json: JsonOpt = False, quiet: QuietOpt = False) -> None:
     """Score a forecast against the truth per window: MSE (Å²), paper-scale MSE, baselines, skill, chaos floor."""
     from ..evaluation import evaluate as run

@@ -9,8 +9,9 @@ from typing import Annotated, Optional
 import typer
 
 from .. import protocol
+from ..presets import PRESETS, describe
 from ..topology import KIND_FIELDS
-from .app import JsonOpt, QuietOpt, app, emit
+from .app import flag, JsonOpt, QuietOpt, app, emit
 
 
 def _ints(text: str | None, option: str) -> tuple[int, ...] | None:
@@ -81,11 +82,15 @@ def train(store: Annotated[str, typer.Argument(help="Store path or URL (its trai
               "MDAnalysis selection of the atoms to train on (e.g. protein); the others are dropped."))] = "all",
           device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
           seed: Annotated[Optional[int], typer.Option(help="Random seed (default 0).")] = None,
-          preset: Annotated[Optional[str], typer.Option(help="Named option set: paper, cpu-small.")] = None,
-          config: Annotated[Optional[Path], typer.Option(help="YAML or TOML file of these options.")] = None,
+          preset: Annotated[Optional[str], typer.Option(help=(
+              f"Named option set: {', '.join(PRESETS)} (default paper). "
+              + "; ".join(describe(name) for name in PRESETS) + "; options given here win."))] = None,
+          config: Annotated[Optional[Path], typer.Option(help=(
+              "YAML or TOML file of these options (long names as keys); default: none."))] = None,
           init: Annotated[Optional[str], typer.Option(
-              help="Model to fine-tune: a pretrained name, run directory or model file.")] = None,
-          resume: Annotated[bool, typer.Option(help="Continue the killed run in --output.")] = False,
+              help="Model to fine-tune: a pretrained name, run directory or model file (default: none, "
+                   "train from scratch).")] = None,
+          resume: Annotated[bool, flag("--resume", help="Continue the killed run in --output.")] = False,
           as_json: JsonOpt = False, quiet: QuietOpt = False) -> None:
     """Train a DoMiNO model on a store's training trajectories; writes model, metrics and loss curve."""
     from ..training import resolve_options, train as run

@@ -89,3 +89,16 @@ def test_help_lists_every_registry_choice(cli):
     assert code == 0
     for name in [*SOLVERS, *DEVICES, *PRESETS]:
         assert name in text, name
+
+
+def test_help_shows_defaults_flags_and_what_the_preset_sets(cli):
+    from mdforecast.training import PRESETS
+
+    helps = {command: " ".join(cli(*command.split(), "--help")[1].replace("│", " ").split())
+             for command in ("ingest", "export", "train", "predict", "evaluate", "datasets make")}
+    for command, text in helps.items():
+        assert "--no-" not in text.replace("--no-unwrap", ""), command  # booleans are flags
+    assert all(f"{key}={value}" in helps["train"] for key, value in PRESETS["cpu-small"].items())
+    assert "First frame, 0-based (default: 0)" in helps["export"] and "(default: 1, every frame)" in helps["ingest"]
+    assert "rolls out" in helps["predict"] and "the others are never computed" in helps["predict"]
+    assert "the default windows stay" in helps["evaluate"]
