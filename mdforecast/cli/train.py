@@ -20,7 +20,8 @@ def _ints(text: str | None, option: str) -> tuple[int, ...] | None:
     try:
         return tuple(int(x) for x in text.split(","))
     except ValueError:
-        raise typer.BadParameter(f"expected comma-separated frame counts like 400,20,1, got {text!r}",
+        example = protocol.strides_text(protocol.LAGS if option == "--lags" else protocol.STRIDES)
+        raise typer.BadParameter(f"expected comma-separated frame counts like {example}, got {text!r}",
                                  param_hint=option) from None
 
 
@@ -64,7 +65,11 @@ def train(store: Annotated[str, typer.Argument(help="Store path or URL (its trai
           levels: Annotated[Optional[int], typer.Option(
               help=f"Levels; 1 is LG-ODE (default {len(protocol.STRIDES)}).")] = None,
           strides: Annotated[Optional[str], typer.Option(
-              help=f"Output stride of each level, frames, coarse → fine (default {protocol.strides_text()}).")] = None,
+              help=f"Output stride of each level, frames, coarse → fine (default {protocol.strides_text()}, or ones "
+                   "that fit a shorter --horizon, said on stderr).")] = None,
+          lags: Annotated[Optional[str], typer.Option(
+              help=f"Frames looked back for the recent-motion inputs (default {protocol.strides_text(protocol.LAGS)}, each "
+                   "capped at --observe − 1).")] = None,
           epochs: Annotated[Optional[int], typer.Option(help="Epochs (default 50).")] = None,
           batch: Annotated[Optional[int], typer.Option(help="Windows per step, all processes (default 8).")] = None,
           lr: Annotated[Optional[float], typer.Option(help="AdamW learning rate (default 5e-4).")] = None,
@@ -97,13 +102,18 @@ def train(store: Annotated[str, typer.Argument(help="Store path or URL (its trai
 
     options = read_config(config) if config is not None else {}
     given = {"observe": observe, "horizon": horizon, "levels": levels, "strides": _ints(strides, "--strides"),
+             "lags": _ints(lags, "--lags"),
              "epochs": epochs, "batch": batch, "lr": lr, "samples_per_epoch": samples_per_epoch,
              "segments": segments, "features": features, "cutoff": cutoff, "solver": solver, "steps": steps,
              "kind_field": kinds, "seed": seed}
     options.update({k: v for k, v in given.items() if v is not None})
     # --resume alone continues with the run's own options; options given with it must be the run's
+    notes: list[str] = []
     model, training = (None, None) if resume and not options and preset is None and init is None else \
-        resolve_options(options, preset=preset, init=init)
+        resolve_options(options, preset=preset, init=init, notes=notes)
+    if not quiet:
+        for note in notes:
+            typer.echo(f"note: {note}", err=True)
     try:
         result = run(store, output, model, training, init=init, resume=resume, select=select, device=device,
                      progress=not quiet)

@@ -102,3 +102,25 @@ def test_help_shows_defaults_flags_and_what_the_preset_sets(cli):
     assert "First frame, 0-based (default: 0)" in helps["export"] and "(default: 1, every frame)" in helps["ingest"]
     assert "rolls out" in helps["predict"] and "the others are never computed" in helps["predict"]
     assert "the default windows stay" in helps["evaluate"]
+
+
+def test_short_trajectories_get_strides_and_lags_that_fit(cli, single, tmp_path):
+    small = ["--preset", "cpu-small", "--epochs", "1", "--samples-per-epoch", "4", "--cutoff", "6"]
+    code, out, err = cli("train", single, "-o", str(tmp_path / "a"), "--observe", "12", "--horizon", "30", *small)
+    assert code == 0, err
+    assert "note: --strides 10,5,1 chosen to fit --horizon 30 with 3 level(s)" in err
+    assert json.loads((tmp_path / "a" / "model.json").read_text())["config"]["strides"] == [10, 5, 1]
+    code, out, err = cli("train", single, "-o", str(tmp_path / "b"), "--observe", "10", "--horizon", "40",
+                         "--strides", "20,1", *small)
+    assert code == 0, err
+    assert "note: --lags 1,9 chosen to fit --observe 10" in err and "--strides" not in err
+    assert json.loads((tmp_path / "b" / "model.json").read_text())["config"]["lags"] == [1, 9]
+
+
+@pytest.mark.parametrize("argv, needles", [
+    (["--observe", "10", "--lags", "1,10"], ["lags [1, 10]", "--lags", "--observe"]),
+    (["--horizon", "30", "--strides", "7,1"], ["stride 7", "--strides", "--horizon"]),
+])
+def test_layout_errors_name_the_option_that_fixes_them(cli, single, tmp_path, argv, needles):
+    code, _, err = cli("train", single, "-o", str(tmp_path / "run"), *argv)
+    cli.assert_one_line_error(code, err, *needles)
