@@ -87,8 +87,10 @@ def _read_rows(traj: Trajectory, rows: np.ndarray) -> np.ndarray:
     return np.concatenate(out) if out else np.zeros((0, traj.n_atoms, 3), np.float32)
 
 
-def _twins(truth: Store, name: str) -> list[Trajectory]:
-    return [t for t in truth if t.attrs.get("twin_of") == name]
+def _twins(truth: Store, name: str, observe_end: int) -> list[Trajectory]:
+    """The twins of trajectory ``name`` that branch where its observation ends (twin frame 0 at trajectory
+    frame ``observe_end``); twins of another starting point say nothing about this forecast."""
+    return [t for t in truth if t.attrs.get("twin_of") == name and int(t.attrs.get("first_frame", 0)) == observe_end]
 
 
 def _metric_fns(centred: bool) -> dict:
@@ -201,8 +203,8 @@ def evaluate(forecast: str | os.PathLike | Store, *, truth: str | os.PathLike | 
     for predictor in predictors.values():
         predictor.check(tstore.topology, pairs[0][1].dt_ps)
 
-    series = [_score_trajectory(f, t, tstore.topology, observed, windows, fns, predictors, _twins(tstore, t.name),
-                                progress) for f, t, observed in pairs]
+    series = [_score_trajectory(f, t, tstore.topology, observed, windows, fns, predictors,
+                                _twins(tstore, t.name, observed[1]), progress) for f, t, observed in pairs]
     scale = tstore.attrs.get("paper_scale") if not train else None
     if scale is None:
         scale = scores.paper_scale(train or [t for _, t, _ in pairs], observed, centred, "training trajectories" if train
@@ -220,7 +222,7 @@ def evaluate(forecast: str | os.PathLike | Store, *, truth: str | os.PathLike | 
     for entry in entries:
         entry["horizon_ps"] = horizon_ps(entry["horizon"], dt_ps)
         entry["verdict"] = verdict(entry, model_name, dt_ps)
-    twins = sum(len(_twins(tstore, t.name)) for _, t, _ in pairs)
+    twins = sum(len(_twins(tstore, t.name, o[1])) for _, t, o in pairs)
     notes = ([floor_explanation(twins)] if twins else []) + floor_notes(entries, model_name, dt_ps)
     return Evaluation(forecast=fstore.path, truth=tstore.path, model=provenance.get("model", {}),
                       trajectories=[t.name for _, t, _ in pairs], observed=observed, centred=centred,

@@ -33,8 +33,11 @@ def predict(store: Annotated[Optional[str], typer.Argument(
             trajectory: Annotated[Optional[list[str]], typer.Option(help=(
                 "Trajectory to forecast; repeat for several (default: the first test trajectory, else the first)."))] = None,
             observe: Annotated[Optional[int], typer.Option(help=(
-                f"Observe frames [0, N) (default: the model's; baselines: {protocol.OBSERVE}, or a fifth of a shorter "
-                "trajectory)."))] = None,
+                f"Observe N frames, [0, N) or before --from (default: the model's; baselines: {protocol.OBSERVE}, "
+                "or a fifth of a shorter trajectory, at most the frames before --from)."))] = None,
+            from_frame: Annotated[Optional[int], typer.Option("--from", metavar="FRAME", help=(
+                "Forecast from this trajectory frame: observe frames [FRAME − N, FRAME) and forecast FRAME on "
+                "(default: N, from the start of the trajectory)."))] = None,
             select: Annotated[str, typer.Option("--select", "-s", help=(
                 "MDAnalysis selection of the atoms to forecast (e.g. protein); the others are dropped."))] = "all",
             fmt: Annotated[Optional[str], typer.Option("--format", help=(
@@ -54,7 +57,7 @@ def predict(store: Annotated[Optional[str], typer.Argument(
         raise typer.BadParameter("required with a STORE (without one, the pretrained default is used)",
                                  param_hint="--model")
     emit(run(store, model, output, trajectories=trajectory, until=until, times=times, every=every, observe=observe,
-             select=select, fmt=fmt, device=device, batch=batch, force=force, progress=not quiet), as_json)
+             from_frame=from_frame, select=select, fmt=fmt, device=device, batch=batch, force=force, progress=not quiet), as_json)
 
 
 @app.command()

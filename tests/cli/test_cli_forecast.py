@@ -110,3 +110,27 @@ def test_evaluate_table_in_a_pipe_is_never_cut(cli, tmp_path, truth, monkeypatch
         assert repr(w["model"]["mse"]) in out and repr(w["baselines"]["persistence"]["skill"]["mse"]) in out
         assert repr(w["physics"]["g_r"]["rms_difference"]) in out
     assert all(len(line) > 60 for line in out.splitlines() if "persistence" in line)
+
+
+def test_predict_from_the_middle_and_evaluate_the_recorded_observation(cli, tmp_path, twinned):
+    import numpy as np
+
+    from mdforecast import Store
+
+    forecast = str(tmp_path / "mid.zarr")
+    code, out, err = cli("predict", twinned, "-m", "persistence", "--from", "30", "--observe", "10", "-o", forecast,
+                         "--json", "-q")
+    assert code == 0, err
+    assert json.loads(out)["observed"] == [20, 30] and json.loads(out)["first"] == 30
+    stored = Store.open(forecast)
+    assert stored.attrs["forecast"]["observed"] == [20, 30]
+    truth = Store.open(twinned).trajectory("t2").positions()
+    assert np.array_equal(stored.trajectory().positions(0, 1)[0], truth[29])  # persistence of frame FRAME − 1
+    doc = json.loads(cli("evaluate", forecast, "--horizon", "0-10", "--json", "-q")[1])
+    first = doc["windows"][0]
+    assert doc["observed"] == [20, 30] and first["window"] == [30, 40]
+    assert first["baselines"]["persistence"]["mse"] == pytest.approx(first["model"]["mse"], rel=1e-12)
+    assert doc["twins"] == 0 and first["chaos_floor"] is None  # the twin branches at frame 20, not 30
+    code, _, err = cli("predict", twinned, "-m", "persistence", "--from", "5", "--observe", "10", "-o",
+                       str(tmp_path / "x.zarr"))
+    cli.assert_one_line_error(code, err, "--from 5", "--observe")
