@@ -39,7 +39,7 @@ def _percent(fraction: float) -> str:
     """``0.36`` → ``'36 %'``, ``0.001`` → ``'0.1 %'`` (magnitude only)."""
     value = abs(fraction) * 100
     if value >= 10:
-        return f"{value:.0f} %"
+        return f"{value:.0f} %" if round(value) < 100 or value >= 100 else f"{value:.3g} %"
     return f"{value:.1f} %" if value >= 0.1 else f"{value:.2g} %"
 
 

@@ -43,20 +43,30 @@ def list_(as_json: JsonOpt = False) -> None:
 @models.command("show")
 def show(name: Annotated[str, typer.Argument(help="Pretrained model name (see `mdforecast models list`).")],
          as_json: JsonOpt = False) -> None:
-    """Show one pretrained model: its files, architecture, training data and model card."""
+    """Show one pretrained model's card: what it was trained on, how it does against each baseline, what it is
+    fit for (--json: everything, the card in words under "readable")."""
     from ..pretrained import model_info
+    from ..pretrained.card import readable_card
 
     info = model_info(name)
+    card = readable_card(info)
     if as_json:
-        emit(info, True)
+        emit({**info, "readable": card}, True)
         return
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=f"pretrained model {name}", caption=info["path"], show_header=False)
-    table.add_column("key")
-    table.add_column("value")
-    for section in ("model", "card"):
-        for key, value in flatten(info[section], f"{section}.", ".").items():
-            table.add_row(key, _number(value))
-    Console().print(table)
+    windows = card["windows"]
+    baselines = list(dict.fromkeys(b for w in windows for b in w["baselines"]))
+    table = Table(title="test-trajectory MSE (Å²) and the model's skill (1 − MSE_model/MSE_baseline)",
+                  columns=["window", "horizon", "model", *baselines, *(f"skill vs {b}" for b in baselines),
+                           "chaos floor"],
+                  right=frozenset(["model", *baselines, *(f"skill vs {b}" for b in baselines), "chaos floor"]))
+    for w in windows:
+        table.add_row(("full " if w["full"] else "") + f"{w['window'][0]}-{w['window'][1]}",
+                      f"{w['horizon'][0]}-{w['horizon'][1]}", w["model"]["mse"],
+                      *(w["baselines"].get(b, {}).get("mse") for b in baselines),
+                      *(w["baselines"].get(b, {}).get("skill", {}).get("mse") for b in baselines),
+                      None if w["chaos_floor"] is None else w["chaos_floor"]["mse"])
+    lines = [card["title"], f"trained on: {card['trained_on']}",
+             "differs from PROTOCOL.md in: " + (", ".join(card["reductions"]) or "nothing"),
+             *([f"note: {card['note']}"] if card["note"] else []), f"fit for: {card['fit_for']}",
+             f"installed at {info['path']}; weights SHA-256 {info['model']['weights_sha256']}", ""]
+    print_tables(*lines, table, *card["verdicts"])
