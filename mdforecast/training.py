@@ -52,6 +52,7 @@ __all__ = ["TrainOptions", "TrainResult", "PRESETS", "DEVICES", "resolve_options
 #: ``--device`` choices
 DEVICES = {"auto": None, "cpu": "cpu", "cuda": "cuda"}
 _DEFAULT_WEIGHTS = (0.1, 0.2, 0.7)
+_LOG_STEPS = 10  # optimiser steps between progress lines when stderr is a file or a pipe
 #: model options a fine-tuning run (``--init``) may change: the time layout, not the weights' shapes
 _LAYOUT = {"observe", "horizon", "strides", "levels"}
 
@@ -490,7 +491,7 @@ def train(store: str | os.PathLike | Store, run_dir: str | os.PathLike, config: 
     run = _set_up(store, run_dir, config, opts, init, resume, device)
     run.training["select"] = select
     with progress_bar("training", total=(opts.epochs - run.state["epoch"]) * run.steps * opts.batch,
-                      enabled=progress and run.rank == 0, unit="samples") as bar:
+                      enabled=progress and run.rank == 0, unit="samples", log_every=_LOG_STEPS * opts.batch) as bar:
         for epoch in range(run.state["epoch"], opts.epochs):
             _save_epoch(run, _epoch(run, epoch, bar), progress)
     return _write_run(run)

@@ -124,3 +124,13 @@ def test_short_trajectories_get_strides_and_lags_that_fit(cli, single, tmp_path)
 def test_layout_errors_name_the_option_that_fixes_them(cli, single, tmp_path, argv, needles):
     code, _, err = cli("train", single, "-o", str(tmp_path / "run"), *argv)
     cli.assert_one_line_error(code, err, *needles)
+
+
+def test_training_progress_is_lines_when_stderr_is_a_file(cli, single, tmp_path):
+    code, _, err = cli("train", single, "-o", str(tmp_path / "run"), "--observe", "100", "--horizon", "300",
+                       "--levels", "2", "--strides", "15,1", "--preset", "cpu-small", "--epochs", "1",
+                       "--samples-per-epoch", "40", "--batch", "4", "--cutoff", "6")
+    assert code == 0, err
+    lines = [line for line in err.splitlines() if line.startswith("training: ")]
+    assert len(lines) == 1 and lines[0].startswith("training: 40/40 samples (100 %), ") and "samples/s, ETA" in lines[0]
+    assert any(line.startswith("epoch 1/1") for line in err.splitlines())
