@@ -71,7 +71,7 @@ def plot_mse(evaluation, path: str) -> None:
     ahead = curve["frames"] - (evaluation.observed[1] - 1)  # 1 = the first forecast frame
     marker = None if len(ahead) > 50 else "o"
     model = next(name for name in curve if name.startswith("forecast"))
-    colours = {name: f"C{i}" for i, name in enumerate(n for n in curve if n != "frames")}  # one per predictor, both panels
+    colours = {name: f"C{i}" for i, name in enumerate(n for n in curve if n != "frames")}  # same in both panels
     for name, values in curve.items():
         if name == "frames":
             continue
@@ -101,8 +101,8 @@ def plot_mse(evaluation, path: str) -> None:
     skill_ax.axhline(0.0, color="k", lw=0.8)
     # symlog: skills of 0.001 against persistence and 0.99 against velocity on one axis
     skill_ax.set_yscale("symlog", linthresh=1e-3)
-    skill_ax.set(xscale="log", xlabel="frames after the last observed frame", ylim=(max(lowest * 1.5, -10.0) or -1e-3, 1.0),
-                 ylabel="skill 1 − MSE_model/MSE_baseline", title=f"{model}: skill by lead time")
+    skill_ax.set(xscale="log", xlabel="frames after the last observed frame",
+                 ylim=(max(lowest * 1.5, -10.0) or -1e-3, 1.0), ylabel="skill 1 − MSE_model/MSE_baseline", title=f"{model}: skill by lead time")
     skill_ax.xaxis.set_minor_formatter(NullFormatter())
     skill_ax.legend(fontsize=8)
     _save(fig, path)

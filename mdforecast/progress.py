@@ -38,7 +38,8 @@ class _Lines(_Task):
         if self.total:
             eta = (self.total - self.done) / rate if rate > 0 else float("inf")
             eta_text = time.strftime("%H:%M:%S", time.gmtime(eta)) if eta < 86400 * 365 else "?"
-            text += f"/{self.total:,.0f} {self.unit} ({100 * self.done / self.total:.0f} %), {rate:,.3g} {self.unit}/s, ETA {eta_text}"
+            text += (f"/{self.total:,.0f} {self.unit} ({100 * self.done / self.total:.0f} %), "
+                     f"{rate:,.3g} {self.unit}/s, ETA {eta_text}")
         else:
             text += f" {self.unit}, {rate:,.3g} {self.unit}/s"
         print(text, file=sys.stderr, flush=True)

@@ -70,8 +70,8 @@ def floor_explanation(twins: int) -> str:
     """What the chaos floor is, in one line, for a truth with ``twins`` twin trajectories of the scored ones."""
     runs = "one twin run" if twins == 1 else f"{twins} twin runs"
     noisy = "; noisy with one twin" if twins == 1 else ""
-    return (f"chaos floor: half the MSE between the truth and {runs} restarted from the last observed frame with "
-            f"fresh noise, an estimate of the best MSE any forecaster can reach{noisy}")
+    return (f"chaos floor: half the MSE between the truth and {runs} continued from the last observed state with "
+            f"fresh noise (or a tiny perturbation), an estimate of the best MSE any forecaster can reach{noisy}")
 
 
 def floor_notes(windows: list[dict], model_name: str, dt_ps: float | None) -> list[str]:

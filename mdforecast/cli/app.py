@@ -36,7 +36,7 @@ def emit(result, as_json: bool) -> None:
 
 
 def flatten(values: dict, prefix: str = "", sep: str = " ") -> dict:
-    """Nested ``values`` as one level, keys joined by ``sep`` (for tables of metrics and model cards)."""
+    """Nested ``values`` as one level, keys joined by ``sep`` (for the table of physics metrics)."""
     out = {}
     for key, value in values.items():
         if isinstance(value, dict) and value:

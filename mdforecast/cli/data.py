@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .app import flag, JsonOpt, QuietOpt, SelectOpt, StartOpt, StopOpt, StrideOpt, app, emit
+from .app import JsonOpt, QuietOpt, SelectOpt, StartOpt, StopOpt, StrideOpt, app, emit, flag
 from .tables import Table, show
 
 

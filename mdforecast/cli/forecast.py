@@ -9,7 +9,7 @@ import typer
 from .. import protocol
 from ..forecasters import BASELINES
 from ..pretrained import DEFAULT
-from .app import flag, JsonOpt, QuietOpt, app, emit, flatten
+from .app import JsonOpt, QuietOpt, app, emit, flag, flatten
 from .tables import Table, show
 
 
@@ -57,7 +57,8 @@ def predict(store: Annotated[Optional[str], typer.Argument(
         raise typer.BadParameter("required with a STORE (without one, the pretrained default is used)",
                                  param_hint="--model")
     emit(run(store, model, output, trajectories=trajectory, until=until, times=times, every=every, observe=observe,
-             from_frame=from_frame, select=select, fmt=fmt, device=device, batch=batch, force=force, progress=not quiet), as_json)
+             from_frame=from_frame, select=select, fmt=fmt, device=device, batch=batch, force=force,
+             progress=not quiet), as_json)
 
 
 @app.command()
@@ -114,7 +115,8 @@ def _print_table(result) -> None:
     from ..verdict import display_name, horizon_ps
 
     kabsch = "mse_kabsch" in result.metrics
-    table = Table(title=f"{display_name(result.model.get('name', 'model'))} forecast of {', '.join(result.trajectories)} "
+    name = display_name(result.model.get("name", "model"))
+    table = Table(title=f"{name} forecast of {', '.join(result.trajectories)} "
                         f"(observed frames [{result.observed[0]}, {result.observed[1]}))",
                   columns=["window", "horizon" if result.dt_ps is None else "horizon (ps)", "frames", "predictor", "MSE (Å²)",
                            *(["Kabsch MSE (Å²)"] if kabsch else []), "paper MSE", "model skill vs it"],

@@ -6,18 +6,12 @@ from typing import Annotated
 
 import typer
 
-from .app import JsonOpt, app, emit, flatten
-from .tables import Table, show as print_tables
+from .app import JsonOpt, app, emit
+from .tables import Table, number, show as print_tables
 
 models = typer.Typer(name="models", no_args_is_help=True,
                      help="Pretrained models shipped with mdforecast (use one with --model NAME).")
 app.add_typer(models)
-
-
-def _number(value) -> str:
-    if value is None:
-        return "–"
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 @models.command("list")
@@ -36,7 +30,7 @@ def list_(as_json: JsonOpt = False) -> None:
                            "MSE (Å²)"], right=frozenset({"atoms", "levels", "MSE (Å²)"}))
     for m in result.models:
         table.add_row(m["name"], m["system"], m["model"], m["atoms"], m["levels"],
-                      f"{_number(m['observe'])} → {_number(m['horizon'])}", m["scale"], m["full_domain_mse"])
+                      f"{number(m['observe'])} → {number(m['horizon'])}", m["scale"], m["full_domain_mse"])
     print_tables(table)
 
 

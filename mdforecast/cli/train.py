@@ -11,7 +11,7 @@ import typer
 from .. import protocol
 from ..presets import PRESETS, describe
 from ..topology import KIND_FIELDS
-from .app import flag, JsonOpt, QuietOpt, app, emit
+from .app import JsonOpt, QuietOpt, app, emit, flag
 
 
 def _ints(text: str | None, option: str) -> tuple[int, ...] | None:

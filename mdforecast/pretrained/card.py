@@ -81,7 +81,8 @@ def readable_card(info: dict) -> dict:
         gains = [w["baselines"]["persistence"]["skill"]["mse"] for w in skilled if "persistence" in w["baselines"]]
         by = f" (its MSE {100 * min(gains):.2g}–{100 * max(gains):.2g} % below persistence's)" if gains else ""
         if len(skilled) == sum(not w["full"] for w in windows):
-            fit_for += f"It beats both persistence and the observed mean in every window scored on its test trajectory{by}."
+            fit_for += ("It beats both persistence and the observed mean in every window scored on its test "
+                        f"trajectory{by}.")
         else:
             fit_for += ("It beats both persistence and the observed mean on its test trajectory over "
                         + "; ".join(frames_text(w, dt_ps) for w in skilled) + f"{by}, and in no other window scored.")
