@@ -89,8 +89,10 @@ def _read_rows(traj: Trajectory, rows: np.ndarray) -> np.ndarray:
 
 def _twins(truth: Store, name: str, observe_end: int) -> list[Trajectory]:
     """The twins of trajectory ``name`` that branch where its observation ends (twin frame 0 at trajectory
-    frame ``observe_end``); twins of another starting point say nothing about this forecast."""
-    return [t for t in truth if t.attrs.get("twin_of") == name and int(t.attrs.get("first_frame", 0)) == observe_end]
+    frame ``observe_end``, or at the last observed frame itself); twins of another starting point (a forecast
+    made ``--from`` elsewhere) say nothing about this forecast."""
+    return [t for t in truth if t.attrs.get("twin_of") == name
+            and observe_end - 1 <= int(t.attrs.get("first_frame", 0)) <= observe_end]
 
 
 def _metric_fns(centred: bool) -> dict:

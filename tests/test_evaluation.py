@@ -133,12 +133,14 @@ def test_json_document_schema(tmp_path, truth):
     path, _ = noisy(truth, tmp_path)
     doc = json.loads(json.dumps(evaluate(path, window=["30-40"], full=True, physics=True).to_dict()))
     assert set(doc) == {"schema_version", "forecast", "truth", "model", "trajectories", "observed", "centred",
-                        "metrics", "paper_scale", "windows", "physics_kind"}
+                        "metrics", "paper_scale", "windows", "physics_kind", "dt_ps", "twins", "notes"}
+    assert doc["dt_ps"] == pytest.approx(0.1) and doc["twins"] == 2 and doc["notes"][0].startswith("chaos floor: ")
     assert doc["schema_version"] == SCHEMA_VERSION and doc["metrics"] == ["mse"] and doc["observed"] == [0, OBSERVE]
     assert set(doc["paper_scale"]) == {"low", "high", "factor", "source"}
     for w in doc["windows"]:
         assert set(w) == {"label", "window", "horizon", "full", "frames", "model", "baselines", "chaos_floor",
-                          "physics"}
+                          "physics", "horizon_ps", "verdict"}
+        assert w["horizon_ps"] == pytest.approx([h * 0.1 for h in w["horizon"]]) and w["verdict"].startswith("oracle is")
         assert set(w["model"]) == {"mse", "mse_paper"}
         assert list(w["baselines"]) == ["persistence", "mean", "velocity", "damped-velocity"]
         assert set(w["baselines"]["persistence"]) == {"mse", "mse_paper", "skill"}
