@@ -26,6 +26,7 @@ from .progress import progress_bar
 from .provenance import positions_sha256
 from .store import Store, Trajectory
 from .timespec import Window
+from .verdict import floor_explanation, floor_notes, horizon_ps, verdict
 
 __all__ = ["evaluate", "Evaluation", "SCHEMA_VERSION", "DEFAULT_BASELINES"]
 
@@ -59,6 +60,9 @@ class Evaluation:
     paper_scale: dict
     windows: list[dict]
     physics_kind: str | None
+    dt_ps: float | None  # frame time of the truth trajectories, ps (None: unknown)
+    twins: int  # twin trajectories of the scored ones in the truth (the chaos floor's sample size)
+    notes: list[str]  # what the chaos floor is, and the windows where it lies above a forecaster
     curve: dict = dataclasses.field(repr=False)  # per-frame MSE of every predictor, for plots
     physics_curves: dict = dataclasses.field(repr=False)  # window label → g(r) / φ-ψ arrays, for plots
 
@@ -69,11 +73,8 @@ class Evaluation:
         return {"schema_version": SCHEMA_VERSION, **out}
 
     def summary(self) -> str:
-        lines = []
-        for w in self.windows:
-            base = ", ".join(f"{name} {v['mse']:.4g}" for name, v in w["baselines"].items())
-            lines.append(f"{w['label']}: MSE {w['model']['mse']:.4g} Å² ({base})")
-        return "\n".join(lines)
+        """The verdict of every window, then the notes on the chaos floor, one per line."""
+        return "\n".join([w["verdict"] for w in self.windows] + self.notes)
 
 
 def _read_rows(traj: Trajectory, rows: np.ndarray) -> np.ndarray:
@@ -87,8 +88,12 @@ def _read_rows(traj: Trajectory, rows: np.ndarray) -> np.ndarray:
     return np.concatenate(out) if out else np.zeros((0, traj.n_atoms, 3), np.float32)
 
 
-def _twins(truth: Store, name: str) -> list[Trajectory]:
-    return [t for t in truth if t.attrs.get("twin_of") == name]
+def _twins(truth: Store, name: str, observe_end: int) -> list[Trajectory]:
+    """The twins of trajectory ``name`` that branch where its observation ends (twin frame 0 at trajectory
+    frame ``observe_end``, or at the last observed frame itself); twins of another starting point (a forecast
+    made ``--from`` elsewhere) say nothing about this forecast."""
+    return [t for t in truth if t.attrs.get("twin_of") == name
+            and observe_end - 1 <= int(t.attrs.get("first_frame", 0)) <= observe_end]
 
 
 def _metric_fns(centred: bool) -> dict:
@@ -131,7 +136,7 @@ def _windows(frames: np.ndarray, observe_end: int, truth: Trajectory, *, window,
     end = min(float(frames.max()) + spacing, n_truth)
     chosen = [Window.from_option(w, observe_end) for w in window]
     chosen += [Window.from_option(h, observe_end, horizon=True) for h in horizon]
-    if not chosen and not full:
+    if not chosen:  # the default windows, with --full or without
         chosen = [Window(a + observe_end, b + observe_end, observe_end) for a, b in protocol.WINDOWS
                   if a + observe_end >= first and b + observe_end <= end]
         full = True
@@ -154,9 +159,9 @@ def evaluate(forecast: str | os.PathLike | Store, *, truth: str | os.PathLike | 
     Args:
         truth: the truth store (default: the one recorded in the forecast's provenance).
         window: ``'A-B'`` half-open ranges of trajectory frames. horizon: the same, counted after the observed part.
-        full: also score every scoreable forecast frame. Without any window option: the default horizons
-            (:data:`mdforecast.protocol.WINDOWS`: 0-20, then the paper's Table 3) that fit inside the forecast, and
-            the full range.
+        full: also score every scoreable forecast frame, as one more window. Without ``window`` and
+            ``horizon`` (with ``full`` or without): the default horizons (:data:`mdforecast.protocol.WINDOWS`: 0-20,
+            then the paper's Table 3) that fit inside the forecast, and the full range.
         baselines: names of :data:`~mdforecast.forecasters.BASELINES`, ``LABEL:RUN_DIR`` or checkpoint paths.
         physics: add physics metrics (:func:`mdforecast.physics.physics_scores`) per window.
     """
@@ -202,8 +207,8 @@ def evaluate(forecast: str | os.PathLike | Store, *, truth: str | os.PathLike | 
     for predictor in predictors.values():
         predictor.check(tstore.topology, pairs[0][1].dt_ps)
 
-    series = [_score_trajectory(f, t, tstore.topology, observed, windows, fns, predictors, _twins(tstore, t.name),
-                                progress) for f, t, observed in pairs]
+    series = [_score_trajectory(f, t, tstore.topology, observed, windows, fns, predictors,
+                                _twins(tstore, t.name, observed[1]), progress) for f, t, observed in pairs]
     scale = tstore.attrs.get("paper_scale") if not train else None
     if scale is None:
         scale = scores.paper_scale(train or [t for _, t, _ in pairs], observed, centred, "training trajectories" if train
@@ -216,12 +221,17 @@ def evaluate(forecast: str | os.PathLike | Store, *, truth: str | os.PathLike | 
         for w in windows:
             physics_numbers[w], physics_curves[w.label] = _window_physics(kind, tstore.topology, pairs, w)
     model_name = provenance.get("model", {}).get("name", "model")
+    dt_ps = pairs[0][1].dt_ps
+    entries = [_window_entry(w, series, list(predictors), scale["factor"], physics_numbers.get(w)) for w in windows]
+    for entry in entries:
+        entry["horizon_ps"] = horizon_ps(entry["horizon"], dt_ps)
+        entry["verdict"] = verdict(entry, model_name, dt_ps)
+    twins = sum(len(_twins(tstore, t.name, o[1])) for _, t, o in pairs)
+    notes = ([floor_explanation(twins)] if twins else []) + floor_notes(entries, model_name, dt_ps)
     return Evaluation(forecast=fstore.path, truth=tstore.path, model=provenance.get("model", {}),
                       trajectories=[t.name for _, t, _ in pairs], observed=observed, centred=centred,
-                      metrics=list(fns), paper_scale=scale,
-                      windows=[_window_entry(w, series, list(predictors), scale["factor"], physics_numbers.get(w))
-                               for w in windows],
-                      physics_kind=kind, curve=_curve(series, model_name), physics_curves=physics_curves)
+                      metrics=list(fns), paper_scale=scale, windows=entries, physics_kind=kind, dt_ps=dt_ps,
+                      twins=twins, notes=notes, curve=_curve(series, model_name), physics_curves=physics_curves)
 
 
 def _check_observed(ftraj: Trajectory, ttraj: Trajectory, tstore: Store, observed: tuple[int, int],

@@ -7,6 +7,7 @@ import errno
 import os
 from pathlib import Path
 
+import numpy as np
 
 from .errors import InputError
 from .mdio import _READ_ERRORS, _first_line, quiet, select_atoms
@@ -35,12 +36,15 @@ class ExportResult:
         return dataclasses.asdict(self)
 
 
-def _writer(path: Path, fmt: str, n_atoms: int, n_frames: int):
+def _writer(path: Path, fmt: str, n_atoms: int, n_frames: int, dt_ps: float | None):
+    """An MDAnalysis writer; ``dt_ps``: time between written frames, ps, for formats that store one (DCD)."""
     import MDAnalysis as mda
 
     options = {"multiframe": True} if fmt == "PDB" and n_frames > 1 else {}
     if fmt == "PDB":
         options["bonds"] = "all"
+    if fmt == "DCD" and dt_ps is not None:  # a DCD holds one time step, not a time per frame
+        options["dt"] = dt_ps
     try:
         return mda.Writer(str(path), n_atoms=n_atoms, format=fmt, **options)
     except (TypeError, ValueError) as err:
@@ -69,14 +73,28 @@ def _check_written(path: Path, fmt: str, n_atoms: int, n_frames: int, output: Pa
                          "or write elsewhere with -o (nothing was written)")
 
 
+def _check_topology(partial: Path, path: Path, force: bool) -> None:
+    """Refuse to replace an existing topology PDB ``path`` by a different one (``partial``) without ``force``;
+    an identical one stays (another format of the same frames shares it)."""
+    if not partial.exists() or not path.exists() or force:
+        return
+    if partial.read_bytes() == path.read_bytes():
+        partial.unlink()
+        return
+    raise InputError(f"{path} already exists and holds another topology or first frame; pass --force to replace "
+                     "it, or choose another -o")
+
+
 def export(store: str | os.PathLike | Store, output: str | os.PathLike, *, trajectory: str | None = None,
            select: str = "all", start: int | None = None, stop: int | None = None, stride: int | None = None,
            force: bool = False, progress: bool = False) -> ExportResult:
     """Write frames ``start:stop:stride`` of ``trajectory`` to ``output`` (format from its extension).
 
-    A PDB topology (with bonds) is written next to it as ``output`` with the suffix ``.pdb``, so VMD,
-    PyMOL, nglview and ``mdforecast ingest OUTPUT --top TOPOLOGY`` read it back. Positions are the stored,
-    unwrapped ones; each frame keeps its box, time, step and velocities (where the format holds them).
+    A PDB topology (bonds as CONECT records, segids, and the first written frame) is written next to it as
+    ``output`` with the suffix ``.pdb``, so VMD, PyMOL, nglview and ``mdforecast ingest OUTPUT --top TOPOLOGY``
+    read it back; a PDB already there that is byte for byte the same (the same frames in another format) is
+    kept, any other needs ``force``. Positions are the stored, unwrapped ones; each frame keeps its box, time,
+    step and velocities (where the format holds them; a DCD keeps the time step, ``dt_ps`` × ``stride``).
     Files appear only when complete.
     """
     store = store if isinstance(store, Store) else Store.open(store)
@@ -86,9 +104,8 @@ def export(store: str | os.PathLike | Store, output: str | os.PathLike, *, traje
     fmt = output.suffix.lstrip(".").upper()
     if not fmt:
         raise InputError(f"{output} has no extension; name the format with one, e.g. {output}.xtc")
-    for path in {output, topology_path}:
-        if path.exists() and not force:
-            raise InputError(f"{path} already exists; pass --force to replace it")
+    if output.exists() and not force:
+        raise InputError(f"{output} already exists; pass --force to replace it")
     if not output.parent.is_dir():
         raise InputError(f"directory {output.parent} does not exist; create it first")
     if stride is not None and stride < 1:
@@ -106,14 +123,16 @@ def export(store: str | os.PathLike | Store, output: str | os.PathLike, *, traje
     tmp = {path: path.with_name(f".{path.name}.partial-{os.getpid()}") for path in (output, topology_path)}
     block = traj.frames_per_chunk * max(1, frames.step)
     try:
-        with _writer(tmp[output], fmt, atoms.n_atoms, len(frames)) as writer, \
+        dt_ps = None if traj.dt_ps is None else traj.dt_ps * frames.step
+        with _writer(tmp[output], fmt, atoms.n_atoms, len(frames), dt_ps) as writer, \
                 progress_bar(f"export {traj.name}", len(frames), enabled=progress) as bar, quiet():
             for lo in range(frames.start, frames.stop, block):
                 hi = min(lo + block, frames.stop)
                 positions = traj.positions(lo, hi, frames.step)
                 velocities = traj.velocities(lo, hi, frames.step) if traj.has_velocities else None
                 boxes = traj.boxes(lo, hi, frames.step)
-                dims = dimensions_from_box(boxes) if boxes is not None else None
+                # frame by frame: three frames of edges (3, 3) would read as one box of vectors
+                dims = None if boxes is None else np.stack([dimensions_from_box(box) for box in boxes])
                 times, steps = traj.times(lo, hi, frames.step), traj.steps(lo, hi, frames.step)
                 for i in range(len(positions)):
                     ts = universe.trajectory.ts
@@ -127,6 +146,7 @@ def export(store: str | os.PathLike | Store, output: str | os.PathLike, *, traje
                     writer.write(atoms)
                     bar.advance()
         _check_written(tmp[output], fmt, atoms.n_atoms, len(frames), output)
+        _check_topology(tmp[topology_path], topology_path, force)
         for path, partial in tmp.items():
             if partial.exists():
                 os.replace(partial, path)

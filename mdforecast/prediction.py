@@ -40,7 +40,7 @@ class PredictResult:
     truth: str
     model: str
     trajectories: list[str]
-    observed: tuple[int, int]
+    observed: tuple[int, int]  # trajectory frames [start, end) the forecast was made from
     frames: int
     first: float
     last: float
@@ -83,7 +83,7 @@ def _frame_times(traj: Trajectory, end: int, *, until, times, every: int, horizo
         raise InputError("--times holds no finite time; give frames like 2500,2500.5 or a range 2000:3000:10")
     if frames.min() < end:
         raise InputError(f"time {frames.min():g} lies inside the observed frames [.., {end}); forecast times "
-                         f"must be ≥ {end} (lower --observe to forecast earlier frames)")
+                         f"must be ≥ {end} (lower --observe or --from to forecast earlier frames)")
     return np.sort(frames)
 
 
@@ -125,7 +125,8 @@ def _store_of(model: str | Forecaster, device: str | None) -> str:
 def predict(store: str | os.PathLike | Store | None, model: str | Forecaster | None, output: str | os.PathLike, *,
             trajectories: Sequence[str] | None = None, until: float | str | None = None,
             times: str | Sequence[float] | None = None, every: int = 1, observe: int | None = None,
-            select: str = "all", fmt: str | None = None, device: str | None = None, batch: int = 640,
+            from_frame: int | None = None, select: str = "all", fmt: str | None = None, device: str | None = None,
+            batch: int = 640,
             force: bool = False, progress: bool = False) -> PredictResult:
     """Forecast ``trajectories`` of ``store`` with ``model`` into a new store at ``output``.
 
@@ -139,7 +140,10 @@ def predict(store: str | os.PathLike | Store | None, model: str | Forecaster | N
             default: to the end of the truth trajectory (or of the model's horizon, if sooner).
         times: instead of ``until``: any real-valued frame times (``'2500.5,3000'``, ``'2000:3000:0.5'``).
         every: keep every N-th frame of the ``until`` range.
-        observe: observed frames [0, observe) (default: :func:`~mdforecast.forecasters.default_observe`).
+        observe: observed frames [0, observe) (default: :func:`~mdforecast.forecasters.default_observe`; for
+            baselines with ``from_frame``, at most ``from_frame``).
+        from_frame: forecast from this trajectory frame: observe frames [from_frame − observe, from_frame) and
+            forecast from ``from_frame`` on (default: ``observe``, i.e. from the start of the trajectory).
         select: MDAnalysis selection of the atoms to forecast (e.g. ``'protein'``); the others are dropped: the
             forecaster sees only these, and the forecast store holds only these (``evaluate`` scores them).
         fmt: also write each forecast trajectory as an MD file (``'xtc'``, ``'dcd'``, …) next to ``output``.
@@ -176,17 +180,24 @@ def predict(store: str | os.PathLike | Store | None, model: str | Forecaster | N
     fit_observe = observe if observe is not None else default_observe(None, n_frames)  # baselines fit on these
     forecaster = load_forecaster(model, train_trajectories=train, observe=fit_observe, device=device)
     n_observe = observe if observe is not None else default_observe(forecaster, n_frames)
+    if from_frame is not None and observe is None and forecaster.observe is None:
+        n_observe = min(n_observe, from_frame)  # baselines observe what lies before --from
+    end = n_observe if from_frame is None else from_frame
+    if from_frame is not None and not 1 <= n_observe <= from_frame < n_frames:
+        raise InputError(f"--from {from_frame} must lie in [{n_observe}, {n_frames}): {forecaster.name} observes "
+                         f"{n_observe} frames before it and trajectory {names[0]!r} has {n_frames}; choose --from "
+                         "inside that range (or a smaller --observe)")
     forecaster.check(truth.topology, trajs[0].dt_ps)
     plans = []
     for traj in trajs:
-        observation = Observation.from_trajectory(traj, truth.topology, observe=n_observe)
+        observation = Observation.from_trajectory(traj, truth.topology, observe=n_observe, end=end)
         plans.append((traj, observation, _frame_times(traj, observation.end, until=until, times=times, every=every,
                                                        horizon=forecaster.horizon)))
 
     model_info = provenance(forecaster, model)
     truth_path = truth.path if is_remote(truth.path) else str(Path(truth.path).resolve())
     attrs = {"forecast": {"model": model_info, "truth": truth_path, "trajectories": names,
-                          "observed": [0, n_observe], "select": select, "box": "last observed box",
+                          "observed": [end - n_observe, end], "select": select, "box": "last observed box",
                           "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}}
     total = sum(len(t) for _, _, t in plans)
     with writing(output, topology=truth.topology, attrs=attrs, mode="overwrite" if force else "create") as out, \
@@ -201,7 +212,7 @@ def predict(store: str | os.PathLike | Store | None, model: str | Forecaster | N
         files += [result.output, result.topology]
     all_frames = np.concatenate([t for _, _, t in plans])
     return PredictResult(output=output, truth=truth_path, model=forecaster.name, trajectories=names,
-                         observed=(0, n_observe), frames=total, first=float(all_frames.min()),
+                         observed=(end - n_observe, end), frames=total, first=float(all_frames.min()),
                          last=float(all_frames.max()), seconds=time.perf_counter() - began, files=files)
 
 

@@ -87,10 +87,17 @@ class Topology:
         """An MDAnalysis ``Universe`` with this topology and an empty in-memory trajectory."""
         import MDAnalysis as mda
 
-        starts = np.r_[True, (self.resids[1:] != self.resids[:-1]) | (self.resnames[1:] != self.resnames[:-1])]
+        segids = self.segids if self.segids is not None else np.full(self.n_atoms, "")
+        starts = np.r_[True, (self.resids[1:] != self.resids[:-1]) | (self.resnames[1:] != self.resnames[:-1])
+                       | (segids[1:] != segids[:-1])]
         resindex = np.cumsum(starts) - 1
-        universe = mda.Universe.empty(self.n_atoms, n_residues=int(starts.sum()), atom_resindex=resindex,
+        names, first, segindex = np.unique(segids[starts], return_index=True, return_inverse=True)
+        order = np.argsort(first)  # segments in order of appearance
+        universe = mda.Universe.empty(self.n_atoms, n_residues=int(starts.sum()), n_segments=len(names),
+                                      atom_resindex=resindex, residue_segindex=np.argsort(order)[segindex],
                                       trajectory=True, velocities=False)
+        if self.segids is not None:
+            universe.add_TopologyAttr("segids", names[order])
         universe.add_TopologyAttr("names", self.names)
         universe.add_TopologyAttr("resnames", self.resnames[starts])
         universe.add_TopologyAttr("resids", self.resids[starts])

@@ -43,20 +43,17 @@ from .mdio import select_indices
 from .model.features import resolve_kind_field
 from .pbc import box_matrix
 from .plots import plot_loss
+from .presets import PRESETS
 from .progress import progress_bar
 from .store import Store
 
-__all__ = ["TrainOptions", "TrainResult", "PRESETS", "DEVICES", "resolve_options", "train"]
+__all__ = ["TrainOptions", "TrainResult", "PRESETS", "DEVICES", "resolve_options", "model_config", "fitting_strides",
+           "fitting_lags", "train"]
 
-#: named option sets (``--preset``); every key is a model or training option
-PRESETS = {
-    "paper": {},
-    "cpu-small": {"features": 16, "vectors": 8, "encoder_layers": 1, "radial": 8, "steps": 4, "checkpoint": True,
-                  "batch": 4, "samples_per_epoch": 32, "segments": 2, "max_outputs": 10},
-}
 #: ``--device`` choices
 DEVICES = {"auto": None, "cpu": "cpu", "cuda": "cuda"}
 _DEFAULT_WEIGHTS = (0.1, 0.2, 0.7)
+_LOG_STEPS = 10  # optimiser steps between progress lines when stderr is a file or a pipe
 #: model options a fine-tuning run (``--init``) may change: the time layout, not the weights' shapes
 _LAYOUT = {"observe", "horizon", "strides", "levels"}
 
@@ -143,7 +140,8 @@ class TrainResult:
 
 
 def resolve_options(options: Mapping | None = None, *, preset: str | None = None,
-                    init: str | os.PathLike | None = None) -> tuple[DominoConfig, TrainOptions]:
+                    init: str | os.PathLike | None = None,
+                    notes: list[str] | None = None) -> tuple[DominoConfig, TrainOptions]:
     """Typed options from option names and values (as the command line and config files give them).
 
     Args:
@@ -153,6 +151,8 @@ def resolve_options(options: Mapping | None = None, *, preset: str | None = None
         init: a model to fine-tune (a pretrained name, run directory or model file): the model options come
             from it, and only its time layout
             (``observe``, ``horizon``, ``strides``, ``levels``) may be given.
+        notes: a list that gets one line per default changed to fit (strides or lags chosen to fit a short
+            horizon or observation; :func:`model_config`).
     """
     if preset is not None and preset not in PRESETS:
         raise InputError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
@@ -171,7 +171,7 @@ def resolve_options(options: Mapping | None = None, *, preset: str | None = None
     except TypeError as err:
         raise InputError(f"invalid training option: {err}") from err
     if init is None:
-        return model_config({k: v for k, v in merged.items() if k in model_keys}), opts
+        return model_config({k: v for k, v in merged.items() if k in model_keys}, notes), opts
     given = {k for k in options if k in model_keys}
     if given - _LAYOUT:
         raise InputError(f"with --init the architecture comes from the checkpoint; drop {sorted(given - _LAYOUT)} "
@@ -183,23 +183,68 @@ def resolve_options(options: Mapping | None = None, *, preset: str | None = None
     return config, opts
 
 
-def model_config(options: dict) -> DominoConfig:
-    """A :class:`DominoConfig` from options; ``levels`` alone picks the last L of the default strides."""
+def model_config(options: dict, notes: list[str] | None = None) -> DominoConfig:
+    """A :class:`DominoConfig` from options; ``levels`` alone picks the last L of the default strides.
+
+    When ``strides`` (or ``lags``) are not given and the defaults do not fit ``horizon`` (or ``observe``),
+    ones that fit are chosen (:func:`fitting_strides`, :func:`fitting_lags`) and a line saying which is
+    appended to ``notes``."""
     options = dict(options)
     levels = options.pop("levels", None)
     strides = options.get("strides")
-    if levels is not None:
-        if strides is None:
-            default = DominoConfig.strides
-            if levels > len(default) or levels < 1:
-                raise InputError(f"--levels {levels} needs --strides (one stride per level, coarse → fine)")
-            options["strides"] = default[-levels:]
-        elif len(strides) != levels:
-            raise InputError(f"--levels {levels} but {len(strides)} --strides {list(strides)}; give one stride per level")
+    observe = options.get("observe", DominoConfig.observe)
+    horizon = options.get("horizon", DominoConfig.horizon)
+    if levels is not None and strides is not None and len(strides) != levels:
+        raise InputError(f"--levels {levels} but {len(strides)} --strides {list(strides)}; give one stride per level")
+    if strides is None:
+        levels = len(DominoConfig.strides) if levels is None else levels
+        if levels < 1:
+            raise InputError(f"--levels must be at least 1, got {levels}")
+        default = DominoConfig.strides[-levels:] if levels <= len(DominoConfig.strides) else None
+        if default is not None and _fits(horizon, default):
+            options["strides"] = default
+        else:
+            options["strides"] = fitting_strides(horizon, levels)
+            _note(notes, f"--strides {','.join(map(str, options['strides']))} chosen to fit --horizon {horizon} with "
+                         f"{levels} level(s); give --strides to choose others")
+    if "lags" not in options and max(DominoConfig.lags) >= observe > 1:
+        options["lags"] = fitting_lags(observe)
+        _note(notes, f"--lags {','.join(map(str, options['lags']))} chosen to fit --observe {observe} (the default "
+                     f"{','.join(map(str, DominoConfig.lags))} looks back further); give --lags to choose others")
     try:
         return DominoConfig(**options)
     except TypeError as err:
         raise InputError(f"invalid model option: {err}") from err
+
+
+def _note(notes: list[str] | None, text: str) -> None:
+    if notes is not None:
+        notes.append(text)
+
+
+def _fits(horizon: int, strides: tuple[int, ...]) -> bool:
+    spans = (horizon, *strides[:-1])
+    return all(span % stride == 0 for span, stride in zip(spans, strides))
+
+
+def fitting_strides(horizon: int, levels: int) -> tuple[int, ...]:
+    """Strides (frames, coarse → fine, the finest 1) of ``levels`` levels that tile ``horizon`` frames: each
+    level's stride a divisor of the one before (the first of ``horizon``), chosen so every level has about
+    the same number of outputs per segment, ``horizon^(1/levels)`` (the default 400, 20, 1 over 8000 has 20)."""
+    if horizon < 1 or levels < 1:
+        raise InputError(f"--horizon ({horizon}) and --levels ({levels}) must be positive")
+    strides, span = [], horizon
+    for remaining in range(levels, 1, -1):
+        target = span ** ((remaining - 1) / remaining)
+        divisors = [d for d in range(1, span + 1) if span % d == 0]
+        span = min(divisors, key=lambda d: (abs(np.log(d / target)), -d))
+        strides.append(span)
+    return (*strides, 1)
+
+
+def fitting_lags(observe: int) -> tuple[int, ...]:
+    """Look-back lags (frames) for ``observe`` observed frames: the default ones, each capped at ``observe − 1``."""
+    return tuple(sorted({min(lag, observe - 1) for lag in DominoConfig.lags}))
 
 
 def _initial_model(init: str | os.PathLike) -> Domino:
@@ -469,7 +514,8 @@ def train(store: str | os.PathLike | Store, run_dir: str | os.PathLike, config: 
         run = _set_up(store, run_dir, config, opts, init, resume, device)
         run.training["select"] = select
         with progress_bar("training", total=(opts.epochs - run.state["epoch"]) * run.steps * opts.batch,
-                          enabled=progress and run.rank == 0, unit="samples") as bar:
+                          enabled=progress and run.rank == 0, unit="samples",
+                          log_every=_LOG_STEPS * opts.batch) as bar:
             for epoch in range(run.state["epoch"], opts.epochs):
                 _save_epoch(run, _epoch(run, epoch, bar), progress)
     except BaseException:

@@ -103,6 +103,10 @@ def test_default_windows_and_full(tmp_path, truth):
     result = evaluate(path, baselines=[])
     assert [(w["horizon"], w["full"]) for w in result.windows] == [([0, 20], False), ([0, 60], True)]
     assert result.windows[1]["frames"] == 60
+    kept = evaluate(path, baselines=[], full=True)  # --full alone keeps the default windows
+    assert [(w["horizon"], w["full"]) for w in kept.windows] == [([0, 20], False), ([0, 60], True)]
+    only = evaluate(path, baselines=[], horizon=["0-10"], full=True)
+    assert [(w["horizon"], w["full"]) for w in only.windows] == [([0, 10], False), ([0, 60], True)]
 
 
 def test_non_integer_frames_are_not_scored(tmp_path, truth):
@@ -119,8 +123,8 @@ def test_systems_without_box_are_centred_and_superposed(tmp_path):
     turn = Oracle(x, lambda f, t: f @ rot.T)
     for name, model in (("shift", shift), ("turn", turn)):
         predict(truth, model, tmp_path / f"{name}.zarr", observe=OBSERVE)
-    shifted = evaluate(tmp_path / "shift.zarr", full=True, baselines=[]).windows[0]["model"]
-    turned = evaluate(tmp_path / "turn.zarr", full=True, baselines=[]).windows[0]["model"]
+    shifted = evaluate(tmp_path / "shift.zarr", full=True, baselines=[]).windows[-1]["model"]
+    turned = evaluate(tmp_path / "turn.zarr", full=True, baselines=[]).windows[-1]["model"]
     assert shifted["mse"] == pytest.approx(0, abs=1e-10) and shifted["mse_kabsch"] == pytest.approx(0, abs=1e-8)
     assert turned["mse"] > 1.0 and turned["mse_kabsch"] == pytest.approx(0, abs=1e-8)
 
@@ -129,12 +133,14 @@ def test_json_document_schema(tmp_path, truth):
     path, _ = noisy(truth, tmp_path)
     doc = json.loads(json.dumps(evaluate(path, window=["30-40"], full=True, physics=True).to_dict()))
     assert set(doc) == {"schema_version", "forecast", "truth", "model", "trajectories", "observed", "centred",
-                        "metrics", "paper_scale", "windows", "physics_kind"}
+                        "metrics", "paper_scale", "windows", "physics_kind", "dt_ps", "twins", "notes"}
+    assert doc["dt_ps"] == pytest.approx(0.1) and doc["twins"] == 2 and doc["notes"][0].startswith("chaos floor: ")
     assert doc["schema_version"] == SCHEMA_VERSION and doc["metrics"] == ["mse"] and doc["observed"] == [0, OBSERVE]
     assert set(doc["paper_scale"]) == {"low", "high", "factor", "source"}
     for w in doc["windows"]:
         assert set(w) == {"label", "window", "horizon", "full", "frames", "model", "baselines", "chaos_floor",
-                          "physics"}
+                          "physics", "horizon_ps", "verdict"}
+        assert w["horizon_ps"] == pytest.approx([h * 0.1 for h in w["horizon"]]) and w["verdict"].startswith("oracle is")
         assert set(w["model"]) == {"mse", "mse_paper"}
         assert list(w["baselines"]) == ["persistence", "mean", "velocity", "damped-velocity"]
         assert set(w["baselines"]["persistence"]) == {"mse", "mse_paper", "skill"}

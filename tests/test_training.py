@@ -267,3 +267,18 @@ def test_select_trains_on_the_selected_atoms_only(tmp_path):
     train(store, tmp_path / "run", *resolve_options(options), select="name OW")
     meta = json.loads((tmp_path / "run" / "model.json").read_text())
     assert meta["kinds"] == ["O"] and meta["training"]["select"] == "name OW"
+
+
+def test_strides_and_lags_fit_a_short_layout_and_say_so():
+    from mdforecast.training import fitting_strides, model_config
+
+    assert fitting_strides(8000, 3) == (400, 20, 1) and fitting_strides(30, 3) == (10, 5, 1)
+    for horizon, levels in [(30, 2), (7, 3), (1000, 4), (1, 2)]:
+        strides = fitting_strides(horizon, levels)
+        spans = (horizon, *strides[:-1])
+        assert len(strides) == levels and strides[-1] == 1 and all(a % b == 0 for a, b in zip(spans, strides))
+    notes: list[str] = []
+    assert model_config({}, notes).strides == (400, 20, 1) and notes == []  # the defaults fit: nothing said
+    config = model_config({"observe": 10, "horizon": 30, "levels": 2}, notes)
+    assert config.strides == (6, 1) and config.lags == (1, 9) and len(notes) == 2
+    assert model_config({"horizon": 2000, "levels": 2}).strides == (20, 1)  # the last two defaults still fit

@@ -12,11 +12,18 @@ from ..version import __version__
 app = typer.Typer(name="mdforecast", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="Forecast molecular dynamics trajectories with DoMiNO.")
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document to stdout.")]
-QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
-StartOpt = Annotated[Optional[int], typer.Option(help="First frame (0-based).")]
-StopOpt = Annotated[Optional[int], typer.Option(help="Stop before this frame.")]
-StrideOpt = Annotated[Optional[int], typer.Option(help="Keep every N-th frame.")]
+
+
+def flag(*names: str, help: str):
+    """A boolean option shown as the flag itself (``--force``: no ``--no-force``, no type), off by default."""
+    return typer.Option(*names, help=help, metavar="")
+
+
+JsonOpt = Annotated[bool, flag("--json", help="Print one JSON document to stdout.")]
+QuietOpt = Annotated[bool, flag("--quiet", "-q", help="No progress bar.")]
+StartOpt = Annotated[Optional[int], typer.Option(help="First frame, 0-based (default: 0).")]
+StopOpt = Annotated[Optional[int], typer.Option(help="Stop before this frame (default: after the last).")]
+StrideOpt = Annotated[Optional[int], typer.Option(help="Keep every N-th frame (default: 1, every frame).")]
 SelectOpt = Annotated[str, typer.Option("--select", "-s", help="MDAnalysis atom selection.")]
 
 
@@ -29,7 +36,7 @@ def emit(result, as_json: bool) -> None:
 
 
 def flatten(values: dict, prefix: str = "", sep: str = " ") -> dict:
-    """Nested ``values`` as one level, keys joined by ``sep`` (for tables of metrics and model cards)."""
+    """Nested ``values`` as one level, keys joined by ``sep`` (for the table of physics metrics)."""
     out = {}
     for key, value in values.items():
         if isinstance(value, dict) and value:
@@ -46,6 +53,6 @@ def _version(value: bool) -> None:
 
 
 @app.callback()
-def _root(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+def _root(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, metavar="",
                                                 help="Show the version and exit.")] = False) -> None:
     """Forecast molecular dynamics trajectories with DoMiNO."""

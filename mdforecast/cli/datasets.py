@@ -9,6 +9,7 @@ import typer
 from ..datasets import SYSTEMS
 from ..datasets.simulation import PLATFORMS
 from .app import JsonOpt, QuietOpt, app, emit
+from .tables import Table, show
 
 datasets = typer.Typer(name="datasets", no_args_is_help=True, help="The benchmark systems, generated with OpenMM.")
 app.add_typer(datasets)
@@ -23,23 +24,20 @@ def list_(as_json: JsonOpt = False) -> None:
     if as_json:
         emit(systems, True)
         return
-    from rich.console import Console
-    from rich.table import Table
-
     estimates = [s["estimate"] for s in systems if s["estimate"]]
     caption = "est. time: not measured here; run benchmarks/datasets_speed.py"
     if estimates:
         caption = (f"est. time: {estimates[0]['workers']} workers (--workers) on the measured machine: "
                    f"{estimates[0]['hardware']}")
-    table = Table(title="mdforecast datasets make NAME -o STORE", caption=caption, show_lines=True)
-    for column in ("name", "system", "atoms", "box", "trajectories × frames", "split", "est. time"):
-        table.add_column(column)
+    table = Table(title="mdforecast datasets make NAME -o STORE", caption=caption,
+                  columns=["name", "system", "atoms", "box", "trajectories × frames", "split", "est. time"])
     for s in systems:
         split = f"train {_span(s['split']['train'])}, test {_span(s['split']['test'])}"
         estimate = "not measured" if s["estimate"] is None else f"{s['estimate']['text']} ({s['estimate']['platform']})"
-        table.add_row(s["name"], f"[bold]{s['title']}[/bold]\n{s['physics']}", str(s["atoms"]), s["box"],
-                      f"{s['trajectories']} × {s['frames']:,}, every {s['frame_ps']:g} ps", split, estimate)
-    Console().print(table)
+        table.add_row(s["name"], f"{s['title']}\n{s['physics']}", s["atoms"], s["box"],
+                      f"{s['trajectories']} × {s['frames']:,}, every {s['frame_ps']:g} ps", split, estimate,
+                      end_section=True)
+    show(table)
 
 
 def _span(names: list[str]) -> str:

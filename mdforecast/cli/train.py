@@ -9,8 +9,9 @@ from typing import Annotated, Optional
 import typer
 
 from .. import protocol
+from ..presets import PRESETS, describe
 from ..topology import KIND_FIELDS
-from .app import JsonOpt, QuietOpt, app, emit
+from .app import JsonOpt, QuietOpt, app, emit, flag
 
 
 def _ints(text: str | None, option: str) -> tuple[int, ...] | None:
@@ -19,7 +20,8 @@ def _ints(text: str | None, option: str) -> tuple[int, ...] | None:
     try:
         return tuple(int(x) for x in text.split(","))
     except ValueError:
-        raise typer.BadParameter(f"expected comma-separated frame counts like 400,20,1, got {text!r}",
+        example = protocol.strides_text(protocol.LAGS if option == "--lags" else protocol.STRIDES)
+        raise typer.BadParameter(f"expected comma-separated frame counts like {example}, got {text!r}",
                                  param_hint=option) from None
 
 
@@ -63,7 +65,11 @@ def train(store: Annotated[str, typer.Argument(help="Store path or URL (its trai
           levels: Annotated[Optional[int], typer.Option(
               help=f"Levels; 1 is LG-ODE (default {len(protocol.STRIDES)}).")] = None,
           strides: Annotated[Optional[str], typer.Option(
-              help=f"Output stride of each level, frames, coarse → fine (default {protocol.strides_text()}).")] = None,
+              help=f"Output stride of each level, frames, coarse → fine (default {protocol.strides_text()}, or ones "
+                   "that fit a shorter --horizon, said on stderr).")] = None,
+          lags: Annotated[Optional[str], typer.Option(
+              help=f"Frames looked back for the recent-motion inputs (default {protocol.strides_text(protocol.LAGS)}, each "
+                   "capped at --observe − 1).")] = None,
           epochs: Annotated[Optional[int], typer.Option(help="Epochs (default 50).")] = None,
           batch: Annotated[Optional[int], typer.Option(help="Windows per step, all processes (default 8).")] = None,
           lr: Annotated[Optional[float], typer.Option(help="AdamW learning rate (default 5e-4).")] = None,
@@ -81,24 +87,33 @@ def train(store: Annotated[str, typer.Argument(help="Store path or URL (its trai
               "MDAnalysis selection of the atoms to train on (e.g. protein); the others are dropped."))] = "all",
           device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
           seed: Annotated[Optional[int], typer.Option(help="Random seed (default 0).")] = None,
-          preset: Annotated[Optional[str], typer.Option(help="Named option set: paper, cpu-small.")] = None,
-          config: Annotated[Optional[Path], typer.Option(help="YAML or TOML file of these options.")] = None,
+          preset: Annotated[Optional[str], typer.Option(help=(
+              f"Named option set: {', '.join(PRESETS)} (default paper). "
+              + "; ".join(describe(name) for name in PRESETS) + "; options given here win."))] = None,
+          config: Annotated[Optional[Path], typer.Option(help=(
+              "YAML or TOML file of these options (long names as keys); default: none."))] = None,
           init: Annotated[Optional[str], typer.Option(
-              help="Model to fine-tune: a pretrained name, run directory or model file.")] = None,
-          resume: Annotated[bool, typer.Option(help="Continue the killed run in --output.")] = False,
+              help="Model to fine-tune: a pretrained name, run directory or model file (default: none, "
+                   "train from scratch).")] = None,
+          resume: Annotated[bool, flag("--resume", help="Continue the killed run in --output.")] = False,
           as_json: JsonOpt = False, quiet: QuietOpt = False) -> None:
     """Train a DoMiNO model on a store's training trajectories; writes model, metrics and loss curve."""
     from ..training import resolve_options, train as run
 
     options = read_config(config) if config is not None else {}
     given = {"observe": observe, "horizon": horizon, "levels": levels, "strides": _ints(strides, "--strides"),
+             "lags": _ints(lags, "--lags"),
              "epochs": epochs, "batch": batch, "lr": lr, "samples_per_epoch": samples_per_epoch,
              "segments": segments, "features": features, "cutoff": cutoff, "solver": solver, "steps": steps,
              "kind_field": kinds, "seed": seed}
     options.update({k: v for k, v in given.items() if v is not None})
     # --resume alone continues with the run's own options; options given with it must be the run's
+    notes: list[str] = []
     model, training = (None, None) if resume and not options and preset is None and init is None else \
-        resolve_options(options, preset=preset, init=init)
+        resolve_options(options, preset=preset, init=init, notes=notes)
+    if not quiet:
+        for note in notes:
+            typer.echo(f"note: {note}", err=True)
     try:
         result = run(store, output, model, training, init=init, resume=resume, select=select, device=device,
                      progress=not quiet)

@@ -68,7 +68,7 @@ class DominoConfig:
     ode_layers: int = 1
     cutoff: float = 5.0
     radial: int = 16
-    lags: tuple[int, ...] = (1, 10)
+    lags: tuple[int, ...] = protocol.LAGS
     context: int = 50
     solver: str = "rk4"
     steps: int = 8
@@ -93,7 +93,8 @@ class DominoConfig:
         if self.solver not in SOLVERS:
             raise InputError(f"unknown solver {self.solver!r}; choose one of {', '.join(SOLVERS)}")
         if not self.lags or min(self.lags) < 1 or max(self.lags) >= self.observe:
-            raise InputError(f"lags {list(self.lags)} must be between 1 and --observe − 1 = {self.observe - 1} frames")
+            raise InputError(f"lags {list(self.lags)} must be between 1 and --observe − 1 = {self.observe - 1} frames; "
+                             "give --lags inside that range, or a larger --observe")
         if min(self.features, self.vectors, self.radial, self.steps, self.context) < 1 or self.cutoff <= 0:
             raise InputError("features, vectors, radial, steps, context and cutoff must be positive")
 

@@ -59,12 +59,18 @@ def _read(path: Path) -> dict:
 
 
 def model_info(name: str) -> dict:
-    """Everything known about pretrained model ``name`` without loading its weights: ``name``, ``path``,
-    the model (architecture name, config, atom kinds, weights' SHA-256, training data) and the model ``card``."""
+    """Everything known about pretrained model ``name`` without loading its weights: ``name``, ``path`` (where
+    it is installed), the model (architecture name, config, atom kinds, frame time ``dt_ps`` in ps, weights'
+    SHA-256, training data) and the model ``card``. The training store is named by its file name only: the
+    path it had on the machine that trained the model means nothing here."""
     folder = directory(name)
     meta = _read(folder / "model.json")
     card = _read(folder / "card.json")
-    model = {k: meta.get(k) for k in ("name", "config", "kinds", "weights_sha256", "data", "mdforecast_version")}
+    model = {k: meta.get(k) for k in ("name", "config", "kinds", "dt_ps", "weights_sha256", "data",
+                                      "mdforecast_version")}
+    for data in (model["data"], (card.get("data") or {}).get("fingerprint")):
+        if isinstance(data, dict) and isinstance(data.get("store"), str):
+            data["store"] = Path(data["store"]).name
     return {"name": name, "path": str(folder), "model": model, "card": card}
 
 

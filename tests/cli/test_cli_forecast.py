@@ -63,3 +63,74 @@ def test_bad_input_exits_non_zero_with_one_line(cli, tmp_path, truth, capsys, ar
     assert message in err and out == ""
     if code == 1:
         assert err.count("\n") == 1 and err.startswith("error: ")
+
+
+@pytest.fixture
+def twinned(tmp_path) -> str:
+    """Like ``truth``, plus one twin of the test trajectory t2 from its last observed frame (19)."""
+    import numpy as np
+
+    trajs = {f"t{i}": random_walk(60, 5, seed=i) for i in range(3)}
+    steps = np.random.default_rng(9).normal(0, 0.3, (40, 5, 3))
+    trajs["t2-twin"] = (trajs["t2"][19] + np.cumsum(steps, axis=0)).astype(np.float32)
+    make_store(tmp_path / "twinned.zarr", argon(5), trajs, box=15.0, split=(["t0", "t1"], ["t2"]),
+               attrs={"t2-twin": {"twin_of": "t2", "first_frame": 20}})
+    return str(tmp_path / "twinned.zarr")
+
+
+def test_evaluate_speaks_a_verdict_per_window_with_ps(cli, tmp_path, twinned):
+    forecast = str(tmp_path / "f.zarr")
+    assert cli("predict", twinned, "-m", "mean", "--observe", "20", "-o", forecast, "-q")[0] == 0
+    code, out, _ = cli("evaluate", forecast, "--horizon", "0-10", "--full", "--baselines", "persistence", "--json", "-q")
+    doc = json.loads(out)
+    assert doc["schema_version"] == 1 and doc["dt_ps"] == pytest.approx(0.1) and doc["twins"] == 1
+    for w in doc["windows"]:  # the old keys stay; horizon_ps and verdict are new
+        assert {"label", "window", "horizon", "full", "frames", "model", "baselines", "chaos_floor"} <= set(w)
+    first, full = doc["windows"]
+    assert first["horizon_ps"] == pytest.approx([0.0, 1.0]) and full["horizon_ps"] == pytest.approx([0.0, 4.0])
+    skill = first["baselines"]["persistence"]["skill"]["mse"]
+    words = f"{abs(skill) * 100:.0f} % below persistence" if skill > 0 else "behind persistence by"
+    assert first["verdict"].startswith(f"mean is {words}") and first["verdict"].endswith("over frames 20–30 (0–1 ps)")
+    assert "half the MSE between the truth and one twin run" in doc["notes"][0]
+    code, out, _ = cli("evaluate", forecast, "--horizon", "0-10", "--full", "--baselines", "persistence", "-q")
+    lines = out.splitlines()
+    assert code == 0 and first["verdict"] in lines and full["verdict"] in lines and doc["notes"][0] in lines
+    assert "0-10 (0–1)" in out
+
+
+def test_evaluate_table_in_a_pipe_is_never_cut(cli, tmp_path, truth, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "60")
+    forecast = str(tmp_path / "a-forecast-with-a-long-name.zarr")
+    assert cli("predict", truth, "-m", "damped-velocity", "--observe", "20", "-o", forecast, "-q")[0] == 0
+    code, out, _ = cli("evaluate", forecast, "--physics", "-q")
+    assert code == 0 and "…" not in out
+    _, doc, _ = cli("evaluate", forecast, "--physics", "--json", "-q")
+    doc = json.loads(doc)
+    for w in doc["windows"]:  # every digit of every number
+        assert repr(w["model"]["mse"]) in out and repr(w["baselines"]["persistence"]["skill"]["mse"]) in out
+        assert repr(w["physics"]["g_r"]["rms_difference"]) in out
+    assert all(len(line) > 60 for line in out.splitlines() if "persistence" in line)
+
+
+def test_predict_from_the_middle_and_evaluate_the_recorded_observation(cli, tmp_path, twinned):
+    import numpy as np
+
+    from mdforecast import Store
+
+    forecast = str(tmp_path / "mid.zarr")
+    code, out, err = cli("predict", twinned, "-m", "persistence", "--from", "30", "--observe", "10", "-o", forecast,
+                         "--json", "-q")
+    assert code == 0, err
+    assert json.loads(out)["observed"] == [20, 30] and json.loads(out)["first"] == 30
+    stored = Store.open(forecast)
+    assert stored.attrs["forecast"]["observed"] == [20, 30]
+    truth = Store.open(twinned).trajectory("t2").positions()
+    assert np.array_equal(stored.trajectory().positions(0, 1)[0], truth[29])  # persistence of frame FRAME − 1
+    doc = json.loads(cli("evaluate", forecast, "--horizon", "0-10", "--json", "-q")[1])
+    first = doc["windows"][0]
+    assert doc["observed"] == [20, 30] and first["window"] == [30, 40]
+    assert first["baselines"]["persistence"]["mse"] == pytest.approx(first["model"]["mse"], rel=1e-12)
+    assert doc["twins"] == 0 and first["chaos_floor"] is None  # the twin branches at frame 20, not 30
+    code, _, err = cli("predict", twinned, "-m", "persistence", "--from", "5", "--observe", "10", "-o",
+                       str(tmp_path / "x.zarr"))
+    cli.assert_one_line_error(code, err, "--from 5", "--observe")

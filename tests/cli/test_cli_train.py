@@ -89,3 +89,48 @@ def test_help_lists_every_registry_choice(cli):
     assert code == 0
     for name in [*SOLVERS, *DEVICES, *PRESETS]:
         assert name in text, name
+
+
+def test_help_shows_defaults_flags_and_what_the_preset_sets(cli):
+    from mdforecast.training import PRESETS
+
+    helps = {command: " ".join(cli(*command.split(), "--help")[1].replace("│", " ").split())
+             for command in ("ingest", "export", "train", "predict", "evaluate", "datasets make")}
+    for command, text in helps.items():
+        assert "--no-" not in text.replace("--no-unwrap", ""), command  # booleans are flags
+    assert all(f"{key}={value}" in helps["train"] for key, value in PRESETS["cpu-small"].items())
+    assert "First frame, 0-based (default: 0)" in helps["export"] and "(default: 1, every frame)" in helps["ingest"]
+    assert "rolls out" in helps["predict"] and "the others are never computed" in helps["predict"]
+    assert "the default windows stay" in helps["evaluate"]
+
+
+def test_short_trajectories_get_strides_and_lags_that_fit(cli, single, tmp_path):
+    small = ["--preset", "cpu-small", "--epochs", "1", "--samples-per-epoch", "4", "--cutoff", "6"]
+    code, out, err = cli("train", single, "-o", str(tmp_path / "a"), "--observe", "12", "--horizon", "30", *small)
+    assert code == 0, err
+    assert "note: --strides 10,5,1 chosen to fit --horizon 30 with 3 level(s)" in err
+    assert json.loads((tmp_path / "a" / "model.json").read_text())["config"]["strides"] == [10, 5, 1]
+    code, out, err = cli("train", single, "-o", str(tmp_path / "b"), "--observe", "10", "--horizon", "40",
+                         "--strides", "20,1", *small)
+    assert code == 0, err
+    assert "note: --lags 1,9 chosen to fit --observe 10" in err and "--strides" not in err
+    assert json.loads((tmp_path / "b" / "model.json").read_text())["config"]["lags"] == [1, 9]
+
+
+@pytest.mark.parametrize("argv, needles", [
+    (["--observe", "10", "--lags", "1,10"], ["lags [1, 10]", "--lags", "--observe"]),
+    (["--horizon", "30", "--strides", "7,1"], ["stride 7", "--strides", "--horizon"]),
+])
+def test_layout_errors_name_the_option_that_fixes_them(cli, single, tmp_path, argv, needles):
+    code, _, err = cli("train", single, "-o", str(tmp_path / "run"), *argv)
+    cli.assert_one_line_error(code, err, *needles)
+
+
+def test_training_progress_is_lines_when_stderr_is_a_file(cli, single, tmp_path):
+    code, _, err = cli("train", single, "-o", str(tmp_path / "run"), "--observe", "100", "--horizon", "300",
+                       "--levels", "2", "--strides", "15,1", "--preset", "cpu-small", "--epochs", "1",
+                       "--samples-per-epoch", "40", "--batch", "4", "--cutoff", "6")
+    assert code == 0, err
+    lines = [line for line in err.splitlines() if line.startswith("training: ")]
+    assert len(lines) == 1 and lines[0].startswith("training: 40/40 samples (100 %), ") and "samples/s, ETA" in lines[0]
+    assert any(line.startswith("epoch 1/1") for line in err.splitlines())

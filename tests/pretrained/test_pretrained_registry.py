@@ -224,7 +224,9 @@ def test_models_list_and_show(cli, registered, capsys):
     assert info["card"]["system"] == "argon-test" and info["model"]["config"]["strides"] == [6, 1]
     assert info["model"]["weights_sha256"] == json.loads((registered / "model.json").read_text())["weights_sha256"]
     assert cli.code("models", "show", "toy") == 0
-    assert "card.full_domain_mse" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "toy: DoMiNO (2 levels, strides 6,1 frames) for argon-test, 8 atoms" in out
+    assert "observes 16 frames" in out and "records no test scores" in out
     assert cli.code("models", "show", "nope") == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "unknown pretrained model 'nope'" in err and "toy" in err
@@ -287,3 +289,17 @@ def test_pretrain_ship_writes_a_discoverable_model_and_refuses_tiny_runs(tiny_ru
     (root / "pretrain.json").write_text(json.dumps({**record, "scale": "tiny"}))
     with pytest.raises(SystemExit, match="tiny"):
         pretrain.ship(root, tmp_path / "pkg" / "again")
+
+
+@pytest.mark.parametrize("name", sorted(PRETRAINED))
+def test_models_show_is_a_readable_card_without_build_paths(cli, name, capsys):
+    assert cli.code("models", "show", name) == 0
+    out = capsys.readouterr().out
+    card = json.loads((PRETRAINED[name] / "card.json").read_text())
+    assert "/work/pretrain" not in out and "trained on: " in out and "fit for: " in out
+    assert "below persistence" in out or "behind persistence" in out
+    assert repr(card["scores"][0]["persistence"]) in out  # a pipe gets every digit
+    assert cli.code("models", "show", name, "--json") == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert "/work/pretrain" not in json.dumps(doc) and doc["card"]["scores"] == card["scores"]
+    assert doc["model"]["data"]["store"] == f"{name}.zarr" and len(doc["readable"]["verdicts"]) == len(card["scores"])

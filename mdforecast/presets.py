@@ -1,0 +1,21 @@
+"""Named option sets for ``mdforecast train --preset`` (:data:`PRESETS`), kept apart from :mod:`mdforecast.training`
+so the command line can describe them without importing torch."""
+
+from __future__ import annotations
+
+__all__ = ["PRESETS", "describe"]
+
+#: named option sets (``--preset``); every key is a model or training option, frame counts in frames
+PRESETS = {
+    "paper": {},
+    "cpu-small": {"features": 16, "vectors": 8, "encoder_layers": 1, "radial": 8, "steps": 4, "checkpoint": True,
+                  "batch": 4, "samples_per_epoch": 32, "segments": 2, "max_outputs": 10},
+}
+
+
+def describe(name: str) -> str:
+    """``'cpu-small sets features=16, vectors=8, …'``; ``'paper: the defaults'`` for a preset that sets nothing."""
+    options = PRESETS[name]
+    if not options:
+        return f"{name}: the defaults"
+    return f"{name} sets " + ", ".join(f"{key}={value}" for key, value in options.items())
