@@ -162,9 +162,9 @@ def fit_linear_ar(positions: list[np.ndarray], *, lags: int = 3, max_ahead: int 
     """Ridge coefficients ``(L, K)`` of the displacement at leads τ = 1 … L on the last K displacement vectors.
 
     For origins :math:`t_0` (every ``origin_stride`` frames) with inputs
-    :math:`u_k = x_{t_0+1-k} - x_{t_0-k}` and targets :math:`d(\tau) = x_{t_0+\tau} - x_{t_0}` (every atom and
-    coordinate one sample), :math:`a(\tau) = (G + \lambda \tfrac{\mathrm{tr}\,G}{K} I)^{-1} b(\tau)` with
-    :math:`G = \sum u u^\top` and :math:`b(\tau) = \sum u\, d(\tau)`; L is at most ``max_ahead`` and half
+    :math:`u_k = x_{t_0+1-k} - x_{t_0-k}` and targets :math:`d(\\tau) = x_{t_0+\\tau} - x_{t_0}` (every atom and
+    coordinate one sample), :math:`a(\\tau) = (G + \\lambda \\tfrac{\\mathrm{tr}\\,G}{K} I)^{-1} b(\\tau)` with
+    :math:`G = \\sum u u^\\top` and :math:`b(\\tau) = \\sum u\\, d(\\tau)`; L is at most ``max_ahead`` and half
     the longest trajectory (so every lead has as many origins as leads).
 
     Args:
