@@ -7,9 +7,12 @@
    level's parameters only; the loss is the MSE of the predicted positions, Å².
 2. :func:`fit_fusion`, after the hierarchy is trained: the linear autoregression's coefficients
    (:func:`~mdforecast.forecasters.baselines.fit_linear_ar`) and, per lead bin, the least-squares weights of the
-   sources' displacements (:data:`~mdforecast.model.SOURCES`) on ``fusion_windows`` training windows. The rollout
-   is fitted up to ``max_rollout`` frames; from the first bin where its weight falls below 0.02 on, its weight
-   is zero (the other sources are refitted without it), which is where a forecast stops rolling out.
+   sources' displacements (:data:`~mdforecast.model.SOURCES`) on ``fusion_windows`` training windows, kept only
+   where they beat the *prior* (the linear autoregression alone, weights 0, 0, 1) under leave-one-window-out
+   cross-validation; elsewhere (far leads, where every forecaster is within noise of persistence, and leads the
+   training windows do not reach) the bin takes the prior. The rollout is fitted up to ``max_rollout`` frames;
+   from the first bin where its weight falls below 0.02 on, its weight is zero (the other sources are fitted
+   without it), which is where a forecast stops rolling out.
 
 All randomness is drawn from ``seed``. Shapes: T frames, N atoms, S windows, J sources.
 """
@@ -19,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .errors import InputError
 from .forecasters.base import Observation
 from .forecasters.baselines import fit_linear_ar
 from .forecasters.domino import DominoForecaster
@@ -89,16 +93,28 @@ def fit_dynamics(model: Domino, series: list[Series], kinds: torch.Tensor, *, pa
 def _solve(gram: np.ndarray, cross: np.ndarray, columns: list[int]) -> np.ndarray:
     """Least-squares weights of the sources ``columns`` (others zero), with a tiny relative ridge."""
     w = np.zeros(len(cross))
+    if not columns:
+        return w
     g = gram[np.ix_(columns, columns)]
     lam = 1e-8 * max(float(np.trace(g)), 1e-30)
     w[columns] = np.linalg.solve(g + lam * np.eye(len(columns)), cross[columns])
     return w
 
 
+def _error(w: np.ndarray, gram: np.ndarray, cross: np.ndarray, norm: float) -> float:
+    """Summed squared error of weights ``w`` from the sufficient statistics of some windows."""
+    return float(norm - 2 * w @ cross + w @ gram @ w)
+
+
 def fit_fusion(model: Domino, series: list[Series], topology: Topology, *, windows: int, max_rollout: int,
-               seed: int, log=lambda message: None) -> dict:
-    """Fit ``model.lead_fusion`` on ``series`` (see the module docstring); returns per lead bin the training
-    windows' MSE of the fused forecast and of persistence, Å², and the rollout's length in frames."""
+               seed: int, sources: tuple[str, ...] = SOURCES, log=lambda message: None) -> dict:
+    """Fit ``model.lead_fusion`` on ``series`` (see the module docstring); returns per lead bin the fused
+    forecast's MSE on the training windows relative to persistence's, and the rollout's length in frames.
+    ``sources``: the :data:`~mdforecast.model.SOURCES` fused (the others get weight zero: the ablations)."""
+    unknown = set(sources) - set(SOURCES)
+    if unknown or SOURCES[0] not in sources:
+        raise InputError(f"fusion sources {sorted(sources)} must include {SOURCES[0]!r} and be among {list(SOURCES)}")
+    allowed = [j for j, name in enumerate(SOURCES) if name in sources]
     config, fusion = model.config, model.lead_fusion
     coefficients = fit_linear_ar([s.positions for s in series], lags=config.ar_lags, max_ahead=config.horizon)
     held = np.concatenate([coefficients, np.repeat(coefficients[-1:], config.horizon - len(coefficients), 0)])
@@ -106,9 +122,9 @@ def fit_fusion(model: Domino, series: list[Series], topology: Topology, *, windo
     edges = fusion.edges.cpu().numpy()
     available = max(s.n_frames for s in series) - config.observe
     rng = np.random.default_rng([seed, 11])
-    gram = np.zeros((fusion.bins, 3, 3))
-    cross = np.zeros((fusion.bins, 3))
-    norm = np.zeros(fusion.bins)
+    gram = np.zeros((windows, fusion.bins, 3, 3))  # per window, so that the choice can be cross-validated
+    cross = np.zeros((windows, fusion.bins, 3))
+    norm = np.zeros((windows, fusion.bins))
     forecaster = DominoForecaster(model)
     for w, (k, end) in enumerate(_draw(series, windows, config.observe, min(available - 1, 1000), rng)):
         data = series[k]
@@ -119,32 +135,32 @@ def fit_fusion(model: Domino, series: list[Series], topology: Topology, *, windo
                                   start=end - config.observe,
                                   boxes=None if data.boxes is None else data.boxes[end - config.observe:end])
         times = end - 1 + leads
-        d = forecaster.sources(observation, times, rollout=max_rollout)
+        d = forecaster.sources(observation, times, used=np.isin(np.arange(3), allowed), rollout=max_rollout)
         target = data.positions[(end - 1 + leads).astype(np.int64)] - data.positions[end - 1].astype(np.float64)
         b = fusion.bin(leads)
-        np.add.at(gram, b, np.einsum("jqnx,iqnx->qji", d, d))
-        np.add.at(cross, b, np.einsum("jqnx,qnx->qj", d, target))
-        np.add.at(norm, b, np.einsum("qnx,qnx->q", target, target))
+        np.add.at(gram[w], b, np.einsum("jqnx,iqnx->qji", d, d))
+        np.add.at(cross[w], b, np.einsum("jqnx,qnx->qj", d, target))
+        np.add.at(norm[w], b, np.einsum("qnx,qnx->q", target, target))
         log(f"fusion: window {w + 1}/{windows} ({data.name}, frame {end})")
+    prior = np.where(np.array(SOURCES) == "linear-ar", 1.0, 0.0) * np.isin(np.arange(3), allowed)
     weights = np.zeros((fusion.bins, 3))
-    rolling, rollout_frames, previous = True, 0, np.zeros(3)
+    rolling, rollout_frames = True, 0
     report = []
     for b in range(fusion.bins):
-        if norm[b] == 0:  # no training lead in this bin: keep the last fitted bin's weights, without the rollout
-            weights[b] = previous * np.array([0.0, 1.0, 1.0])
-            continue
+        g, c, n = gram[:, b], cross[:, b], norm[:, b]
         rolling = rolling and edges[b + 1] - 1 <= max_rollout
-        if rolling:
-            weights[b] = _solve(gram[b], cross[b], [0, 1, 2])
-            rolling = weights[b, 0] >= _STOP
+        columns = allowed if rolling else allowed[1:]
+        fitted = _solve(g.sum(0), c.sum(0), columns)
+        held_out = sum(_error(_solve(g.sum(0) - g[w], c.sum(0) - c[w], columns), g[w], c[w], n[w])
+                       for w in range(windows))
+        chosen = "least squares" if n.sum() > 0 and held_out < _error(prior, g.sum(0), c.sum(0), n.sum()) else "prior"
+        weights[b] = fitted if chosen == "least squares" else prior
+        rolling = rolling and weights[b, 0] >= _STOP
         if rolling:
             rollout_frames = int(edges[b + 1] - 1)
-        else:
-            weights[b] = _solve(gram[b], cross[b], [1, 2])
-        previous = weights[b]
-        sse = norm[b] - 2 * weights[b] @ cross[b] + weights[b] @ gram[b] @ weights[b]
         report.append({"leads": [int(edges[b]), int(edges[b + 1])], "weights": dict(zip(SOURCES, weights[b].tolist())),
-                       "mse_ratio_to_persistence": float(sse / norm[b])})
+                       "chosen": chosen, "mse_ratio_to_persistence":
+                       float(_error(weights[b], g.sum(0), c.sum(0), n.sum()) / n.sum()) if n.sum() > 0 else None})
     fusion.weights.copy_(torch.as_tensor(weights))
     fusion.rollout_frames.fill_(rollout_frames)
     log(f"fusion: rollout for {rollout_frames} frames")
