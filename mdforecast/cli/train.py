@@ -79,7 +79,8 @@ def train(store: Annotated[str, typer.Argument(help="Store path or URL (its trai
               "field every atom has)."))] = None,
           device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
           seed: Annotated[Optional[int], typer.Option(help="Random seed (default 0).")] = None,
-          preset: Annotated[Optional[str], typer.Option(help="Named option set: paper, cpu-small.")] = None,
+          preset: Annotated[Optional[str], typer.Option(help="Named option set: paper, cpu-small, cpu-dynamics (a dynamics "
+                                                   "level fitted on top of an --init model).")] = None,
           config: Annotated[Optional[Path], typer.Option(help="YAML or TOML file of these options.")] = None,
           init: Annotated[Optional[str], typer.Option(
               help="Model to fine-tune: a pretrained name, run directory or model file.")] = None,
