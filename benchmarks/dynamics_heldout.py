@@ -20,8 +20,9 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import platform
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -35,6 +36,9 @@ from mdforecast.pbc import box_matrix
 from mdforecast.physics import rdf
 from mdforecast.store import Store
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from report import hardware, publish  # noqa: E402
+
 
 def gr_peak(positions: np.ndarray, boxes: np.ndarray) -> dict:
     r, g = rdf(positions, boxes, r_max=12.0)
@@ -42,15 +46,51 @@ def gr_peak(positions: np.ndarray, boxes: np.ndarray) -> dict:
     return {"height": float(g[k]), "position": float(r[k])}
 
 
+COLUMNS = ("model", "hierarchy", "no-hierarchy", "persistence", "mean", "damped-velocity", "linear-ar")
+
+
+def markdown(results: dict) -> str:
+    """The section of docs/benchmarks.md: one MSE table per trajectory, the best baseline, g(r) in 0-20."""
+    training = results.get("training", {})
+    lines = ["## The dynamics level on held-out lj trajectories (issue 14)", "",
+             f"`benchmarks/dynamics_heldout.py`: model `{results['model']}` (fitted on `{results['train']}`), "
+             f"held-out store `{results['truth']}` (a seed never trained on), observed frames [0, {results['observe']}); "
+             f"{results['hardware']['description']}. `model`: the fused forecast; `hierarchy`: its DoMiNO levels "
+             "alone; `no-hierarchy`: the ablation without the coarse levels (rollout + linear autoregression, fusion "
+             "refitted); the baselines are fitted on the training store. The rollout runs "
+             f"{results['rollout_frames']} frames. Fitting the dynamics level and the fusion: {training.get('wall_s')} s.", ""]
+    for name, entry in results["trajectories"].items():
+        lines += [f"**{name}** (MSE, Å²; windows in frames after the observed part)", "",
+                  "| window | " + " | ".join(COLUMNS) + " | model / best baseline | model / persistence |",
+                  "|---" * (len(COLUMNS) + 3) + "|"]
+        for window, row in entry["windows"].items():
+            best = min(row[k] for k in ("persistence", "mean", "damped-velocity", "linear-ar"))
+            lines.append(f"| {window} | " + " | ".join(f"{row[k]:.4g}" for k in COLUMNS) +
+                         f" | {row['model'] / best:.3f} | {row['model'] / row['persistence']:.3f} |")
+        g = entry["g_r_0_20"]
+        lines += ["", "g(r) of the forecast frames 0-20, first peak (height, position Å): " + ", ".join(
+            f"{k} {v['height']:.3f} at {v['position']:.2f}" for k, v in g.items()) +
+            f"; sources computed in {entry['sources_wall_s']:.0f} s", ""]
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", required=True)
-    parser.add_argument("--train", required=True, help="store the model and the baselines were fitted on")
-    parser.add_argument("--truth", required=True, help="held-out store (a seed never trained on)")
+    parser.add_argument("--model")
+    parser.add_argument("--train", help="store the model and the baselines were fitted on")
+    parser.add_argument("--truth", help="held-out store (a seed never trained on)")
     parser.add_argument("--trajectory", action="append", help="default: every trajectory of --truth")
     parser.add_argument("--until", type=int, default=protocol.OBSERVE + protocol.HORIZON)
-    parser.add_argument("-o", "--output", required=True)
+    parser.add_argument("-o", "--output", required=True, help="JSON of the scores")
+    parser.add_argument("--report", action="store_true", help="print the Markdown section of an existing --output")
+    parser.add_argument("--write", action="store_true", help="with --report: also write it to docs/benchmarks.md")
     args = parser.parse_args()
+    if args.report:
+        with open(args.output) as f:
+            publish("dynamics-heldout", markdown(json.load(f)), write=args.write)
+        return
+    if not (args.model and args.train and args.truth):
+        parser.error("--model, --train and --truth are needed (or --report)")
     torch.set_num_threads(max(1, torch.get_num_threads()))
 
     forecaster = load(args.model)
@@ -72,8 +112,11 @@ def main() -> None:
     results = {"model": args.model, "train": args.train, "truth": args.truth, "observe": observe,
                "weights": weights.tolist(), "rollout_frames": int(fusion.rollout_frames),
                "no_hierarchy_weights": ablation.lead_fusion.weights.cpu().numpy().tolist(),
-               "hardware": {"cpu_cores": torch.get_num_threads(), "machine": platform.machine(),
-                            "torch": torch.__version__}, "trajectories": {}}
+               "hardware": {"description": hardware(), "torch_threads": torch.get_num_threads(),
+                            "torch": torch.__version__},
+               "training": {"wall_s": (options["dynamics"].get("wall_s", 0.0) + options["fusion"].get("wall_s", 0.0))
+                            or "not recorded"},
+               "trajectories": {}}
     for name in args.trajectory or truth.trajectory_names:
         traj = truth.trajectory(name)
         until = min(args.until, traj.span)

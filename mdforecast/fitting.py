@@ -19,6 +19,8 @@ All randomness is drawn from ``seed``. Shapes: T frames, N atoms, S windows, J s
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import torch
 
@@ -63,6 +65,7 @@ def fit_dynamics(model: Domino, series: list[Series], kinds: torch.Tensor, *, pa
                  log=lambda message: None) -> dict:
     """Fit ``model.dynamics`` on ``series`` (see the module docstring); returns a record of the fit: R² of the
     pair term, and the mean teacher-forced and rollout losses (Å²) over the last tenth of their steps."""
+    start = time.perf_counter()
     level = model.dynamics
     param = level.pair
     rng = np.random.default_rng([seed, 7])
@@ -87,6 +90,7 @@ def fit_dynamics(model: Domino, series: list[Series], kinds: torch.Tensor, *, pa
                 log(f"dynamics: {name} step {step + 1}/{steps}, MSE {np.mean(losses[-max(1, steps // 5):]):.4g} Å²")
         record[f"{name}_mse"] = float(np.mean(losses[-max(1, steps // 10):])) if losses else None
     level.zero_grad(set_to_none=True)  # the hierarchy's optimiser must not step these parameters
+    record["wall_s"] = time.perf_counter() - start
     return record
 
 
@@ -115,6 +119,7 @@ def fit_fusion(model: Domino, series: list[Series], topology: Topology, *, windo
     if unknown or SOURCES[0] not in sources:
         raise InputError(f"fusion sources {sorted(sources)} must include {SOURCES[0]!r} and be among {list(SOURCES)}")
     allowed = [j for j, name in enumerate(SOURCES) if name in sources]
+    start = time.perf_counter()
     config, fusion = model.config, model.lead_fusion
     coefficients = fit_linear_ar([s.positions for s in series], lags=config.ar_lags, max_ahead=config.horizon)
     held = np.concatenate([coefficients, np.repeat(coefficients[-1:], config.horizon - len(coefficients), 0)])
@@ -164,4 +169,5 @@ def fit_fusion(model: Domino, series: list[Series], topology: Topology, *, windo
     fusion.weights.copy_(torch.as_tensor(weights))
     fusion.rollout_frames.fill_(rollout_frames)
     log(f"fusion: rollout for {rollout_frames} frames")
-    return {"rollout_frames": rollout_frames, "windows": windows, "bins": report}
+    return {"rollout_frames": rollout_frames, "windows": windows, "bins": report,
+            "wall_s": time.perf_counter() - start}
