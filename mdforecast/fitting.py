@@ -8,9 +8,9 @@
 2. :func:`fit_fusion`, after the hierarchy is trained: the linear autoregression's coefficients
    (:func:`~mdforecast.forecasters.baselines.fit_linear_ar`) and, per lead bin, the least-squares weights of the
    sources' displacements (:data:`~mdforecast.model.SOURCES`) on ``fusion_windows`` training windows, kept only
-   where they beat the *prior* (the linear autoregression alone, weights 0, 0, 1) under leave-one-window-out
-   cross-validation; elsewhere (far leads, where every forecaster is within noise of persistence, and leads the
-   training windows do not reach) the bin takes the prior. The rollout is fitted up to ``max_rollout`` frames;
+   where they beat persistence (all weights zero) under leave-one-window-out cross-validation; elsewhere (far
+   leads, where every forecaster is within noise of persistence, and leads the training windows do not reach)
+   the bin is persistence. The rollout is fitted up to ``max_rollout`` frames;
    from the first bin where its weight falls below 0.02 on, its weight is zero (the other sources are fitted
    without it), which is where a forecast stops rolling out.
 
@@ -147,7 +147,7 @@ def fit_fusion(model: Domino, series: list[Series], topology: Topology, *, windo
         np.add.at(cross[w], b, np.einsum("jqnx,qnx->qj", d, target))
         np.add.at(norm[w], b, np.einsum("qnx,qnx->q", target, target))
         log(f"fusion: window {w + 1}/{windows} ({data.name}, frame {end})")
-    prior = np.where(np.array(SOURCES) == "linear-ar", 1.0, 0.0) * np.isin(np.arange(3), allowed)
+    prior = np.zeros(3)  # persistence
     weights = np.zeros((fusion.bins, 3))
     rolling, rollout_frames = True, 0
     report = []
@@ -158,7 +158,8 @@ def fit_fusion(model: Domino, series: list[Series], topology: Topology, *, windo
         fitted = _solve(g.sum(0), c.sum(0), columns)
         held_out = sum(_error(_solve(g.sum(0) - g[w], c.sum(0) - c[w], columns), g[w], c[w], n[w])
                        for w in range(windows))
-        chosen = "least squares" if n.sum() > 0 and held_out < _error(prior, g.sum(0), c.sum(0), n.sum()) else "prior"
+        chosen = "least squares" if n.sum() > 0 and held_out < _error(prior, g.sum(0), c.sum(0), n.sum()) \
+            else "persistence"
         weights[b] = fitted if chosen == "least squares" else prior
         rolling = rolling and weights[b, 0] >= _STOP
         if rolling:

@@ -1,4 +1,4 @@
-"""fitting: the fusion by lead time finds an exact rollout, and falls back to its prior where nothing helps."""
+"""fitting: the fusion by lead time finds an exact rollout and stops it where asked; the ablation's sources."""
 
 import numpy as np
 import torch
@@ -39,6 +39,6 @@ def test_fusion_weights_an_exact_rollout_one_and_stops_where_asked():
     np.testing.assert_allclose(weights[:3], [[1.0, 0.0, 0.0]] * 3, atol=1e-4)
     assert weights[3, 0] == 0.0 and record["bins"][0]["chosen"] == "least squares"
     assert record["bins"][0]["mse_ratio_to_persistence"] < 1e-6
-    # without the rollout among its sources (the ablation) the weights are the linear autoregression's or the fit's
+    # the ablation without the hierarchy never weights it
     fit_fusion(model, series, argon(27), windows=4, max_rollout=10, seed=0, sources=("dynamics", "linear-ar"))
     assert (model.lead_fusion.weights.numpy()[:, 1] == 0).all()
