@@ -37,6 +37,7 @@ import torch
 
 from .checkpoint import LEGACY_KINDS, load_model, load_state, read_state, save_model, save_state
 from .errors import InputError
+from .fitting import fit_dynamics, fit_fusion
 from .model import Domino, DominoConfig, atom_kinds
 from .model.data import Series, draw_samples, make_batch, normalisation
 from .mdio import select_indices
@@ -56,11 +57,17 @@ _DEFAULT_WEIGHTS = (0.1, 0.2, 0.7)
 _LOG_STEPS = 10  # optimiser steps between progress lines when stderr is a file or a pipe
 #: model options a fine-tuning run (``--init``) may change: the time layout, not the weights' shapes
 _LAYOUT = {"observe", "horizon", "strides", "levels"}
+#: model options of the dynamics level, which a fine-tuning run may add to a model without one
+_DYNAMICS = {"dynamics", "force_cutoff", "force_radial", "force_layers", "substeps", "members", "spread", "ar_lags",
+             "fusion_bins"}
 
 
 #: the largest value of each count of :class:`TrainOptions` (samples are drawn and batched in memory)
 _COUNT_LIMITS = {"epochs": 10**6, "batch": 4096, "samples_per_epoch": 10**7, "segments": 1000, "max_outputs": 10**4,
-                 "val_samples": 10**5}
+                 "val_samples": 10**5, "pair_frames": 10**7, "force_steps": 10**7, "rollout_steps": 10**7,
+                 "rollout_frames": 10**4, "fusion_windows": 10**5, "max_rollout": 10**6}
+#: counts that may be zero (epochs 0: only a dynamics level is fitted)
+_MAY_BE_ZERO = {"epochs", "force_steps", "rollout_steps"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,6 +87,11 @@ class TrainOptions:
             forecaster can beat persistence in a liquid, is trained as often as the far one.
         val_samples: validation windows (fixed for the run).
         seed: seeds everything.
+        pair_frames, force_steps, rollout_steps, rollout_frames, dynamics_lr, fusion_windows, max_rollout: the
+            dynamics level's fit (:mod:`mdforecast.fitting`): frames of the closed-form pair term, teacher-forced
+            one-frame steps, backpropagated rollouts of ``rollout_frames`` frames (``batch`` windows each), their
+            learning rate, training windows of the fusion fit and the longest rollout it considers (frames).
+            Models without a dynamics level ignore them; with one, ``epochs`` may be 0 (hierarchy not trained).
     """
 
     epochs: int = 50
@@ -97,10 +109,17 @@ class TrainOptions:
     lead_sampling: str = "uniform"
     val_samples: int = 16
     seed: int = 0
+    pair_frames: int = 300
+    force_steps: int = 200
+    rollout_steps: int = 40
+    rollout_frames: int = 20
+    dynamics_lr: float = 1e-3
+    fusion_windows: int = 8
+    max_rollout: int = 200
 
     def __post_init__(self) -> None:
         counts = {k: getattr(self, k) for k in _COUNT_LIMITS}
-        bad = [k for k, v in counts.items() if not isinstance(v, int) or v < 1]
+        bad = [k for k, v in counts.items() if not isinstance(v, int) or v < (0 if k in _MAY_BE_ZERO else 1)]
         big = [f"{k} ≤ {_COUNT_LIMITS[k]:,}" for k, v in counts.items() if k not in bad and v > _COUNT_LIMITS[k]]
         if big:
             raise InputError(f"training options too large (they bound memory and time): {', '.join(big)}; got {counts}")
@@ -173,11 +192,12 @@ def resolve_options(options: Mapping | None = None, *, preset: str | None = None
     if init is None:
         return model_config({k: v for k, v in merged.items() if k in model_keys}, notes), opts
     given = {k for k in options if k in model_keys}
-    if given - _LAYOUT:
-        raise InputError(f"with --init the architecture comes from the checkpoint; drop {sorted(given - _LAYOUT)} "
-                         f"(only {sorted(_LAYOUT)} may change)")
+    if given - _LAYOUT - _DYNAMICS:
+        raise InputError(f"with --init the architecture comes from the checkpoint; drop {sorted(given - _LAYOUT - _DYNAMICS)} "
+                         f"(only {sorted(_LAYOUT)} and the dynamics level's options may change)")
     base = _initial_model(init)
-    config = model_config({**base.config.to_dict(), **{k: options[k] for k in given}})
+    added = {k: merged[k] for k in merged if k in _DYNAMICS}  # a preset may add the dynamics level
+    config = model_config({**base.config.to_dict(), **added, **{k: options[k] for k in given}})
     if config.levels != base.config.levels:
         raise InputError(f"--init model has {base.config.levels} levels; fine-tune with the same number")
     return config, opts
@@ -316,10 +336,10 @@ def _resolve(run_dir: Path, config: DominoConfig | None, options: TrainOptions |
             raise InputError(f"{run_dir} already holds a training run; pass --resume to continue it or choose another -o")
         if init is not None and config is not None:
             base = _initial_model(init).config
-            changed = set(_differences(config, base)) - _LAYOUT
+            changed = set(_differences(config, base)) - _LAYOUT - _DYNAMICS
             if changed:
                 raise InputError(f"with --init the architecture comes from the checkpoint; drop {sorted(changed)} "
-                                 f"(only {sorted(_LAYOUT)} may change)")
+                                 f"(only {sorted(_LAYOUT)} and the dynamics level's options may change)")
         elif init is not None:
             config = _initial_model(init).config
         return config or DominoConfig(), options or TrainOptions(), None if init is None else str(init)
@@ -399,7 +419,10 @@ def _set_up(store: Store, run_dir: Path, config: DominoConfig, opts: TrainOption
     if init is not None:
         base = _initial_model(init)
         model = Domino(config, base.norm, base.kinds)
-        model.load_state_dict(base.state_dict())
+        missing, unexpected = model.load_state_dict(base.state_dict(), strict=False)
+        if unexpected or any(not k.startswith(("dynamics.", "lead_fusion.")) for k in missing):
+            raise InputError(f"--init model {init} does not fit this architecture (missing {missing}, unexpected "
+                             f"{unexpected}); fine-tune with its own options")
     else:
         kinds = sorted(set(atom_kinds(store.topology, config.kind_field).tolist()))
         model = Domino(config, normalisation(train_series, config), kinds)
@@ -464,7 +487,8 @@ def _save_epoch(run: _Run, record: dict, progress: bool) -> None:
     save_state(run.run_dir, run.model, run.optimizer, {"epoch": state["epoch"], "history": state["history"],
                                                        "best": state["best"], "model_options": run.config.to_dict(),
                                                        "train_options": dataclasses.asdict(run.opts),
-                                                       "init": run.training["init"]})
+                                                       "init": run.training["init"],
+                                                       "dynamics": state.get("dynamics")})
     _write_metrics(run.run_dir, state["history"])
 
 
@@ -506,6 +530,8 @@ def train(store: str | os.PathLike | Store, run_dir: str | os.PathLike, config: 
     """
     run_dir = Path(run_dir)
     config, opts, init = _resolve(run_dir, config, options, init, resume)
+    if opts.epochs == 0 and not config.dynamics:
+        raise InputError("--epochs 0 trains nothing without a dynamics level; give at least 1 epoch")
     store = store if isinstance(store, Store) else Store.open(store)
     if select != "all":
         store = store.subset(select_indices(store.topology, select, store.path))
@@ -513,16 +539,40 @@ def train(store: str | os.PathLike | Store, run_dir: str | os.PathLike, config: 
     try:
         run = _set_up(store, run_dir, config, opts, init, resume, device)
         run.training["select"] = select
+        log = (lambda message: print(message, file=sys.stderr)) if progress and run.rank == 0 else (lambda m: None)
+        if run.config.dynamics and run.state.get("dynamics") is None:
+            run.state["dynamics"] = fit_dynamics(
+                run.model, run.train_series, run.kinds, pair_frames=opts.pair_frames, force_steps=opts.force_steps,
+                rollout_steps=opts.rollout_steps, rollout_frames=opts.rollout_frames, batch=opts.batch,
+                lr=opts.dynamics_lr, seed=opts.seed, log=log)
         with progress_bar("training", total=(opts.epochs - run.state["epoch"]) * run.steps * opts.batch,
                           enabled=progress and run.rank == 0, unit="samples",
                           log_every=_LOG_STEPS * opts.batch) as bar:
             for epoch in range(run.state["epoch"], opts.epochs):
                 _save_epoch(run, _epoch(run, epoch, bar), progress)
+        if run.config.dynamics:
+            _fuse(run, store, log)
     except BaseException:
-        if created and not (run_dir / "state.json").exists():
+        if created and not (run_dir / "state.json").exists() and not (run_dir / "model.json").exists():
             _remove_unfinished(run_dir)
         raise
     return _write_run(run)
+
+
+def _fuse(run: _Run, store: Store, log) -> None:
+    """Fit the fusion on the selected model (the best epoch's hierarchy) and write it as the run's model."""
+    if run.state["best"] is not None:  # the hierarchy of the best epoch (the dynamics level is the same in all)
+        best, _, _ = load_model(run.run_dir, map_location=run.device)
+        run.model.load_state_dict(best.state_dict())
+    else:
+        run.state["best"] = {"epoch": 0, "loss": run.state["dynamics"]["rollout_mse"] or 0.0}
+        run.training["selected_on"] = "training"
+    run.training["dynamics"] = run.state["dynamics"]
+    run.training["fusion"] = fit_fusion(run.model, run.train_series, store.topology, windows=run.opts.fusion_windows,
+                                        max_rollout=run.opts.max_rollout, seed=run.opts.seed, log=log)
+    if run.rank == 0:
+        save_model(run.run_dir, run.model, dt_ps=run.dt_ps, training=run.training, data=run.fingerprint,
+                   history=run.state["history"])
 
 
 #: what a run directory holds before its first epoch's state is saved

@@ -142,7 +142,7 @@ def test_json_document_schema(tmp_path, truth):
                           "physics", "horizon_ps", "verdict"}
         assert w["horizon_ps"] == pytest.approx([h * 0.1 for h in w["horizon"]]) and w["verdict"].startswith("oracle is")
         assert set(w["model"]) == {"mse", "mse_paper"}
-        assert list(w["baselines"]) == ["persistence", "mean", "velocity", "damped-velocity"]
+        assert list(w["baselines"]) == ["persistence", "mean", "velocity", "damped-velocity", "linear-ar"]
         assert set(w["baselines"]["persistence"]) == {"mse", "mse_paper", "skill"}
         assert set(w["chaos_floor"]) == {"mse", "mse_paper", "frames"}
         assert set(w["physics"]) == {"g_r", "msd_from_last_observed"}

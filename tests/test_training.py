@@ -282,3 +282,36 @@ def test_strides_and_lags_fit_a_short_layout_and_say_so():
     config = model_config({"observe": 10, "horizon": 30, "levels": 2}, notes)
     assert config.strides == (6, 1) and config.lags == (1, 9) and len(notes) == 2
     assert model_config({"horizon": 2000, "levels": 2}).strides == (20, 1)  # the last two defaults still fit
+
+
+DYNAMICS = {"dynamics": True, "force_cutoff": 6.0, "force_radial": 8, "members": 2, "fusion_bins": 6,
+            "pair_frames": 20, "force_steps": 2, "rollout_steps": 1, "rollout_frames": 3, "fusion_windows": 3,
+            "max_rollout": 10}
+
+
+def test_a_dynamics_level_is_fitted_fused_and_reloaded(osc_store, tmp_path):
+    result = train(osc_store, tmp_path / "run", *resolve_options({**TINY, **DYNAMICS, "epochs": 0}))
+    assert result.epochs == 0 and result.selected_on == "training"
+    meta = json.loads((tmp_path / "run" / "model.json").read_text())
+    assert meta["config"]["dynamics"] and 0 <= meta["training"]["fusion"]["rollout_frames"] <= 10
+    assert meta["training"]["dynamics"]["pair_r2"] <= 1.0
+    forecaster = load(tmp_path / "run")
+    assert forecaster.model.lead_fusion.weights.abs().sum() > 0  # fitted, reloaded with the model
+    store = Store.open(osc_store)
+    obs = Observation.from_trajectory(store.trajectory("t3"), store.topology, observe=48)
+    assert forecaster.predict(obs, np.array([48.0, 50.5, 70.0])).shape == (3, 12, 3)
+    # a paper model gains a dynamics level with --init: its hierarchy is kept as it was
+    paper = _model()
+    (tmp_path / "paper").mkdir()
+    save_model(tmp_path / "paper", paper, dt_ps=0.1, training={}, data={}, history=[])
+    config, options = resolve_options({**DYNAMICS, "epochs": 0}, init=tmp_path / "paper")
+    assert config.dynamics and config.features == paper.config.features
+    train(osc_store, tmp_path / "tuned", config, options, init=tmp_path / "paper")
+    tuned = load(tmp_path / "tuned").model.state_dict()
+    for key, value in paper.state_dict().items():
+        torch.testing.assert_close(tuned[key], value)
+
+
+def test_zero_epochs_need_a_dynamics_level(osc_store, tmp_path):
+    with pytest.raises(InputError, match="epochs 0 trains nothing"):
+        train(osc_store, tmp_path / "a", *resolve_options({**TINY, "epochs": 0}))

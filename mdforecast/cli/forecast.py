@@ -76,8 +76,8 @@ def evaluate(forecast: Annotated[str, typer.Argument(help="Forecast store writte
                  "Also score every forecast frame, as one more window (without --window/--horizon the default "
                  "windows stay)."))] = False,
              baselines: Annotated[str, typer.Option(help=(
-                 "Comma-separated baselines to score on the same frames: persistence, mean, velocity, "
-                 "damped-velocity, LABEL:RUN_DIR (e.g. lgode:runs/lgode), or 'none'."))] = "persistence,mean,velocity,damped-velocity",
+                 f"Comma-separated baselines to score on the same frames: {', '.join(BASELINES)}, LABEL:RUN_DIR "
+                 "(e.g. lgode:runs/lgode), or 'none'."))] = ",".join(BASELINES),
              physics: Annotated[bool, flag("--physics", help=(
                  "Physics metrics: g(r)/MSD (liquids), O–H/H–O–H/g_OO (water), bonds and φ/ψ JSD (peptides)."))] = False,
              plot: Annotated[Optional[str], typer.Option(help=(

@@ -29,7 +29,8 @@ from ..errors import InputError
 from ..store import Trajectory
 from .base import Forecaster, Observation, lead_time
 
-__all__ = ["BASELINES", "Persistence", "ObservedMean", "ConstantVelocity", "DampedVelocity", "fit_decay_time"]
+__all__ = ["BASELINES", "Persistence", "ObservedMean", "ConstantVelocity", "DampedVelocity", "LinearAR",
+           "fit_decay_time", "fit_linear_ar", "linear_ar_displacement"]
 
 
 def _ahead(observation: Observation, times: np.ndarray) -> np.ndarray:
@@ -150,6 +151,100 @@ class DampedVelocity(Forecaster):
         return {"name": self.name, "decay_frames": self.decay_frames, "fitted_on": self.fitted_on}
 
 
+def _recent_displacements(x: np.ndarray, origins: np.ndarray, lags: int) -> np.ndarray:
+    """``(O, N·3, K)`` float64: :math:`x_{t_0+1-k} - x_{t_0-k}`, k = 1 … K, at origins :math:`t_0` of ``x`` ``(T, N, 3)``."""
+    u = np.stack([x[origins - k + 1] - x[origins - k] for k in range(1, lags + 1)], axis=-1)
+    return u.reshape(len(origins), -1, lags)
+
+
+def fit_linear_ar(positions: list[np.ndarray], *, lags: int = 3, max_ahead: int = 1000, origin_stride: int = 5,
+                  ridge: float = 1e-3) -> np.ndarray:
+    """Ridge coefficients ``(L, K)`` of the displacement at leads τ = 1 … L on the last K displacement vectors.
+
+    For origins :math:`t_0` (every ``origin_stride`` frames) with inputs
+    :math:`u_k = x_{t_0+1-k} - x_{t_0-k}` and targets :math:`d(\\tau) = x_{t_0+\\tau} - x_{t_0}` (every atom and
+    coordinate one sample), :math:`a(\\tau) = (G + \\lambda \\tfrac{\\mathrm{tr}\\,G}{K} I)^{-1} b(\\tau)` with
+    :math:`G = \\sum u u^\\top` and :math:`b(\\tau) = \\sum u\\, d(\\tau)`; L is at most ``max_ahead`` and half
+    the longest trajectory (so every lead has as many origins as leads).
+
+    Args:
+        positions: unwrapped ``(T, N, 3)`` Å arrays, one per trajectory. lags: K. ridge: λ, relative to the
+            mean eigenvalue of G.
+    """
+    if lags < 1:
+        raise InputError(f"the linear autoregression needs at least 1 lag, got {lags}")
+    gram, cross = np.zeros((lags, lags)), np.zeros((0, lags))
+    for x in positions:
+        x = np.asarray(x, dtype=np.float64)
+        horizon = min(max_ahead, (x.shape[0] - lags) // 2)
+        if horizon < 1:
+            continue
+        origins = np.arange(lags, x.shape[0] - horizon, origin_stride)
+        u = _recent_displacements(x, origins, lags)
+        gram += np.einsum("omk,oml->kl", u, u)
+        flat = x.reshape(x.shape[0], -1)
+        b = np.stack([np.einsum("omk,om->k", u, flat[origins + tau] - flat[origins]) for tau in range(1, horizon + 1)])
+        if len(b) > len(cross):
+            b[:len(cross)] += cross
+            cross = b
+        else:
+            cross[:len(b)] += b
+    if not len(cross) or np.trace(gram) <= 0.0:
+        raise InputError(f"fitting the linear autoregression needs trajectories of at least {lags + 2} frames that "
+                         "move; observe more frames")
+    regularised = gram + ridge * np.trace(gram) / lags * np.eye(lags)
+    return np.linalg.solve(regularised, cross.T).T
+
+
+def linear_ar_displacement(positions: np.ndarray, coefficients: np.ndarray, tau: np.ndarray) -> np.ndarray:
+    """Displacements ``(K_t, N, 3)`` float64 Å from the last of ``positions`` ``(T, N, 3)`` at leads ``tau``
+    ``(K_t,)`` frames: coefficients ``(L, K)`` of :func:`fit_linear_ar`, interpolated linearly between whole
+    leads and held at lead L beyond it (at leads below 1 scaled by τ from zero)."""
+    lags = coefficients.shape[1]
+    if positions.shape[0] < lags + 1:
+        raise InputError(f"the linear autoregression looks back {lags} displacements; observe at least {lags + 1} frames")
+    x = np.asarray(positions[-lags - 1:], dtype=np.float64)
+    u = _recent_displacements(x, np.array([lags]), lags)[0].reshape(x.shape[1], 3, lags)
+    leads = np.arange(0, coefficients.shape[0] + 1, dtype=np.float64)
+    table = np.concatenate([np.zeros((1, lags)), coefficients])
+    a = np.stack([np.interp(tau, leads, table[:, k]) for k in range(lags)], axis=-1)  # (K_t, K)
+    return np.einsum("tk,nxk->tnx", a, u)
+
+
+class LinearAR(Forecaster):
+    """A ridge linear autoregression per lead on the last K displacement vectors (:func:`fit_linear_ar`).
+
+    Args:
+        coefficients: ``(L, K)``; ``None`` until :meth:`fit` (or fitted on the observation at predict time).
+        lags: K, when fitting.
+    """
+
+    name = "linear-ar"
+
+    def __init__(self, coefficients: np.ndarray | None = None, lags: int = 3) -> None:
+        self.coefficients = None if coefficients is None else np.asarray(coefficients, dtype=np.float64)
+        self.lags = lags if coefficients is None else self.coefficients.shape[1]
+        self.fitted_on = "given" if coefficients is not None else "each observation's own frames"
+
+    def fit(self, trajectories: list[Trajectory], *, observe: int) -> "LinearAR":
+        """Fit on frames [0, ``observe``) of ``trajectories`` (training data only)."""
+        if trajectories:
+            self.coefficients = fit_linear_ar([t.positions(0, observe) for t in trajectories], lags=self.lags)
+            self.fitted_on = "training trajectories " + ", ".join(t.name for t in trajectories)
+        return self
+
+    def predict(self, observation: Observation, times: np.ndarray) -> np.ndarray:
+        tau = _ahead(observation, times)
+        coefficients = self.coefficients if self.coefficients is not None else \
+            fit_linear_ar([observation.positions], lags=self.lags)
+        x0 = observation.positions[-1].astype(np.float64)
+        return (x0[None] + linear_ar_displacement(observation.positions, coefficients, tau)).astype(np.float32)
+
+    def describe(self) -> dict:
+        return {"name": self.name, "lags": self.lags, "fitted_on": self.fitted_on,
+                "leads": None if self.coefficients is None else len(self.coefficients)}
+
+
 #: baseline name → class; the single source of the ``--model`` and ``--baselines`` choices
 BASELINES: dict[str, type[Forecaster]] = {cls.name: cls for cls in
-                                          (Persistence, ObservedMean, ConstantVelocity, DampedVelocity)}
+                                          (Persistence, ObservedMean, ConstantVelocity, DampedVelocity, LinearAR)}

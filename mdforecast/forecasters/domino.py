@@ -19,6 +19,7 @@ from ..model.features import last_box
 from ..provenance import sha256
 from ..topology import Topology
 from .base import Forecaster, Observation, lead_time
+from .baselines import linear_ar_displacement
 
 __all__ = ["DominoForecaster", "load"]
 
@@ -124,7 +125,51 @@ class DominoForecaster(Forecaster):
         return following
 
     def _leg(self, observation: Observation, times: np.ndarray) -> np.ndarray:
-        """Positions at ``times`` within one horizon of ``observation`` (``end ≤ times ≤ end + H − 1``)."""
+        """Positions at ``times`` within one horizon of ``observation`` (``end ≤ times ≤ end + H − 1``); with a
+        dynamics level, the last observed frame plus the fused displacements of :meth:`sources`."""
+        if not self.model.config.dynamics:
+            return self._hierarchy(observation, times)
+        t = lead_time(times, observation.end)
+        fusion = self.model.lead_fusion
+        used = fusion.weights.cpu().numpy()[fusion.bin(t)] != 0  # (K, J)
+        displacements = self.sources(observation, times, used=used.any(0),
+                                     rollout=int(t[used[:, 0]].max(initial=0.0) + 1))
+        return (observation.positions[-1] + fusion.combine(t, displacements)).astype(np.float32)
+
+    def sources(self, observation: Observation, times: np.ndarray, *, used: np.ndarray | None = None,
+                rollout: int | None = None) -> np.ndarray:
+        """Displacements ``(J, K, N, 3)`` float64 Å from the last observed frame at ``times`` ``(K,)`` of each of
+        :data:`~mdforecast.model.SOURCES` (a dynamics model only): the mean of the dynamics level's rollouts
+        (interpolated linearly between frames; zero past ``rollout`` frames), the hierarchy's forecast and the linear
+        autoregression. ``used`` ``(J,)`` bool: the sources to compute (the others are zeros)."""
+        config, model = self.model.config, self.model
+        t = lead_time(times, observation.end)
+        used = np.ones(3, bool) if used is None else used
+        x0 = observation.positions[-1].astype(np.float64)
+        out = np.zeros((3, len(t), x0.shape[0], 3))
+        if used[0]:
+            frames = int(np.ceil(t.max())) if rollout is None else min(int(np.ceil(t.max())), rollout)
+            param = next(model.parameters())
+            box = last_box(observation.boxes)
+            with torch.no_grad():
+                path = model.dynamics.forecast(
+                    torch.as_tensor(observation.positions[-4:], dtype=param.dtype, device=param.device),
+                    model.kind_index(observation.topology).to(param.device),
+                    None if box is None else torch.as_tensor(box, dtype=param.dtype, device=param.device),
+                    frames, config.members, config.spread)
+            path = np.concatenate([np.zeros((1,) + x0.shape), path.double().cpu().numpy()])  # leads 0 … frames
+            inside = t <= frames
+            lo = np.floor(t[inside]).astype(np.int64).clip(0, frames - 1)
+            frac = (t[inside] - lo)[:, None, None]
+            out[0, inside] = (1 - frac) * path[lo] + frac * path[lo + 1]
+        if used[1]:
+            out[1] = self._hierarchy(observation, times) - x0
+        if used[2]:
+            out[2] = linear_ar_displacement(observation.positions, model.lead_fusion.ar.cpu().numpy(), t)
+        return out
+
+    def _hierarchy(self, observation: Observation, times: np.ndarray) -> np.ndarray:
+        """The hierarchy's positions at ``times`` within one horizon of ``observation``."""
         config, model = self.model.config, self.model
         t = lead_time(times, observation.end)
         param = next(model.parameters())

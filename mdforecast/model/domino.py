@@ -27,12 +27,16 @@ from ..topology import Topology
 from .features import KIND_FIELDS, atom_kinds
 from .graph import NeighborFn, batch_graphs, radius_graph
 from .encoder import Encoder
-from .fusion import EquivariantDecoder, LevelFusion
+from .dynamics import DynamicsLevel
+from .fusion import EquivariantDecoder, LeadFusion, LevelFusion
 from .hierarchy import DownScale, Hierarchy, Plan
 from .layers import RadialBasis
 from .ode import SOLVERS, LatentODE, interpolate
 
-__all__ = ["DominoConfig", "Normalisation", "Window", "Domino"]
+__all__ = ["DominoConfig", "Normalisation", "Window", "Domino", "SOURCES"]
+
+#: the displacement sources a dynamics model fuses by lead time, in the order of ``LeadFusion.weights``' columns
+SOURCES = ("dynamics", "hierarchy", "linear-ar")
 
 
 #: the largest value of each integer model option (bounds memory and time; the paper's are far below)
@@ -57,6 +61,14 @@ class DominoConfig:
         kind_field: the topology field that names the atom kinds (:data:`~mdforecast.model.features.KIND_FIELDS`):
             ``elements`` (chemical elements, any case), ``types`` (force-field types) or ``names``; ``None``:
             the first of them that the training topology sets for every atom (training records which).
+        dynamics: add the dynamics level (:class:`~mdforecast.model.dynamics.DynamicsLevel`) and fuse it with the
+            hierarchy and a linear autoregression by lead time (:class:`~mdforecast.model.fusion.LeadFusion`);
+            ``False`` (the default, and every model saved before it existed) is the paper's DoMiNO.
+        force_cutoff: the dynamics level's neighbour radius, Å. force_radial: radial functions of its pair term.
+        force_layers: interactions of its message-passing correction (0: pair term only).
+        substeps: velocity-Verlet steps per frame. members: rollouts averaged (an equivariant ensemble).
+        spread: relative perturbation of the members' initial velocities. ar_lags: displacement vectors of the
+        linear autoregression. fusion_bins: log-spaced lead bins of the fusion weights.
     """
 
     observe: int = protocol.OBSERVE
@@ -75,6 +87,15 @@ class DominoConfig:
     vae: bool = False
     checkpoint: bool = True
     kind_field: str | None = None
+    dynamics: bool = False
+    force_cutoff: float = 8.5
+    force_radial: int = 25
+    force_layers: int = 1
+    substeps: int = 2
+    members: int = 8
+    spread: float = 0.02
+    ar_lags: int = 3
+    fusion_bins: int = 24
 
     def __post_init__(self) -> None:
         for name, limit in _LIMITS.items():
@@ -97,6 +118,12 @@ class DominoConfig:
                              "give --lags inside that range, or a larger --observe")
         if min(self.features, self.vectors, self.radial, self.steps, self.context) < 1 or self.cutoff <= 0:
             raise InputError("features, vectors, radial, steps, context and cutoff must be positive")
+        if min(self.force_radial, self.substeps, self.members, self.ar_lags, self.fusion_bins) < 1 or \
+                self.force_cutoff <= 0 or self.force_layers < 0 or self.spread < 0:
+            raise InputError("force_radial, substeps, members, ar_lags, fusion_bins and force_cutoff must be positive, "
+                             "force_layers and spread non-negative")
+        if self.ar_lags >= self.observe:
+            raise InputError(f"ar_lags {self.ar_lags} must be below --observe {self.observe}")
 
     @property
     def levels(self) -> int:
@@ -186,6 +213,13 @@ class Domino(nn.Module):
         self.downscale = nn.ModuleList(DownScale(level, f, c) for level in range(1, config.levels))
         self.fusion = LevelFusion(config.levels, f, c)
         self.decoder = EquivariantDecoder(f, c)
+        if config.dynamics:
+            # neighbours scale with the volume of the cutoff sphere
+            ratio = (config.force_cutoff / config.cutoff) ** 3
+            self.dynamics = DynamicsLevel(len(self.kinds), config.force_cutoff, config.force_radial, f, c,
+                                          config.force_layers, norm.avg_neighbors * ratio, config.substeps,
+                                          neighbor_fn)
+            self.lead_fusion = LeadFusion(config.horizon, config.fusion_bins, len(SOURCES), config.ar_lags)
         self.register_buffer("input_scale", torch.tensor(norm.inputs), persistent=False)
         lead, rms = (norm.lead, norm.rms) if norm.lead else ((1.0,), (norm.displacement,))
         self.register_buffer("log_lead", torch.log(torch.tensor(lead, dtype=torch.float64)), persistent=False)

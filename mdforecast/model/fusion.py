@@ -1,4 +1,4 @@
-"""Attention fusion over levels and the equivariant decoder of displacements.
+"""Attention fusion over levels, the equivariant decoder of displacements, and fusion by lead time.
 
 At a query time each level p ≤ d (the query's depth) offers its state :math:`(h_p, v_p)`. Attention weights
 come from invariants only, so they are the same in every frame of reference:
@@ -16,6 +16,16 @@ the training data's displacement scale σ:
 
 The gate's last layer starts at zero, so an untrained model forecasts persistence.
 
+With a dynamics level (:class:`LeadFusion`), the forecast at lead t (frames) is the last observed frame plus a
+lead-dependent combination of displacements from J sources (the dynamics rollout, the hierarchy, the linear
+autoregression):
+
+.. math::
+    x(t) = x(T) + \\sum_j w_{b(t), j}\\, \\Delta x_j(t)
+
+with one weight per source and lead bin b(t), fitted by least squares on training windows. All weights zero is
+persistence.
+
 Shapes: Q queries, L levels, N atoms, F features, C vector channels.
 """
 
@@ -23,12 +33,13 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import nn
 
 from .layers import mlp, vector_norm
 
-__all__ = ["LevelFusion", "EquivariantDecoder"]
+__all__ = ["LevelFusion", "EquivariantDecoder", "LeadFusion"]
 
 
 class LevelFusion(nn.Module):
@@ -79,3 +90,38 @@ class EquivariantDecoder(nn.Module):
 
     def __repr__(self) -> str:
         return f"EquivariantDecoder(vectors={self.gate[-1].out_features})"
+
+
+class LeadFusion(nn.Module):
+    """Weights of J displacement sources per lead bin, and the linear autoregression's coefficients.
+
+    Bins are log-spaced over leads 1 … H: bin b holds leads in ``[edges[b], edges[b + 1])`` (the last bin also
+    every lead ≥ H). Buffers saved with the model: ``weights (bins, J)`` (zeros: persistence), ``ar (H, K)`` the
+    coefficients of :func:`~mdforecast.forecasters.baselines.linear_ar_displacement` per lead, ``rollout_frames``
+    the lead after which every weight of the rollout (source 0) is zero.
+
+    Shapes: ``bin(t (Q,) frames) -> (Q,) int64``; ``combine(t (Q,), displacements (J, Q, N, 3)) -> (Q, N, 3)``.
+    """
+
+    def __init__(self, horizon: int, bins: int, sources: int, ar_lags: int) -> None:
+        super().__init__()
+        edges = np.unique(np.geomspace(1, horizon + 1, bins + 1).round().astype(np.int64))
+        self.register_buffer("edges", torch.as_tensor(edges), persistent=False)
+        self.register_buffer("weights", torch.zeros(len(edges) - 1, sources, dtype=torch.float64))
+        self.register_buffer("ar", torch.zeros(horizon, ar_lags, dtype=torch.float64))
+        self.register_buffer("rollout_frames", torch.zeros((), dtype=torch.int64))
+
+    @property
+    def bins(self) -> int:
+        return len(self.edges) - 1
+
+    def bin(self, t: np.ndarray) -> np.ndarray:
+        edges = self.edges.cpu().numpy()
+        return np.clip(np.searchsorted(edges, np.asarray(t, dtype=np.float64), side="right") - 1, 0, self.bins - 1)
+
+    def combine(self, t: np.ndarray, displacements: np.ndarray) -> np.ndarray:
+        w = self.weights.cpu().numpy()[self.bin(t)]  # (Q, J)
+        return np.einsum("qj,jqnx->qnx", w, displacements)
+
+    def extra_repr(self) -> str:
+        return f"bins={self.bins}, sources={self.weights.shape[1]}, ar_lags={self.ar.shape[1]}"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mdforecast.forecasters.baselines import (BASELINES, ConstantVelocity, DampedVelocity, ObservedMean, Persistence,
-                                  fit_decay_time)
+from mdforecast.forecasters.baselines import (BASELINES, ConstantVelocity, DampedVelocity, LinearAR, ObservedMean,
+                                              Persistence, fit_decay_time, fit_linear_ar)
 from mdforecast.errors import InputError
 from mdforecast.forecasters import Forecaster, Observation
 from synth import argon, random_walk
@@ -23,7 +23,7 @@ def walk() -> Observation:
 
 
 def test_registry_is_the_set_of_baselines_and_each_builds():
-    assert list(BASELINES) == ["persistence", "mean", "velocity", "damped-velocity"]
+    assert list(BASELINES) == ["persistence", "mean", "velocity", "damped-velocity", "linear-ar"]
     for name, cls in BASELINES.items():
         forecaster = cls()
         assert isinstance(forecaster, Forecaster) and forecaster.name == name
@@ -89,3 +89,50 @@ def test_times_inside_the_observation_are_refused(walk):
 def test_velocity_needs_two_frames():
     with pytest.raises(InputError, match="at least 2 observed frames"):
         ConstantVelocity().predict(observation(random_walk(1, 3)), np.array([5.0]))
+
+
+def test_linear_ar_fit_is_the_numpy_least_squares_fit():
+    # ridge → 0: per lead, the ordinary least-squares fit of every atom's and coordinate's displacement on its
+    # last K displacement vectors, all samples pooled (coefficients shared across atoms and coordinates)
+    x = np.cumsum(np.random.default_rng(3).normal(size=(120, 6, 3)), axis=0)
+    lags, leads = 3, 5
+    coefficients = fit_linear_ar([x], lags=lags, max_ahead=leads, origin_stride=2, ridge=0.0)
+    origins = np.arange(lags, 120 - leads, 2)
+    u = np.stack([x[origins - k + 1] - x[origins - k] for k in range(1, lags + 1)], axis=-1).reshape(-1, lags)
+    for tau in range(1, leads + 1):
+        target = (x[origins + tau] - x[origins]).reshape(-1)
+        expected = np.linalg.lstsq(u, target, rcond=None)[0]
+        np.testing.assert_allclose(coefficients[tau - 1], expected, rtol=1e-8)
+
+
+def test_linear_ar_forecast_recovers_an_autoregressive_motion_and_is_equivariant():
+    # displacements AR(2): d_t = 0.6 d_{t−1} − 0.2 d_{t−2} + noise; the lead-1 coefficients are (0.6, −0.2)
+    rng = np.random.default_rng(4)
+    d = np.zeros((4000, 20, 3))
+    for t in range(2, len(d)):
+        d[t] = 0.6 * d[t - 1] - 0.2 * d[t - 2] + rng.normal(size=(20, 3))
+    coefficients = fit_linear_ar([np.cumsum(d, axis=0)], lags=2, max_ahead=10)
+    np.testing.assert_allclose(coefficients[0], [0.6, -0.2], atol=0.02)
+    model = LinearAR(coefficients)
+    obs = observation(np.cumsum(d[:50], axis=0))
+    times = np.array([50.0, 50.5, 55.0, 500.0])
+    out = model.predict(obs, times)
+    last, u1 = obs.positions[-1].astype(np.float64), obs.positions[-1] - obs.positions[-2].astype(np.float64)
+    u2 = obs.positions[-2] - obs.positions[-3].astype(np.float64)
+    np.testing.assert_allclose(out[0], last + coefficients[0, 0] * u1 + coefficients[0, 1] * u2, atol=1e-4)
+    np.testing.assert_allclose(out[3], last + coefficients[-1, 0] * u1 + coefficients[-1, 1] * u2, atol=1e-4)
+    rotation = np.linalg.qr(rng.normal(size=(3, 3)))[0]
+    moved = observation(obs.positions.astype(np.float64) @ rotation.T + 5.0)
+    np.testing.assert_allclose(model.predict(moved, times), out.astype(np.float64) @ rotation.T + 5.0, atol=1e-3)
+    permutation = rng.permutation(20)
+    np.testing.assert_allclose(model.predict(observation(obs.positions[:, permutation]), times), out[:, permutation])
+
+
+def test_linear_ar_fits_on_training_trajectories(tmp_path):
+    from synth import make_store
+
+    store = make_store(tmp_path / "s.zarr", argon(30), {"a": random_walk(500, 30, seed=1), "b": random_walk(500, 30)})
+    model = LinearAR().fit(list(store), observe=400)
+    assert model.coefficients.shape == (198, 3) and "a, b" in model.describe()["fitted_on"]
+    with pytest.raises(InputError, match="at least 5 frames"):
+        fit_linear_ar([random_walk(3, 4)], lags=3)

@@ -1,0 +1,174 @@
+"""Fitting a model's dynamics level and its fusion by lead time (``mdforecast train`` with ``dynamics``).
+
+1. :func:`fit_dynamics`: the pair term in closed form (:func:`~mdforecast.model.dynamics.fit_pair_force`, least
+   squares on second differences of ``pair_frames`` training frames), then ``force_steps`` teacher-forced
+   one-frame steps (every training frame is a sample: from frames t − 1, t predict t + 1), then ``rollout_steps``
+   short rollouts of ``rollout_frames`` frames, backpropagated through the integrator. Adam on the dynamics
+   level's parameters only; the loss is the MSE of the predicted positions, Å².
+2. :func:`fit_fusion`, after the hierarchy is trained: the linear autoregression's coefficients
+   (:func:`~mdforecast.forecasters.baselines.fit_linear_ar`) and, per lead bin, the least-squares weights of the
+   sources' displacements (:data:`~mdforecast.model.SOURCES`) on ``fusion_windows`` training windows, kept only
+   where they beat persistence (all weights zero) under leave-one-window-out cross-validation; elsewhere (far
+   leads, where every forecaster is within noise of persistence, and leads the training windows do not reach)
+   the bin is persistence. The rollout is fitted up to ``max_rollout`` frames;
+   from the first bin where its weight falls below 0.02 on, its weight is zero (the other sources are fitted
+   without it), which is where a forecast stops rolling out.
+
+All randomness is drawn from ``seed``. Shapes: T frames, N atoms, S windows, J sources.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+from .errors import InputError
+from .forecasters.base import Observation
+from .forecasters.baselines import fit_linear_ar
+from .forecasters.domino import DominoForecaster
+from .model import Domino, SOURCES
+from .model.data import Series
+from .model.dynamics import fit_pair_force
+from .topology import Topology
+
+__all__ = ["fit_dynamics", "fit_fusion"]
+
+_STOP = 0.02  # rollout weight below which the rollout stops
+
+
+def _tensor(x, like: torch.Tensor) -> torch.Tensor:
+    return torch.as_tensor(np.asarray(x), dtype=like.dtype, device=like.device)
+
+
+def _draw(series: list[Series], n: int, before: int, after: int, rng: np.random.Generator) -> list[tuple[int, int]]:
+    """``n`` random (trajectory, frame t) with ``before`` frames before t and ``after`` frames after it."""
+    counts = np.array([max(0, s.n_frames - before - after) for s in series])
+    flat = rng.integers(0, counts.sum(), size=n)
+    traj = np.searchsorted(np.cumsum(counts), flat, side="right")
+    return [(int(k), int(f - np.r_[0, np.cumsum(counts)][k] + before)) for k, f in zip(traj, flat)]
+
+
+def _windows(series: list[Series], picks: list[tuple[int, int]], frames: int, param: torch.Tensor):
+    """Frames t − 1, t and the ``frames`` after t of each pick, and the box at t: ``previous (S, N, 3)``,
+    ``last (S, N, 3)``, ``target (frames, S, N, 3)``, ``boxes (S, 3, 3) | None``."""
+    previous = _tensor([series[k].positions[t - 1] for k, t in picks], param)
+    last = _tensor([series[k].positions[t] for k, t in picks], param)
+    target = _tensor([series[k].positions[t + 1:t + 1 + frames] for k, t in picks], param).transpose(0, 1)
+    boxes = None if series[0].boxes is None else _tensor([series[k].boxes[t] for k, t in picks], param)
+    return previous, last, target, boxes
+
+
+def fit_dynamics(model: Domino, series: list[Series], kinds: torch.Tensor, *, pair_frames: int, force_steps: int,
+                 rollout_steps: int, rollout_frames: int, batch: int, lr: float, seed: int,
+                 log=lambda message: None) -> dict:
+    """Fit ``model.dynamics`` on ``series`` (see the module docstring); returns a record of the fit: R² of the
+    pair term, and the mean teacher-forced and rollout losses (Å²) over the last tenth of their steps."""
+    start = time.perf_counter()
+    level = model.dynamics
+    param = level.pair
+    rng = np.random.default_rng([seed, 7])
+    picks = _draw(series, pair_frames, 1, 1, rng)
+    r2 = fit_pair_force(level, [(series[k].positions[t - 1:t + 2], None if series[k].boxes is None
+                                 else series[k].boxes[t]) for k, t in picks], kinds.to(param.device))
+    log(f"dynamics: pair term fitted in closed form, R² {r2:.4f} of the second differences")
+    optimizer = torch.optim.Adam(level.parameters(), lr=lr)
+    record = {"pair_r2": r2}
+    for name, steps, frames in (("teacher_forced", force_steps, 1), ("rollout", rollout_steps, rollout_frames)):
+        losses = []
+        for step in range(steps):
+            previous, last, target, boxes = _windows(series, _draw(series, batch, 1, frames, rng), frames, param)
+            pred = level.rollout(previous, last, kinds.to(param.device), boxes, frames)
+            loss = ((pred - target) ** 2).mean()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(level.parameters(), 1.0)
+            optimizer.step()
+            losses.append(loss.item())
+            if (step + 1) % max(1, steps // 5) == 0:
+                log(f"dynamics: {name} step {step + 1}/{steps}, MSE {np.mean(losses[-max(1, steps // 5):]):.4g} Å²")
+        record[f"{name}_mse"] = float(np.mean(losses[-max(1, steps // 10):])) if losses else None
+    level.zero_grad(set_to_none=True)  # the hierarchy's optimiser must not step these parameters
+    record["wall_s"] = time.perf_counter() - start
+    return record
+
+
+def _solve(gram: np.ndarray, cross: np.ndarray, columns: list[int]) -> np.ndarray:
+    """Least-squares weights of the sources ``columns`` (others zero), with a tiny relative ridge."""
+    w = np.zeros(len(cross))
+    if not columns:
+        return w
+    g = gram[np.ix_(columns, columns)]
+    lam = 1e-8 * max(float(np.trace(g)), 1e-30)
+    w[columns] = np.linalg.solve(g + lam * np.eye(len(columns)), cross[columns])
+    return w
+
+
+def _error(w: np.ndarray, gram: np.ndarray, cross: np.ndarray, norm: float) -> float:
+    """Summed squared error of weights ``w`` from the sufficient statistics of some windows."""
+    return float(norm - 2 * w @ cross + w @ gram @ w)
+
+
+def fit_fusion(model: Domino, series: list[Series], topology: Topology, *, windows: int, max_rollout: int,
+               seed: int, sources: tuple[str, ...] = SOURCES, log=lambda message: None) -> dict:
+    """Fit ``model.lead_fusion`` on ``series`` (see the module docstring); returns per lead bin the fused
+    forecast's MSE on the training windows relative to persistence's, and the rollout's length in frames.
+    ``sources``: the :data:`~mdforecast.model.SOURCES` fused (the others get weight zero: the ablations)."""
+    unknown = set(sources) - set(SOURCES)
+    if unknown or SOURCES[0] not in sources:
+        raise InputError(f"fusion sources {sorted(sources)} must include {SOURCES[0]!r} and be among {list(SOURCES)}")
+    allowed = [j for j, name in enumerate(SOURCES) if name in sources]
+    start = time.perf_counter()
+    config, fusion = model.config, model.lead_fusion
+    coefficients = fit_linear_ar([s.positions for s in series], lags=config.ar_lags, max_ahead=config.horizon)
+    held = np.concatenate([coefficients, np.repeat(coefficients[-1:], config.horizon - len(coefficients), 0)])
+    fusion.ar.copy_(torch.as_tensor(held[:config.horizon]))
+    edges = fusion.edges.cpu().numpy()
+    available = max(s.n_frames for s in series) - config.observe
+    rng = np.random.default_rng([seed, 11])
+    gram = np.zeros((windows, fusion.bins, 3, 3))  # per window, so that the choice can be cross-validated
+    cross = np.zeros((windows, fusion.bins, 3))
+    norm = np.zeros((windows, fusion.bins))
+    forecaster = DominoForecaster(model)
+    for w, (k, end) in enumerate(_draw(series, windows, config.observe, min(available - 1, 1000), rng)):
+        data = series[k]
+        leads = np.unique(np.concatenate([np.linspace(a, b - 1, min(4, b - a)).round()
+                                          for a, b in zip(edges[:-1], edges[1:])]))
+        leads = leads[leads <= data.n_frames - end]
+        observation = Observation(positions=data.positions[end - config.observe:end], topology=topology, dt_ps=None,
+                                  start=end - config.observe,
+                                  boxes=None if data.boxes is None else data.boxes[end - config.observe:end])
+        times = end - 1 + leads
+        d = forecaster.sources(observation, times, used=np.isin(np.arange(3), allowed), rollout=max_rollout)
+        target = data.positions[(end - 1 + leads).astype(np.int64)] - data.positions[end - 1].astype(np.float64)
+        b = fusion.bin(leads)
+        np.add.at(gram[w], b, np.einsum("jqnx,iqnx->qji", d, d))
+        np.add.at(cross[w], b, np.einsum("jqnx,qnx->qj", d, target))
+        np.add.at(norm[w], b, np.einsum("qnx,qnx->q", target, target))
+        log(f"fusion: window {w + 1}/{windows} ({data.name}, frame {end})")
+    prior = np.zeros(3)  # persistence
+    weights = np.zeros((fusion.bins, 3))
+    rolling, rollout_frames = True, 0
+    report = []
+    for b in range(fusion.bins):
+        g, c, n = gram[:, b], cross[:, b], norm[:, b]
+        rolling = rolling and edges[b + 1] - 1 <= max_rollout
+        columns = allowed if rolling else allowed[1:]
+        fitted = _solve(g.sum(0), c.sum(0), columns)
+        held_out = sum(_error(_solve(g.sum(0) - g[w], c.sum(0) - c[w], columns), g[w], c[w], n[w])
+                       for w in range(windows))
+        chosen = "least squares" if n.sum() > 0 and held_out < _error(prior, g.sum(0), c.sum(0), n.sum()) \
+            else "persistence"
+        weights[b] = fitted if chosen == "least squares" else prior
+        rolling = rolling and weights[b, 0] >= _STOP
+        if rolling:
+            rollout_frames = int(edges[b + 1] - 1)
+        report.append({"leads": [int(edges[b]), int(edges[b + 1])], "weights": dict(zip(SOURCES, weights[b].tolist())),
+                       "chosen": chosen, "mse_ratio_to_persistence":
+                       float(_error(weights[b], g.sum(0), c.sum(0), n.sum()) / n.sum()) if n.sum() > 0 else None})
+    fusion.weights.copy_(torch.as_tensor(weights))
+    fusion.rollout_frames.fill_(rollout_frames)
+    log(f"fusion: rollout for {rollout_frames} frames")
+    return {"rollout_frames": rollout_frames, "windows": windows, "bins": report,
+            "wall_s": time.perf_counter() - start}

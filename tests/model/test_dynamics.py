@@ -1,0 +1,172 @@
+"""The dynamics level and the fusion by lead time: a velocity-Verlet reference, periodic images, symmetries,
+the closed-form pair fit, zero weights = persistence, and old (paper) configurations unchanged."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from mdforecast.forecasters import DominoForecaster, Observation
+from mdforecast.model import Domino, DominoConfig, Normalisation
+from mdforecast.model.dynamics import DynamicsLevel, fit_pair_force
+from mdforecast.model.graph import radius_graph_all_pairs
+from mdforecast.testing import assert_equivariant
+from oscillators import oscillators, topology
+
+torch.set_num_threads(1)
+
+BOX, CUTOFF, RADIAL = 12.0, 5.0, 8
+
+
+def lattice(n_side: int = 3, seed: int = 0) -> np.ndarray:
+    """A jittered simple-cubic lattice filling the box, ``(n_side³, 3)`` Å (no two atoms closer than ~3 Å)."""
+    grid = np.stack(np.meshgrid(*[np.arange(n_side)] * 3, indexing="ij"), -1).reshape(-1, 3) * (BOX / n_side)
+    return grid + np.random.default_rng(seed).normal(0, 0.15, grid.shape)
+
+
+def known_level(substeps: int = 1, layers: int = 0, kinds: int = 1) -> DynamicsLevel:
+    level = DynamicsLevel(kinds, CUTOFF, RADIAL, 8, 4, layers, 10.0, substeps=substeps).double()
+    with torch.no_grad():
+        level.pair.copy_(torch.as_tensor(np.random.default_rng(1).normal(0, 0.02, level.pair.shape)))
+    return level
+
+
+def numpy_acceleration(x: np.ndarray, coef: np.ndarray) -> np.ndarray:
+    """The pair term written out: every minimum-image pair within the cutoff, the basis of RadialBasis."""
+    d = x[None, :, :] - x[:, None, :]  # x_j − x_i
+    d -= BOX * np.round(d / BOX)
+    r = np.linalg.norm(d, axis=-1)
+    np.fill_diagonal(r, 2 * CUTOFF)  # no self-pair (d = 0 there, so its unit vector is 0 too)
+    centers, gamma = np.linspace(0, CUTOFF, RADIAL), ((RADIAL - 1) / CUTOFF) ** 2
+    basis = np.exp(-gamma * (r[..., None] - centers) ** 2) * (0.5 * (np.cos(np.pi * r / CUTOFF) + 1))[..., None]
+    phi = np.where(r < CUTOFF, basis @ coef, 0.0)
+    return (phi[..., None] * d / r[..., None]).sum(axis=1)
+
+
+@pytest.mark.parametrize("substeps", [1, 3])
+def test_rollout_is_velocity_verlet_with_the_pair_force(substeps):
+    level = known_level(substeps)
+    coef = level.pair.detach().numpy()[0]
+    x0 = lattice()
+    previous = x0 - np.random.default_rng(2).normal(0, 0.05, x0.shape)
+    a = numpy_acceleration(x0, coef)
+    v, x, h, expected = x0 - previous + 0.5 * a, x0.copy(), 1.0 / substeps, []
+    for _ in range(6):
+        for _ in range(substeps):
+            x = x + h * v + 0.5 * h * h * a
+            a_next = numpy_acceleration(x, coef)
+            v = v + 0.5 * h * (a + a_next)
+            a = a_next
+        expected.append(x)
+    kinds = torch.zeros(len(x0), dtype=torch.int64)
+    box = torch.eye(3, dtype=torch.float64)[None] * BOX
+    got = level.rollout(torch.as_tensor(previous)[None], torch.as_tensor(x0)[None], kinds, box, 6)[:, 0]
+    assert np.abs(np.asarray(expected) - x0).max() > 0.05  # the force moves the atoms
+    np.testing.assert_allclose(got.detach().numpy(), np.asarray(expected), atol=1e-10)
+    # the neighbour function is injectable: the O(N²) reference gives the same rollout
+    level.neighbor_fn = radius_graph_all_pairs
+    again = level.rollout(torch.as_tensor(previous)[None], torch.as_tensor(x0)[None], kinds, box, 6)[:, 0]
+    np.testing.assert_allclose(again.detach().numpy(), np.asarray(expected), atol=1e-10)
+
+
+def test_periodic_images_and_equivariance_of_the_acceleration():
+    level = known_level(layers=1, kinds=2)
+    with torch.no_grad():
+        level.out.weight.normal_()  # the correction starts at zero; make it act
+    kinds = torch.as_tensor(np.arange(27) % 2)
+    x = torch.as_tensor(lattice())[None]
+    box = torch.eye(3, dtype=torch.float64)[None] * BOX
+    a = level.acceleration(x, kinds, box)
+    assert level.acceleration(x, kinds, box).abs().max() > 1e-3
+    # unwrapped positions: moving single atoms by box vectors changes nothing
+    shifts = torch.as_tensor(np.random.default_rng(3).integers(-2, 3, (27, 3)) * BOX)
+    torch.testing.assert_close(level.acceleration(x + shifts, kinds, box), a)
+    rotation = torch.as_tensor(np.linalg.qr(np.random.default_rng(4).normal(size=(3, 3)))[0])
+    torch.testing.assert_close(level.acceleration(x @ rotation.T + 3.0, kinds, box @ rotation.T), a @ rotation.T)
+    perm = torch.as_tensor(np.random.default_rng(5).permutation(27))
+    torch.testing.assert_close(level.acceleration(x[:, perm], kinds[perm], box), a[:, perm])
+
+
+def test_closed_form_pair_fit_recovers_the_force_of_a_one_step_integrator():
+    truth = known_level(substeps=1)
+    x0 = lattice(seed=6)
+    kinds = torch.zeros(len(x0), dtype=torch.int64)
+    box = torch.eye(3, dtype=torch.float64)[None] * BOX
+    with torch.no_grad():
+        path = truth.rollout(torch.as_tensor(x0 - 0.03)[None], torch.as_tensor(x0)[None], kinds, box, 12)[:, 0].numpy()
+    fitted = DynamicsLevel(1, CUTOFF, RADIAL, 8, 4, 0, 10.0).double()
+    r2 = fit_pair_force(fitted, [(path[t - 1:t + 2], box[0].numpy()) for t in range(1, 11)], kinds, ridge=0.0)
+    assert r2 == pytest.approx(1.0, abs=1e-9)
+    torch.testing.assert_close(fitted.acceleration(torch.as_tensor(path[5])[None], kinds, box),
+                               truth.acceleration(torch.as_tensor(path[5])[None], kinds, box))
+
+
+def dynamics_forecaster(members: int = 3, weights: np.ndarray | None = None) -> DominoForecaster:
+    config = DominoConfig(observe=30, horizon=24, strides=(12, 4, 1), features=16, vectors=8, encoder_layers=1,
+                          radial=8, steps=3, lags=(1, 5), context=10, cutoff=6.0, checkpoint=False, dynamics=True,
+                          force_cutoff=6.0, force_radial=8, members=members, spread=0.05, fusion_bins=4)
+    torch.manual_seed(0)
+    model = Domino(config, Normalisation(1.0, (0.2, 0.6, 0.6), 3.0), ["A", "B"]).double()
+    with torch.no_grad():
+        for p in model.decoder.parameters():
+            p.normal_(std=0.5)
+        model.dynamics.pair.normal_(std=0.01)
+        model.dynamics.out.weight.normal_(std=0.01)
+        fusion = model.lead_fusion
+        fusion.weights.copy_(torch.as_tensor(np.random.default_rng(0).uniform(0.2, 1.0, fusion.weights.shape)
+                                             if weights is None else weights))
+        fusion.ar.normal_(std=0.3)
+    return DominoForecaster(model, meta={"dt_ps": 0.1})
+
+
+def observation(box: float | None = 20.0) -> Observation:
+    pos = oscillators(14, 40, box=box, seed=3)[:30].astype(np.float64)
+    return Observation(positions=pos, topology=topology(14), dt_ps=0.1,
+                       boxes=None if box is None else np.full((30, 3), box))
+
+
+@pytest.mark.parametrize("box", [20.0, None])
+def test_fused_forecast_is_equivariant(box):
+    forecaster = dynamics_forecaster()
+    obs, times = observation(box), np.array([30, 31.5, 36, 50])
+    sources = forecaster.sources(obs, times)
+    assert all(np.abs(sources[j]).max() > 0.05 for j in range(3))  # every source moves the atoms
+    assert_equivariant(forecaster, obs, times, atol=1e-5)
+
+
+def test_zero_fusion_weights_are_persistence_exactly():
+    forecaster = dynamics_forecaster(weights=np.zeros((4, 3)))
+    obs = observation()
+    out = forecaster.predict(obs, np.array([30.0, 33.5, 45.0, 70.0]))
+    np.testing.assert_array_equal(out, np.repeat(obs.positions[-1:].astype(np.float32), 4, axis=0))
+
+
+def test_fusion_weights_select_sources_per_lead_bin():
+    weights = np.zeros((4, 3))
+    weights[0, 0] = 1.0  # lead 1: the rollout; leads ≥ 2: the linear autoregression
+    weights[1:, 2] = 1.0
+    forecaster = dynamics_forecaster(members=1, weights=weights)
+    model = forecaster.model
+    assert model.lead_fusion.edges.tolist() == [1, 2, 5, 11, 25]
+    obs, times = observation(), np.array([30.0, 31.0, 33.0, 50.0])
+    sources = forecaster.sources(obs, times)
+    out = forecaster.predict(obs, times)
+    np.testing.assert_allclose(out[:1], obs.positions[-1] + sources[0, :1], atol=1e-6)
+    np.testing.assert_allclose(out[1:], obs.positions[-1] + sources[2, 1:], atol=1e-6)
+    # one member from the observed frames is the rollout of the level itself
+    x = torch.as_tensor(obs.positions[-2:])
+    box = torch.eye(3, dtype=torch.float64)[None] * 20.0
+    path = model.dynamics.rollout(x[:1], x[1:], model.kind_index(obs.topology), box, 2)[:, 0].detach().numpy()
+    np.testing.assert_allclose(sources[0, :2], path - obs.positions[-1], atol=1e-10)
+
+
+def test_the_paper_configuration_has_no_dynamics_level():
+    paper = DominoConfig(observe=30, horizon=24, strides=(12, 4, 1), lags=(1, 5), context=10)
+    assert not paper.dynamics
+    model = Domino(paper, Normalisation(1.0, (0.2, 0.6, 0.6), 3.0), ["A"])
+    assert not any(k.startswith(("dynamics", "lead_fusion")) for k in model.state_dict())
+    # a model.json written before the dynamics level existed has none of its keys
+    old = {k: v for k, v in paper.to_dict().items() if k not in {f.name for f in dataclasses.fields(DominoConfig)
+                                                                 if f.name.startswith(("dynamics", "force"))}}
+    assert DominoConfig.from_dict(old) == paper

@@ -1,0 +1,44 @@
+"""fitting: the fusion by lead time finds an exact rollout and stops it where asked; the ablation's sources."""
+
+import numpy as np
+import torch
+
+from mdforecast.fitting import fit_fusion
+from mdforecast.model import Domino, DominoConfig, Normalisation
+from mdforecast.model.data import Series
+from synth import argon
+
+torch.set_num_threads(1)
+
+BOX = 12.0
+
+
+def lattice_model() -> tuple[Domino, np.ndarray]:
+    """A model whose dynamics level is exact for its own trajectory (27 atoms, 60 frames, one kind)."""
+    config = DominoConfig(observe=10, horizon=20, strides=(4, 1), features=8, vectors=4, encoder_layers=1, radial=4,
+                          steps=2, lags=(1,), context=5, cutoff=5.0, checkpoint=False, dynamics=True, force_cutoff=5.0,
+                          force_radial=8, force_layers=0, substeps=1, members=1, ar_lags=2, fusion_bins=4)
+    model = Domino(config, Normalisation(0.5, (0.1, 0.4), 10.0), ["Ar"]).double()
+    grid = np.stack(np.meshgrid(*[np.arange(3)] * 3, indexing="ij"), -1).reshape(-1, 3) * (BOX / 3)
+    x0 = grid + np.random.default_rng(0).normal(0, 0.15, grid.shape)
+    with torch.no_grad():
+        model.dynamics.pair.copy_(torch.as_tensor(np.random.default_rng(1).normal(0, 0.02, model.dynamics.pair.shape)))
+        box = torch.eye(3, dtype=torch.float64)[None] * BOX
+        previous = torch.as_tensor(x0 - np.random.default_rng(2).normal(0, 0.05, x0.shape))[None]
+        path = model.dynamics.rollout(previous, torch.as_tensor(x0)[None], torch.zeros(27, dtype=torch.int64), box, 59)
+    return model, np.concatenate([x0[None], path[:, 0].numpy()])
+
+
+def test_fusion_weights_an_exact_rollout_one_and_stops_where_asked():
+    model, x = lattice_model()
+    series = [Series("a", x, np.repeat(np.eye(3)[None] * BOX, len(x), axis=0))]
+    record = fit_fusion(model, series, argon(27), windows=4, max_rollout=10, seed=0)
+    weights = model.lead_fusion.weights.numpy()
+    edges = model.lead_fusion.edges.tolist()  # bins [1, 2), [2, 5), [5, 10), [10, 21): the rollout stops at lead 9
+    assert edges == [1, 2, 5, 10, 21] and record["rollout_frames"] == 9
+    np.testing.assert_allclose(weights[:3], [[1.0, 0.0, 0.0]] * 3, atol=1e-4)
+    assert weights[3, 0] == 0.0 and record["bins"][0]["chosen"] == "least squares"
+    assert record["bins"][0]["mse_ratio_to_persistence"] < 1e-6
+    # the ablation without the hierarchy never weights it
+    fit_fusion(model, series, argon(27), windows=4, max_rollout=10, seed=0, sources=("dynamics", "linear-ar"))
+    assert (model.lead_fusion.weights.numpy()[:, 1] == 0).all()
