@@ -60,7 +60,9 @@ class DominoForecaster(Forecaster):
         self.model = model.eval()
         self.meta = meta or {}
         self.path = None if path is None else Path(path)
-        self._sha256 = None if path is None else sha256(path)
+        # the weights file's SHA-256: the one in ``meta``, which :func:`load` checked against ``path``
+        # (load_model refuses a mismatch), else hashed here
+        self._sha256 = None if path is None else (self.meta.get("weights_sha256") or sha256(path))
         self.name = model_name(model)
         self.observe, self.horizon = model.config.observe, model.config.horizon
         self._rollouts: list[tuple[Observation, Observation]] = []  # (observation, next leg's), newest last
