@@ -184,34 +184,49 @@ class Unwrapper:
 
     def __init__(self, n_atoms: int, bonds: np.ndarray | None = None) -> None:
         self.roots, self._parent, self._child, self._levels = _spanning_forest(n_atoms, bonds)
-        self._last_wrapped: np.ndarray | None = None  # reference atoms, last frame, (R, 3) float64
-        self._last_unwrapped: np.ndarray | None = None
+        self._last_wrapped: np.ndarray | None = None  # reference atoms, last frame, (R, 3) float32
+        self._offset: np.ndarray | None = None  # what unwrapping added to them so far, (R, 3) float64
         self.n_steps = 0
         self.long_steps = 0
 
     def update(self, wrapped: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-        wrapped = np.asarray(wrapped)
-        boxes = np.asarray(boxes, dtype=np.float64)
-        ref = np.take(wrapped, self.roots, axis=1).astype(np.float64)
+        wrapped = np.asarray(wrapped, dtype=np.float32)
+        boxes = np.asarray(boxes)
+        ref = np.take(wrapped, self.roots, axis=1)
         if self._last_wrapped is None:  # the first frame is its own start: a zero step
-            self._last_wrapped = self._last_unwrapped = ref[0]
+            self._last_wrapped, self._offset = ref[0], np.zeros(ref.shape[1:])
             self.n_steps -= len(self.roots)
-        steps = minimum_image(ref - np.concatenate([self._last_wrapped[None], ref[:-1]]), boxes, per_frame=True)
+        moves = ref - np.concatenate([self._last_wrapped[None], ref[:-1]])
+        # u_t = u_{t-1} + mic(w_t - w_{t-1}) = w_t + (sum of the image shifts so far): positions stay float32,
+        # the running sum of shifts (whole box vectors) is float64, so nothing drifts over long files
+        shifts = _image_shifts(moves, boxes, np.float64)
+        steps = moves + shifts.astype(np.float32)
         limit = self.LONG_STEP * image_distance(boxes, per_frame=True)
         self.long_steps += int((np.einsum("tik,tik->ti", steps, steps) > (limit ** 2)[:, None]).sum())
         self.n_steps += steps.shape[0] * steps.shape[1]
-        unwrapped_ref = np.cumsum(steps, axis=0)
-        unwrapped_ref += self._last_unwrapped
-        self._last_wrapped, self._last_unwrapped = ref[-1], unwrapped_ref[-1]
+        offset = np.cumsum(shifts, axis=0)
+        offset += self._offset
+        self._last_wrapped, self._offset = ref[-1], offset[-1]
 
         out = np.empty(wrapped.shape, dtype=np.float32)
-        out[:, self.roots] = unwrapped_ref
+        out[:, self.roots] = offset + ref
         if len(self._child):
             bonds = np.take(wrapped, self._child, axis=1) - np.take(wrapped, self._parent, axis=1)
-            bonds = minimum_image(bonds, boxes, per_frame=True)
+            bonds += _image_shifts(bonds, boxes, np.float32)
             for lo, hi in self._levels:  # parents are placed before their children
                 out[:, self._child[lo:hi]] = np.take(out, self._parent[lo:hi], axis=1) + bonds[:, lo:hi]
         return out
+
+
+def _image_shifts(delta: np.ndarray, boxes: np.ndarray, dtype) -> np.ndarray:
+    """Whole box vectors ``(T, M, 3)`` (``dtype``) that take displacements ``delta`` ``(T, M, 3)`` Å, float32, to
+    their minimum image in boxes ``(T, 3)``/``(T, 3, 3)`` Å: ``minimum_image(delta) - delta``.
+    Orthorhombic edges: rounded in float32, multiplied in ``dtype``; triclinic: :func:`minimum_image`."""
+    if boxes.ndim == 2:
+        edges = boxes[:, None, :]
+        images = np.round(delta / edges.astype(np.float32))
+        return images.astype(dtype, copy=False) * -edges.astype(dtype)
+    return (minimum_image(delta, boxes, per_frame=True) - delta).astype(dtype, copy=False)
 
 
 def _spanning_forest(n_atoms: int, bonds: np.ndarray | None):

@@ -30,7 +30,9 @@ import contextlib
 import errno
 import functools
 import os
+import queue
 import shutil
+import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -50,6 +52,8 @@ FORMAT_VERSION = 1
 #: the units of every stored quantity (MDAnalysis base units)
 UNITS = {"length": "angstrom", "time": "ps", "velocity": "angstrom/ps", "mass": "u", "charge": "e"}
 _CHUNK_BYTES = 1 << 20
+#: chunks a TrajectoryWriter queues for its writing thread before append() waits
+_PENDING = 2
 # blosc is fast enough to keep up with XTC decoding; the checksum is verified before blosc sees a chunk
 _COMPRESSORS = (BloscCodec(cname="lz4", clevel=5, shuffle="shuffle"), Crc32cCodec())
 _ATTRS = "mdforecast"
@@ -280,6 +284,12 @@ class TrajectoryWriter:
         self._buffers: dict[str, list[np.ndarray]] = {k: [] for k in self._arrays}
         self._buffered = 0
         self.n_frames = 0
+        # compression and writes run in a thread (blosc and CRC-32C release the GIL) while the caller
+        # produces the next chunk; at most _PENDING chunks wait, so memory stays bounded
+        self._pending: queue.Queue = queue.Queue(maxsize=_PENDING)
+        self._thread: threading.Thread | None = None
+        self._failed: BaseException | None = None
+        self._cancelled = False
 
     def append(self, positions: np.ndarray, times: np.ndarray, steps: np.ndarray,
                velocities: np.ndarray | None = None, boxes: np.ndarray | None = None,
@@ -297,19 +307,47 @@ class TrajectoryWriter:
             self._flush()
 
     def _flush(self) -> None:
+        """Hand the buffered frames to the writing thread (waits while :data:`_PENDING` chunks are queued)."""
         if not self._buffered:
             return
+        self._check_failed()
         lo, hi = self.n_frames, self.n_frames + self._buffered
-        try:
-            self._write({key: np.concatenate(self._buffers[key]) for key in self._arrays}, lo, hi)
-        except OSError as err:
+        blocks = {key: parts[0] if len(parts) == 1 else np.concatenate(parts) for key, parts in self._buffers.items()}
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._work, name=f"mdforecast-write-{self.name}", daemon=True)
+            self._thread.start()
+        self._pending.put((blocks, lo, hi))
+        self._buffers = {key: [] for key in self._arrays}
+        self.n_frames = hi
+        self._buffered = 0
+
+    def _work(self) -> None:
+        """The writing thread: writes queued chunks in order until ``None``; the first error stops writing."""
+        while (item := self._pending.get()) is not None:
+            if self._failed is None and not self._cancelled:
+                try:
+                    self._write(*item)
+                except BaseException as err:  # reported to the caller by _check_failed
+                    self._failed = err
+
+    def _drain(self) -> None:
+        """Wait until every queued chunk is written (or skipped, once cancelled) and stop the writing thread."""
+        if self._thread is not None:
+            self._pending.put(None)
+            self._thread.join()
+            self._thread = None
+
+    def _check_failed(self) -> None:
+        """Raise, as a one-line :class:`StoreError`, the error that stopped the writing thread."""
+        err = self._failed
+        if err is None:
+            return
+        if isinstance(err, OSError):
             if err.errno == errno.ENOSPC:
                 raise StoreError(f"disk full while writing {self._store.path}; free space or write elsewhere "
                                  "with -o") from err
             raise StoreError(f"cannot write {self._store.path}: {err}; check the path and permissions") from err
-        self._buffers = {key: [] for key in self._arrays}
-        self.n_frames = hi
-        self._buffered = 0
+        raise err
 
     @property
     def frames_per_chunk(self) -> int:
@@ -331,6 +369,8 @@ class TrajectoryWriter:
     def commit(self) -> Trajectory:
         """Write the last frames and make the trajectory visible in the store."""
         self._flush()
+        self._drain()
+        self._check_failed()
         if self.n_frames == 0:
             raise InputError(f"trajectory {self.name!r} has no frames; check --start/--stop/--stride and the file")
         for arr in self._arrays.values():
@@ -341,7 +381,9 @@ class TrajectoryWriter:
         return self._store.trajectory(self.name)
 
     def abort(self) -> None:
-        """Delete everything written for this trajectory."""
+        """Delete everything written for this trajectory (chunks still queued are not written)."""
+        self._cancelled = True
+        self._drain()
         parent = self._store._group["trajectories"]
         if self.name in parent:
             del parent[self.name]
@@ -550,6 +592,7 @@ def writing(path: str | os.PathLike, *, topology: Topology, attrs: dict | None =
         if exists:
             check_replaceable(target)
         tmp = target.with_name(f".{target.name}.partial-{os.getpid()}")
+        _remove_stale_partials(target)
         shutil.rmtree(tmp, ignore_errors=True)
         try:
             with os_errors(path):
@@ -566,6 +609,31 @@ def writing(path: str | os.PathLike, *, topology: Topology, attrs: dict | None =
             store.__init__(zarr.open_group(store=path, mode="r"), path)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _remove_stale_partials(target: Path) -> None:
+    """Delete ``.NAME.partial-PID`` folders next to ``target`` whose writer ``PID`` no longer runs (a process killed
+    before it could clean up, e.g. by SIGKILL or a power cut). Called under the writer's lock."""
+    prefix = f".{target.name}.partial-"
+    try:
+        names = [name for name in os.listdir(target.parent) if name.startswith(prefix)]
+    except OSError:
+        return
+    for name in names:
+        pid = name[len(prefix):]
+        if pid.isdigit() and not _running(int(pid)) and not (target.parent / name).is_symlink():
+            shutil.rmtree(target.parent / name, ignore_errors=True)
+
+
+def _running(pid: int) -> bool:
+    """Whether a process ``pid`` exists (one of another user's counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 @contextlib.contextmanager
