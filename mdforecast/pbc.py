@@ -196,25 +196,31 @@ class Unwrapper:
         if self._last_wrapped is None:  # the first frame is its own start: a zero step
             self._last_wrapped, self._offset = ref[0], np.zeros(ref.shape[1:])
             self.n_steps -= len(self.roots)
-        moves = ref - np.concatenate([self._last_wrapped[None], ref[:-1]])
+        moves = np.empty_like(ref)
+        np.subtract(ref[1:], ref[:-1], out=moves[1:])
+        np.subtract(ref[0], self._last_wrapped, out=moves[0])
         # u_t = u_{t-1} + mic(w_t - w_{t-1}) = w_t + (sum of the image shifts so far): positions stay float32,
         # the running sum of shifts (whole box vectors) is float64, so nothing drifts over long files
         shifts = _image_shifts(moves, boxes, np.float64)
-        steps = moves + shifts.astype(np.float32)
+        moves += shifts  # the minimum-image steps
         limit = self.LONG_STEP * image_distance(boxes, per_frame=True)
-        self.long_steps += int((np.einsum("tik,tik->ti", steps, steps) > (limit ** 2)[:, None]).sum())
-        self.n_steps += steps.shape[0] * steps.shape[1]
-        offset = np.cumsum(shifts, axis=0)
+        self.long_steps += int((np.einsum("tik,tik->ti", moves, moves) > (limit ** 2)[:, None]).sum())
+        self.n_steps += moves.shape[0] * moves.shape[1]
+        offset = np.cumsum(shifts, axis=0, out=shifts)
         offset += self._offset
-        self._last_wrapped, self._offset = ref[-1], offset[-1]
+        self._last_wrapped, self._offset = ref[-1], offset[-1].copy()
 
         out = np.empty(wrapped.shape, dtype=np.float32)
-        out[:, self.roots] = offset + ref
+        offset += ref
+        out[:, self.roots] = offset
         if len(self._child):
-            bonds = np.take(wrapped, self._child, axis=1) - np.take(wrapped, self._parent, axis=1)
+            bonds = np.take(wrapped, self._child, axis=1)
+            bonds -= np.take(wrapped, self._parent, axis=1)
             bonds += _image_shifts(bonds, boxes, np.float32)
             for lo, hi in self._levels:  # parents are placed before their children
-                out[:, self._child[lo:hi]] = np.take(out, self._parent[lo:hi], axis=1) + bonds[:, lo:hi]
+                placed = np.take(out, self._parent[lo:hi], axis=1)
+                placed += bonds[:, lo:hi]
+                out[:, self._child[lo:hi]] = placed
         return out
 
 
@@ -224,8 +230,11 @@ def _image_shifts(delta: np.ndarray, boxes: np.ndarray, dtype) -> np.ndarray:
     Orthorhombic edges: rounded in float32, multiplied in ``dtype``; triclinic: :func:`minimum_image`."""
     if boxes.ndim == 2:
         edges = boxes[:, None, :]
-        images = np.round(delta / edges.astype(np.float32))
-        return images.astype(dtype, copy=False) * -edges.astype(dtype)
+        images = np.multiply(delta, (1.0 / edges).astype(np.float32))
+        np.rint(images, out=images)
+        images = images.astype(dtype, copy=False)
+        images *= -edges.astype(dtype)
+        return images
     return (minimum_image(delta, boxes, per_frame=True) - delta).astype(dtype, copy=False)
 
 
