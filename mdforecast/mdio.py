@@ -261,17 +261,19 @@ def check_xtc(path: str | Path) -> XTCIndex:
                 n_atoms = natoms if n_atoms is None else n_atoms
                 if natoms != n_atoms or natoms_again != n_atoms or n_atoms <= 0:
                     raise bad(f"has {natoms} atoms where frame 0 has {n_atoms}")
-                if not all(math.isfinite(v) and abs(v) < 1e6 for v in (time, *box)):
+                if not (math.isfinite(time + sum(box)) and max(time, *box) < 1e6 and min(time, *box) > -1e6):
                     raise bad(f"has a non-finite or absurd time or box ({time} ps, box {box} nm)")
                 if natoms <= 9:
                     length, limits = _XTC_HEADER.size + 12 * natoms, unbounded
                 elif len(raw) == _XTC_HEADER.size + _XTC_COORDS.size:
-                    precision, *ints, smallidx, nbytes = _XTC_COORDS.unpack_from(raw, _XTC_HEADER.size)
+                    precision, x0, y0, z0, x1, y1, z1, smallidx, nbytes = _XTC_COORDS.unpack_from(raw, _XTC_HEADER.size)
                     if not (math.isfinite(precision) and precision > 0) or smallidx not in _XTC_SMALLIDX \
-                            or not all(0 <= ints[k + 3] - ints[k] < 2**31 - 1 for k in range(3)) \
+                            or not (0 <= x1 - x0 < 2**31 - 1 and 0 <= y1 - y0 < 2**31 - 1 and 0 <= z1 - z0 < 2**31 - 1) \
                             or not 0 <= nbytes <= 16 * natoms + 64:
                         raise bad("has impossible compression parameters")
-                    length, limits = len(raw) + (nbytes + 3) // 4 * 4, [10.0 * i / precision for i in ints]
+                    scale = 10.0 / precision
+                    length, limits = len(raw) + (nbytes + 3) // 4 * 4, (x0 * scale, y0 * scale, z0 * scale,
+                                                                        x1 * scale, y1 * scale, z1 * scale)
             if offset + length > size:
                 note = (f"{path} ends in an incomplete frame ({size - offset} bytes from byte {offset}); it was "
                         f"dropped and the {len(rows)} complete frames were read")
