@@ -240,24 +240,43 @@ def _image_shifts(delta: np.ndarray, boxes: np.ndarray, dtype) -> np.ndarray:
 
 def _spanning_forest(n_atoms: int, bonds: np.ndarray | None):
     """Reference atoms ``(R,)``, tree bonds as parent and child ``(N - R,)`` in breadth-first order, and the
-    ``[lo, hi)`` ranges of those bonds by depth, for the molecules (connected fragments) of ``bonds``."""
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import breadth_first_order, connected_components
+    ``[lo, hi)`` ranges of those bonds by depth, for the molecules (connected fragments) of ``bonds``.
 
+    Numpy only (scipy's graph module costs more to import than a short trajectory takes to ingest): the
+    lowest atom index spreads along bonds to label each molecule, then one breadth-first step per depth
+    places the next shell of atoms of every molecule at once.
+    """
     bonds = np.zeros((0, 2), dtype=np.int64) if bonds is None else np.asarray(bonds, dtype=np.int64).reshape(-1, 2)
-    graph = coo_matrix((np.ones(len(bonds)), (bonds[:, 0], bonds[:, 1])), shape=(n_atoms, n_atoms))
-    _, labels = connected_components(graph, directed=False)
-    roots = np.unique(labels, return_index=True)[1]  # lowest index of each molecule
-    # one breadth-first search from a virtual atom bonded to every reference atom orders all molecules at once
-    hub = np.full(len(roots), n_atoms)
-    graph = coo_matrix((np.ones(len(bonds) + len(roots)), (np.r_[bonds[:, 0], hub], np.r_[bonds[:, 1], roots])),
-                       shape=(n_atoms + 1, n_atoms + 1))
-    order, parents = breadth_first_order(graph, n_atoms, directed=False, return_predecessors=True)
-    child = order[1 + len(roots):]  # after the hub and the reference atoms
-    parent = parents[child]
-    depth = np.zeros(n_atoms + 1, dtype=np.int64)
-    for atom in child:  # breadth-first: a parent's depth is known before its children's
-        depth[atom] = depth[parents[atom]] + 1
-    cuts = np.flatnonzero(np.diff(depth[child])) + 1
-    edges = np.r_[0, cuts, len(child)]
-    return roots, parent, child, list(zip(edges[:-1].tolist(), edges[1:].tolist()))
+    tail, head = np.r_[bonds[:, 0], bonds[:, 1]], np.r_[bonds[:, 1], bonds[:, 0]]  # both directions
+    labels = np.arange(n_atoms)
+    while True:  # each atom takes its neighbours' lowest label, then its label's label (pointer jumping)
+        spread = labels.copy()
+        np.minimum.at(spread, tail, labels[head])
+        spread = spread[spread]
+        if np.array_equal(spread, labels):
+            break
+        labels = spread
+    roots = np.flatnonzero(labels == np.arange(n_atoms))  # lowest index of each molecule
+    order = np.argsort(tail, kind="stable")
+    neighbours, first = head[order], np.searchsorted(tail[order], np.arange(n_atoms + 1))  # adjacency (CSR)
+    depth = np.full(n_atoms, -1)
+    depth[roots] = 0
+    parents, children, edges, shell = [], [], [0], roots
+    while True:  # the next shell: unplaced neighbours of the last one, each with one parent
+        counts = first[shell + 1] - first[shell]
+        total = int(counts.sum())
+        if not total:
+            break
+        at = np.repeat(first[shell] - np.cumsum(counts) + counts, counts) + np.arange(total)
+        reached, source = neighbours[at], np.repeat(shell, counts)
+        new = depth[reached] < 0
+        shell, pick = np.unique(reached[new], return_index=True)
+        if not len(shell):
+            break
+        depth[shell] = len(edges)
+        children.append(shell)
+        parents.append(source[new][pick])
+        edges.append(edges[-1] + len(shell))
+    child = np.concatenate(children) if children else np.zeros(0, np.int64)
+    parent = np.concatenate(parents) if parents else np.zeros(0, np.int64)
+    return roots, parent, child, list(zip(edges[:-1], edges[1:]))

@@ -247,7 +247,8 @@ class TrajectoryWriter:
     """Appends frames to a new trajectory, one chunk at a time; visible only after :meth:`commit`.
 
     Use through :meth:`Store.add_trajectory` as a context manager: leaving the block normally commits,
-    an exception (Ctrl-C included) deletes what was written.
+    an exception (Ctrl-C included) deletes what was written. Chunks are compressed and written by a thread
+    while the caller prepares the next ones; a write error surfaces at the next append or at commit.
     """
 
     def __init__(self, store: "Store", name: str, *, velocities: bool, box: tuple[int, ...] | None, attrs: dict,
@@ -565,7 +566,8 @@ def writing(path: str | os.PathLike, *, topology: Topology, attrs: dict | None =
     mdforecast wrote, never another directory, file or link) or ``'append'`` (add trajectories to an existing
     store of the same system). A new local store is built under a temporary name next to ``path`` and renamed
     into place when the block succeeds. A local writer holds ``.NAME.lock`` next to ``path``: a second writer
-    of the same store is refused.
+    of the same store is refused. Temporary stores ``.NAME.partial-PID`` of writers that no longer run (killed
+    outright) are removed.
     """
     path = str(path)
     if mode not in ("create", "overwrite", "append"):
