@@ -261,10 +261,14 @@ class TrajectoryWriter:
         self._group.attrs[_ATTRS] = attrs
         n_atoms = store.topology.n_atoms
         chunk = _frame_chunk(n_atoms)
+        # per-frame arrays without an atom axis (steps, times, boxes) hold whole multiples of that many frames
+        # per chunk, also about 1 MiB: a few files per trajectory instead of one per chunk of positions
+        small = chunk * max(1, _CHUNK_BYTES // 72 // chunk)
         particles = self._group.require_group(_PARTICLES)
 
         def array(path: str, shape: tuple[int, ...], dtype, unit: str | None) -> zarr.Array:
-            arr = particles.create_array(path, shape=(expected_frames,) + shape, chunks=(chunk,) + shape,
+            frames = chunk if len(shape) == 2 and shape[0] == n_atoms else small
+            arr = particles.create_array(path, shape=(expected_frames,) + shape, chunks=(frames,) + shape,
                                          dtype=dtype, compressors=_COMPRESSORS,
                                          config={"write_empty_chunks": True})  # every chunk stored: a gap is damage
             if unit:
@@ -281,9 +285,12 @@ class TrajectoryWriter:
         if box is not None:
             particles.require_group("box").attrs.update({"dimension": 3, "boundary": ["periodic"] * 3})
             self._arrays["box"] = array("box/edges/value", box, "float32", "angstrom")
-        self._chunk = chunk
+        self._chunk, self._small_chunk = chunk, small
+        self._small = [key for key, arr in self._arrays.items() if arr.chunks[0] == small and small != chunk]
         self._buffers: dict[str, list[np.ndarray]] = {k: [] for k in self._arrays}
         self._buffered = 0
+        self._held: dict[str, list[np.ndarray]] = {k: [] for k in self._small}  # frames of small arrays not
+        self._held_from = 0  # yet written: from this frame up to n_frames
         self.n_frames = 0
         # compression and writes run in a thread (blosc and CRC-32C release the GIL) while the caller
         # produces the next chunk; at most _PENDING chunks wait, so memory stays bounded
@@ -307,20 +314,33 @@ class TrajectoryWriter:
         if self._buffered >= self._chunk:
             self._flush()
 
-    def _flush(self) -> None:
-        """Hand the buffered frames to the writing thread (waits while :data:`_PENDING` chunks are queued)."""
-        if not self._buffered:
-            return
+    def _flush(self, last: bool = False) -> None:
+        """Hand the buffered frames to the writing thread (waits while :data:`_PENDING` chunks are queued);
+        frames of the small arrays go once they fill whole chunks of theirs, or with ``last``."""
         self._check_failed()
-        lo, hi = self.n_frames, self.n_frames + self._buffered
-        blocks = {key: parts[0] if len(parts) == 1 else np.concatenate(parts) for key, parts in self._buffers.items()}
+        if self._buffered:
+            lo, hi = self.n_frames, self.n_frames + self._buffered
+            blocks = {key: parts[0] if len(parts) == 1 else np.concatenate(parts)
+                      for key, parts in self._buffers.items()}
+            for key in self._small:
+                self._held[key].append(blocks.pop(key))
+            self._put(blocks, lo, hi)
+            self._buffers = {key: [] for key in self._arrays}
+            self.n_frames = hi
+            self._buffered = 0
+        lo = self._held_from
+        hi = self.n_frames if last else lo + (self.n_frames - lo) // self._small_chunk * self._small_chunk
+        if self._small and hi > lo:
+            held = {key: np.concatenate(parts) for key, parts in self._held.items()}
+            self._put({key: values[:hi - lo] for key, values in held.items()}, lo, hi)
+            self._held = {key: [values[hi - lo:]] for key, values in held.items()}
+            self._held_from = hi
+
+    def _put(self, blocks: dict[str, np.ndarray], lo: int, hi: int) -> None:
         if self._thread is None:
             self._thread = threading.Thread(target=self._work, name=f"mdforecast-write-{self.name}", daemon=True)
             self._thread.start()
         self._pending.put((blocks, lo, hi))
-        self._buffers = {key: [] for key in self._arrays}
-        self.n_frames = hi
-        self._buffered = 0
 
     def _work(self) -> None:
         """The writing thread: writes queued chunks in order until ``None``; the first error stops writing."""
@@ -356,12 +376,12 @@ class TrajectoryWriter:
         return self._chunk
 
     def _write(self, blocks: dict[str, np.ndarray], lo: int, hi: int) -> None:
-        """Write frames [lo, hi) of every array: the only place frames reach the disk."""
-        for key, arr in self._arrays.items():
-            if hi <= arr.shape[0]:  # pre-sized: write in place, no metadata rewrite
-                arr[lo:hi] = blocks[key]
-            else:
-                arr.append(blocks[key], axis=0)
+        """Write frames [lo, hi) of the arrays in ``blocks``: the only place frames reach the disk."""
+        for key, values in blocks.items():
+            arr = self._arrays[key]
+            if hi > arr.shape[0]:  # more frames than expected: grow (appends arrive in order)
+                arr.resize((hi,) + arr.shape[1:])
+            arr[lo:hi] = values
 
     def set_attrs(self, **attrs) -> None:
         """Add provenance to the trajectory's attributes (e.g. ``sha256`` known only at the end)."""
@@ -369,7 +389,7 @@ class TrajectoryWriter:
 
     def commit(self) -> Trajectory:
         """Write the last frames and make the trajectory visible in the store."""
-        self._flush()
+        self._flush(last=True)
         self._drain()
         self._check_failed()
         if self.n_frames == 0:
