@@ -342,29 +342,29 @@ class XTCFrames:
                 faulthandler.disable()  # the C library's dying words are not for the user
                 os.dup2(os.open(os.devnull, os.O_WRONLY), 2)
                 self._decode(ready_w, free_r)
-            except BaseException:  # noqa: BLE001  (reported to the parent; a traceback here would be noise)
+            except BaseException:  # noqa: BLE001  (the parent reports the exit status; a traceback would be noise)
                 code = 1
             finally:
                 os._exit(code)
         os.close(ready_w)
         os.close(free_r)
         try:
-            with os.fdopen(ready_r, "rb", buffering=0) as ready:
-                while True:
-                    message = _read_exactly(ready, self._MESSAGE.size)
-                    if len(message) < self._MESSAGE.size:
-                        raise self._died(pid)
-                    slot, count = self._MESSAGE.unpack(message)
-                    if slot == -1:
-                        return
-                    if slot == -2:
-                        text = _read_exactly(ready, 4096).decode("utf-8", "replace")
-                        raise InputError(f"cannot read {self.path} at frame {count}: {text}; the file may be "
-                                         f"truncated, try --stop {count}")
-                    yield count, {key: value[:count] for key, value in self._slots[slot].items()}
-                    with contextlib.suppress(BrokenPipeError):  # not after the child's last block: it has exited
-                        os.write(free_w, struct.pack("=q", slot))
+            while True:
+                message = _read_exactly(ready_r, self._MESSAGE.size)
+                if len(message) < self._MESSAGE.size:
+                    raise self._died(pid)
+                slot, count = self._MESSAGE.unpack(message)
+                if slot == -1:
+                    return
+                if slot == -2:
+                    text = _read_exactly(ready_r, 4096).decode("utf-8", "replace")
+                    raise InputError(f"cannot read {self.path} at frame {count}: {text}; the file may be "
+                                     f"truncated, try --stop {count}")
+                yield count, {key: value[:count] for key, value in self._slots[slot].items()}
+                with contextlib.suppress(BrokenPipeError):  # not after the child's last block: it has exited
+                    os.write(free_w, struct.pack("=q", slot))
         finally:
+            os.close(ready_r)
             os.close(free_w)
             _end(pid)
 
@@ -399,8 +399,8 @@ class XTCFrames:
                     slot["box"][:n] *= np.float32(10.0)
                     os.write(ready_w, self._MESSAGE.pack(slot_id, n))
                     if frame != self.frames[-1]:
-                        if not free:
-                            free.append(struct.unpack("=q", _read_exactly_fd(free_r, 8))[0])
+                        if not free:  # wait for the parent to hand a block back (it has exited if it never does)
+                            free.append(struct.unpack("=q", _read_exactly(free_r, 8, required=True))[0])
                         slot_id = free.pop(0)
                         slot, n = self._slots[slot_id], 0
         except (OSError, EOFError, ValueError) as err:
@@ -412,31 +412,24 @@ class XTCFrames:
         """The error for a child that stopped without reporting: killed by a signal while decoding a frame."""
         _, status = os.waitpid(pid, 0)
         frame = int(self._current[0])
-        if os.WIFSIGNALED(status):
-            how = f"crashed MDAnalysis' XTC decoder ({signal.Signals(os.WTERMSIG(status)).name})"
-        else:
-            how = f"stopped the XTC decoder (exit status {os.waitstatus_to_exitcode(status)})"
-        return InputError(f"frame {frame} of {self.path} {how}: its compressed coordinates are corrupt; cut it "
-                          f"off with --stop {frame} or repair the file")
+        if not os.WIFSIGNALED(status):
+            return InputError(f"the process decoding {self.path} stopped at frame {frame} without a reason (exit "
+                              f"status {os.waitstatus_to_exitcode(status)}); try again, or cut the file off with "
+                              f"--stop {frame}")
+        return InputError(f"frame {frame} of {self.path} crashed MDAnalysis' XTC decoder "
+                          f"({signal.Signals(os.WTERMSIG(status)).name}): its compressed coordinates are corrupt; cut "
+                          f"it off with --stop {frame} or repair the file")
 
 
-def _read_exactly(stream, size: int) -> bytes:
-    """Up to ``size`` bytes from a pipe: fewer only at its end."""
-    data = b""
-    while len(data) < size:
-        more = stream.read(size - len(data))
-        if not more:
-            break
-        data += more
-    return data
-
-
-def _read_exactly_fd(fd: int, size: int) -> bytes:
+def _read_exactly(fd: int, size: int, *, required: bool = False) -> bytes:
+    """``size`` bytes from the pipe ``fd``; fewer only at its end, which raises :class:`EOFError` if ``required``."""
     data = b""
     while len(data) < size:
         more = os.read(fd, size - len(data))
         if not more:
-            raise EOFError("the reading process went away")
+            if required:
+                raise EOFError("the other end of the pipe went away")
+            break
         data += more
     return data
 

@@ -261,8 +261,8 @@ class TrajectoryWriter:
         self._group.attrs[_ATTRS] = attrs
         n_atoms = store.topology.n_atoms
         chunk = _frame_chunk(n_atoms)
-        # per-frame arrays without an atom axis (steps, times, boxes) hold whole multiples of that many frames
-        # per chunk, also about 1 MiB: a few files per trajectory instead of one per chunk of positions
+        # per-frame arrays without an atom axis (steps, times, boxes: at most 72 bytes a frame) hold a whole
+        # multiple of that many frames per chunk, at most about 1 MiB: a few files per trajectory, not hundreds
         small = chunk * max(1, _CHUNK_BYTES // 72 // chunk)
         particles = self._group.require_group(_PARTICLES)
 
@@ -286,7 +286,7 @@ class TrajectoryWriter:
             particles.require_group("box").attrs.update({"dimension": 3, "boundary": ["periodic"] * 3})
             self._arrays["box"] = array("box/edges/value", box, "float32", "angstrom")
         self._chunk, self._small_chunk = chunk, small
-        self._small = [key for key, arr in self._arrays.items() if arr.chunks[0] == small and small != chunk]
+        self._small = [key for key, arr in self._arrays.items() if arr.chunks[0] != chunk]
         self._buffers: dict[str, list[np.ndarray]] = {k: [] for k in self._arrays}
         self._buffered = 0
         self._held: dict[str, list[np.ndarray]] = {k: [] for k in self._small}  # frames of small arrays not
