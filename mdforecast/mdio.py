@@ -329,6 +329,8 @@ class XTCFrames:
             self._slots.append(slot)
 
     def __iter__(self):
+        from MDAnalysis.lib.formats.libmdaxdr import XTCFile  # imported here, once: the child inherits it
+
         ready_r, ready_w = os.pipe()
         free_r, free_w = os.pipe()
         pid = os.fork()
@@ -341,7 +343,7 @@ class XTCFrames:
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 faulthandler.disable()  # the C library's dying words are not for the user
                 os.dup2(os.open(os.devnull, os.O_WRONLY), 2)
-                self._decode(ready_w, free_r)
+                self._decode(XTCFile, ready_w, free_r)
             except BaseException:  # noqa: BLE001  (the parent reports the exit status; a traceback would be noise)
                 code = 1
             finally:
@@ -368,10 +370,8 @@ class XTCFrames:
             os.close(free_w)
             _end(pid)
 
-    def _decode(self, ready_w: int, free_r: int) -> None:
+    def _decode(self, XTCFile, ready_w: int, free_r: int) -> None:  # noqa: N803  (MDAnalysis' class)
         """The child's loop: decode into free slots, report each full one; a read error is reported as text."""
-        from MDAnalysis.lib.formats.libmdaxdr import XTCFile
-
         free, frame = list(range(self.SLOTS)), self.frames.start
         try:
             xdr = XTCFile(str(self.path))
