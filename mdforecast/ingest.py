@@ -1,7 +1,9 @@
 """``mdforecast ingest``: any MDAnalysis-readable trajectory into a store, streamed, unwrapped.
 
-Each trajectory file becomes one trajectory of the store. Frames are read one at a time and written a chunk
-at a time, so memory stays bounded whatever the trajectory's length. With a periodic box, every frame is
+Each trajectory file becomes one trajectory of the store. Frames are read and written a chunk at a time, so
+memory stays bounded whatever the trajectory's length. XTC frames are decoded in a child process
+(:class:`mdforecast.mdio.XTCFrames`): corrupt compressed coordinates can crash xdrfile's decoder, which then
+ends in a one-line error naming the frame instead of killing ingest, and decoding overlaps the rest. With a periodic box, every frame is
 unwrapped by molecule (:class:`mdforecast.pbc.Unwrapper`): each molecule's reference atom follows the
 minimum-image step from the frame before, and its other atoms are placed around it along its bonds (from the
 topology, or guessed), so molecules are whole in every stored frame, in any triclinic box.
@@ -10,6 +12,7 @@ topology, or guessed), so molecules are whole in every stored frame, in any tric
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from collections.abc import Sequence
 from datetime import datetime, timezone
@@ -18,9 +21,9 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
-from .mdio import (box_shape, check_xtc, guess_bonds, molecules, open_universe, quiet, select_atoms, stored_boxes,
-                   time_step)
-from .pbc import Unwrapper, box_vectors, image_distance
+from .mdio import (XTCFrames, XTCIndex, box_shape, check_xtc, guess_bonds, molecules, open_universe, quiet, select_atoms,
+                   stored_boxes, time_step)
+from .pbc import Unwrapper, box_vectors, dimensions_from_box, image_distance
 from .progress import progress_bar
 from .provenance import sha256
 from .store import Store, writing
@@ -101,11 +104,16 @@ def ingest(trajectories: Sequence[str | Path], output: str | Path, *, topology: 
         raise InputError(f"{len(names)} --name for {len(paths)} trajectories; give one name per trajectory file")
 
     notes: list[str] = []
-    bounds: dict[Path, np.ndarray] = {}
+    xtcs: dict[Path, XTCIndex] = {}
     for path in paths:  # before MDAnalysis decodes them: xdrfile crashes on garbled frame headers
         if (fmt or path.suffix.lstrip(".")).upper() == "XTC" and path.is_file():
-            bounds[path], note = check_xtc(path)
-            notes.extend([note] if note else [])
+            xtcs[path] = check_xtc(path)
+            notes.extend([xtcs[path].note] if xtcs[path].note else [])
+            if hasattr(os, "fork"):  # MDAnalysis decodes frames 0 and 1 on opening the file: try them first
+                index = xtcs[path]
+                for _, part in XTCFrames(path, range(min(2, len(index.offsets))), offsets=None, atoms=None,
+                                         n_atoms=index.n_atoms, size=2):
+                    _check_block(part["position"], part["frame"], index.bounds, path)
     universes = [open_universe(path, topology, fmt) for path in paths]
     guessed = [guess_bonds(u) for u in universes if unwrap and u.dimensions is not None]
     selections = [select_atoms(u, select, path) for u, path in zip(universes, paths)]
@@ -126,7 +134,7 @@ def ingest(trajectories: Sequence[str | Path], output: str | Path, *, topology: 
             names = list(names) if names is not None else _default_names(paths, store.trajectory_names)
             for universe, atoms, path, name in zip(universes, selections, paths, names):
                 written[name] = _ingest_one(store, universe, atoms, path, name, slice(start, stop, stride),
-                                            unwrap=unwrap, dt_ps=dt_ps, bounds=bounds.get(path), notes=notes,
+                                            unwrap=unwrap, dt_ps=dt_ps, xtc=xtcs.get(path), notes=notes,
                                             progress=progress)
                 added.append(name)
         except BaseException:
@@ -142,20 +150,28 @@ _SPARSE_FRACTION = 1e-4
 
 
 def _ingest_one(store: Store, universe, atoms, path: Path, name: str, frames: slice, *, unwrap: bool,
-                dt_ps: float | None, bounds: np.ndarray | None, notes: list[str], progress: bool) -> int:
+                dt_ps: float | None, xtc: XTCIndex | None, notes: list[str], progress: bool) -> int:
     """Stream one file into the store as trajectory ``name``; one-line warnings about it go to ``notes``.
 
-    ``bounds``: the coordinate range each frame's header declares ``(frames, 2, 3)`` Å (XTC), or ``None``.
+    ``xtc``: what an XTC file's frame headers declare (:func:`check_xtc`), else ``None``. Frames of an XTC are
+    decoded only in a child process (:class:`XTCFrames`), never here: corrupt ones can crash the decoder.
     """
     reader = universe.trajectory
-    keep = range(*frames.indices(reader.n_frames))
+    # an XTC's incomplete last frame counts in MDAnalysis' n_frames (its iteration then stops before it)
+    total = reader.n_frames if xtc is None else min(reader.n_frames, len(xtc.offsets))
+    keep = range(*frames.indices(total))
     if len(keep) == 0:
-        raise InputError(f"no frames of {path} ({reader.n_frames} frames) fall in --start/--stop/--stride "
+        raise InputError(f"no frames of {path} ({total} frames) fall in --start/--stop/--stride "
                          f"{frames.start}:{frames.stop}:{frames.step}; choose a range inside the file")
-    file_dt = dt_ps if dt_ps is not None else time_step(reader)
-    with quiet():
-        first = reader[keep.start]
-    shape = box_shape(first.dimensions)
+    file_dt = dt_ps if dt_ps is not None else time_step(reader) if xtc is None else xtc.dt_ps
+    if xtc is None:
+        with quiet():
+            first = reader[keep.start]
+        dimensions, velocities = first.dimensions, first.has_velocities
+    else:  # from the frame's header: MDAnalysis would decode it here
+        box = xtc.boxes[keep.start]
+        dimensions, velocities = dimensions_from_box(box) if box.any() else None, False
+    shape = box_shape(dimensions)
     unwrap = unwrap and shape is not None
     # unwrapping must see every frame to follow molecules across faces; otherwise read only the kept ones
     visit = range(keep.start, keep.stop, 1) if unwrap else keep
@@ -164,78 +180,125 @@ def _ingest_one(store: Store, universe, atoms, path: Path, name: str, frames: sl
     # the atoms read: with unwrapping, whole molecules of the selection (placed along their bonds)
     needed, bonds, chosen = molecules(universe, atoms) if unwrap else (atoms.indices, None, None)
     unwrapper = Unwrapper(len(needed), bonds) if unwrap else None
-    every_atom = len(needed) == universe.atoms.n_atoms
     subset = chosen is not None and len(chosen) < len(needed)
-    velocities = first.has_velocities
+    # the time of each frame: as the file records it, NaN when it records none, or frame × --dt
+    clock = "file" if dt_ps is None and file_dt is not None else "none" if file_dt is None else "given"
     with store.add_trajectory(name, velocities=velocities, box=shape, attrs=attrs,
                               expected_frames=len(keep)) as writer, \
             progress_bar(f"ingest {name}", len(visit), enabled=progress) as bar, quiet():
-        # one chunk of frames, float32 as read, refilled in place (the writer copies what it is given)
         size = writer.frames_per_chunk
         block = {"frame": np.empty(size, np.int64), "position": np.empty((size, len(needed), 3), np.float32),
                  "velocity": np.empty((size, atoms.n_atoms, 3), np.float32) if velocities else None,
                  "box": np.full((size, 6), np.nan), "time": np.empty(size), "step": np.empty(size, np.int64)}
-
-        def flush(n: int) -> None:
-            """Check, unwrap (vectorised over the block) and hand the kept frames of the first ``n`` to the writer."""
-            if not n:
-                return
-            index, positions = block["frame"][:n], block["position"][:n]
-            sane = (positions.min(axis=(1, 2)) > -1e7) & (positions.max(axis=(1, 2)) < 1e7)  # NaN: False
-            if not sane.all():
-                bad = int(index[~sane][0])
-                raise InputError(f"frame {bad} of {path} has NaN, infinite or absurd (beyond 10^7 Å) coordinates; "
-                                 f"cut it off with --stop {bad} or repair the file")
-            if bounds is not None:  # decoded coordinates outside the range the frame's header declares
-                lows = (bounds[index, 0] - 0.01).astype(np.float32)[:, None]
-                highs = (bounds[index, 1] + 0.01).astype(np.float32)[:, None]
-                outside = ((positions < lows) | (positions > highs)).any(axis=(1, 2))
-                if outside.any():
-                    bad = int(index[outside][0])
-                    raise InputError(f"frame {bad} of {path} decodes to coordinates outside the range its header "
-                                     f"declares: its compressed data are corrupt; cut it off with --stop {bad} or "
-                                     "repair the file")
-            boxes = stored_boxes(block["box"][:n], shape, index, path) if shape is not None else None
-            if unwrap:
-                positions = unwrapper.update(positions, boxes)
-                if subset:
-                    positions = positions[:, chosen]
-            kept = (index - keep.start) % keep.step == 0
-            writer.append(positions[kept], block["time"][:n][kept], block["step"][:n][kept],
-                          block["velocity"][:n][kept] if velocities else None,
-                          boxes[kept] if boxes is not None else None)
-            bar.advance(n)
-
-        frame, n = visit.start, 0
+        subset_read = None if len(needed) == universe.atoms.n_atoms else needed
+        if xtc is not None and hasattr(os, "fork"):  # XTC: decoded in a child process (see XTCFrames)
+            frames = _xtc_blocks(XTCFrames(path, visit, offsets=xtc.offsets, atoms=subset_read,
+                                           n_atoms=universe.atoms.n_atoms, size=size), block, boxes=shape is not None)
+        else:
+            frames = _timestep_blocks(reader, visit, block, subset_read, atoms.indices if velocities else None,
+                                      boxes=shape is not None)
         try:
-            for ts in reader[visit.start:visit.stop:visit.step]:
-                frame = block["frame"][n] = ts.frame
-                if every_atom:
-                    block["position"][n] = ts.positions
-                else:
-                    np.take(ts.positions, needed, axis=0, out=block["position"][n])
-                if velocities:
-                    np.take(ts.velocities, atoms.indices, axis=0, out=block["velocity"][n])
-                if shape is not None and ts.dimensions is not None:
-                    block["box"][n] = ts.dimensions
-                block["time"][n] = (ts.time if dt_ps is None and file_dt is not None
-                                    else np.nan if file_dt is None else frame * dt_ps)
-                block["step"][n] = ts.data.get("step", frame)
-                n += 1
-                if n == size:
-                    flush(n)
-                    n = 0
-                    block["box"].fill(np.nan)
-            flush(n)
-        except (OSError, EOFError) as err:  # the reader's; the store maps its own write errors
-            raise InputError(f"cannot read {path} at frame {frame}: {err}; the file may be truncated, "
-                             f"try --stop {frame}") from err
+            for n in frames:
+                index, positions = block["frame"][:n], block["position"][:n]
+                if clock == "none":
+                    block["time"][:n] = np.nan
+                elif clock == "given":
+                    block["time"][:n] = index * dt_ps
+                _check_block(positions, index, None if xtc is None else xtc.bounds, path)
+                boxes = stored_boxes(block["box"][:n], shape, index, path) if shape is not None else None
+                if unwrap:
+                    positions = unwrapper.update(positions, boxes)
+                    if subset:
+                        positions = positions[:, chosen]
+                kept = slice(None) if keep.step == 1 else (index - keep.start) % keep.step == 0
+                writer.append(positions[kept], block["time"][:n][kept], block["step"][:n][kept],
+                              block["velocity"][:n][kept] if velocities else None,
+                              boxes[kept] if boxes is not None else None)
+                bar.advance(n)
+        except _ReadError as err:  # the reader's; the store maps its own write errors
+            frame, cause = err.args
+            raise InputError(f"cannot read {path} at frame {frame}: {cause}; the file may be truncated, "
+                             f"try --stop {frame}") from cause
         writer.set_attrs(sha256=sha256(path))
     if unwrap and unwrapper.long_steps > _SPARSE_FRACTION * unwrapper.n_steps:
-        limit = Unwrapper.LONG_STEP * float(image_distance(box_vectors(first.dimensions)))
+        limit = Unwrapper.LONG_STEP * float(image_distance(box_vectors(dimensions)))
         notes.append(f"{path}: {unwrapper.long_steps / unwrapper.n_steps:.2%} of the molecules' steps between "
                      f"consecutive frames are longer than {limit:.1f} Å (0.4 of the distance to the nearest periodic "
                      "image): the file is probably saved too sparsely to unwrap reliably, so some box crossings may "
                      "be missed and diffusion under-counted; save frames more often, or pass --no-unwrap if the "
                      "file is already unwrapped")
     return writer.n_frames
+
+
+class _ReadError(Exception):
+    """The reader failed at a frame: ``args`` are the frame index and the reader's error."""
+
+
+def _check_block(positions: np.ndarray, index: np.ndarray, bounds: np.ndarray | None, path: Path) -> None:
+    """Refuse decoded positions ``(T, M, 3)`` Å of frames ``index`` ``(T,)`` that are NaN, infinite or absurd,
+    or (XTC, ``bounds`` ``(F, 2, 3)`` Å) outside the range each frame's header declares."""
+    # per axis, over each frame's atoms: strided 1-D reductions (numpy reduces a trailing axis of 3 slowly)
+    low = np.stack([positions[:, :, k].min(axis=1) for k in range(3)], axis=1)
+    high = np.stack([positions[:, :, k].max(axis=1) for k in range(3)], axis=1)
+    sane = (low > -1e7).all(axis=1) & (high < 1e7).all(axis=1)  # NaN: False
+    if not sane.all():
+        bad = int(index[~sane][0])
+        raise InputError(f"frame {bad} of {path} has NaN, infinite or absurd (beyond 10^7 Å) coordinates; "
+                         f"cut it off with --stop {bad} or repair the file")
+    if bounds is None:
+        return
+    outside = ((low < bounds[index, 0] - 0.01) | (high > bounds[index, 1] + 0.01)).any(axis=1)
+    if outside.any():
+        bad = int(index[outside][0])
+        raise InputError(f"frame {bad} of {path} decodes to coordinates outside the range its header "
+                         f"declares: its compressed data are corrupt; cut it off with --stop {bad} or repair the file")
+
+
+def _timestep_blocks(reader, visit: range, block: dict, subset: np.ndarray | None,
+                     velocity_atoms: np.ndarray | None, *, boxes: bool):
+    """Fill ``block`` from MDAnalysis timesteps of frames ``visit``, a chunk at a time; yields the frames filled.
+
+    ``subset``: the atoms to read (default all); ``velocity_atoms``: those whose velocities to read, or None.
+    Box rows of frames without a box stay NaN. Raises :class:`_ReadError` when the reader fails.
+    """
+    size, n, frame = len(block["frame"]), 0, visit.start
+    try:
+        for ts in reader[visit.start:visit.stop:visit.step]:
+            frame = block["frame"][n] = ts.frame
+            if subset is None:
+                block["position"][n] = ts.positions
+            else:
+                np.take(ts.positions, subset, axis=0, out=block["position"][n])
+            if velocity_atoms is not None:
+                np.take(ts.velocities, velocity_atoms, axis=0, out=block["velocity"][n])
+            if boxes and ts.dimensions is not None:
+                block["box"][n] = ts.dimensions
+            block["time"][n] = ts.time
+            block["step"][n] = ts.data.get("step", frame)
+            n += 1
+            if n == size:
+                yield n
+                n = 0
+                block["box"].fill(np.nan)
+    except (OSError, EOFError) as err:
+        raise _ReadError(frame, err) from err
+    if n:
+        yield n
+
+
+def _xtc_blocks(decoded: XTCFrames, block: dict, *, boxes: bool):
+    """:func:`_timestep_blocks` for an XTC file decoded by :class:`XTCFrames` (MDAnalysis' low-level reader,
+    in a child process): skips MDAnalysis' per-frame Timestep work (box conversion, unit scaling of each
+    frame), which costs more than decoding a frame of a few thousand atoms."""
+    last = None
+    for n, part in decoded:
+        for key in ("frame", "position", "time", "step"):
+            block[key][:n] = part[key]
+        if boxes:
+            vectors = part["box"]
+            if last is not None and (vectors == last[0]).all():  # the same box (NVT): convert it once
+                block["box"][:n] = last[1]
+            else:
+                block["box"][:n] = dimensions_from_box(vectors)
+                last = (vectors[-1].copy(), block["box"][n - 1].copy()) if (vectors == vectors[-1]).all() else None
+        yield n

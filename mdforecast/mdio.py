@@ -7,9 +7,13 @@ module turns its many exception types and warnings into one-line :class:`InputEr
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import faulthandler
 import math
 import mmap
+import os
 import re
+import signal
 import struct
 import warnings
 from pathlib import Path
@@ -20,7 +24,7 @@ from .errors import InputError
 from .pbc import box_vectors, is_orthorhombic
 
 __all__ = ["MIN_BOX_EDGE", "open_universe", "select_atoms", "select_indices", "stored_boxes", "box_shape", "guess_bonds", "molecules", "time_step",
-           "check_xtc", "quiet"]
+           "check_xtc", "XTCIndex", "XTCFrames", "quiet"]
 
 #: the shortest box edge ingest accepts, Å (no periodic system is smaller; PDB's 1 Å placeholder box is
 #: read by MDAnalysis as no box)
@@ -202,27 +206,49 @@ _XTC_COORDS = struct.Struct(">f3i3iii")  # precision, minint, maxint, smallidx, 
 _XTC_MAGIC, _XTC_SMALLIDX = 1995, range(9, 73)  # smallidx indexes xdrfile's table of 73 magic integers
 
 
-def check_xtc(path: str | Path) -> tuple[np.ndarray, str | None]:
-    """Walk the frame headers of an XTC file before MDAnalysis decodes it (a few µs per frame).
+@dataclasses.dataclass(frozen=True)
+class XTCIndex:
+    """What the frame headers of an XTC file declare, per complete frame (F frames): ``offsets`` ``(F,)`` int64
+    bytes, ``times`` ``(F,)`` float64 ps, ``boxes`` ``(F, 3, 3)`` float64 Å (vectors as rows; zeros: no box),
+    ``bounds`` ``(F, 2, 3)`` float64 Å (lowest and highest x, y, z; infinite for uncompressed frames of ≤ 9
+    atoms), ``n_atoms``, and ``note``: a one-line warning when the file ends in an incomplete frame, else None."""
+
+    offsets: np.ndarray
+    times: np.ndarray
+    boxes: np.ndarray
+    bounds: np.ndarray
+    n_atoms: int
+    note: str | None
+
+    @property
+    def dt_ps(self) -> float | None:
+        """Time between the first two frames, ps (as MDAnalysis reports it), or None when not positive."""
+        if len(self.times) < 2:
+            return None
+        dt = float(self.times[1] - self.times[0])
+        return dt if np.isfinite(dt) and dt > 0 else None
+
+
+def check_xtc(path: str | Path) -> XTCIndex:
+    """Walk the frame headers of an XTC file before anything decodes it (a few µs per frame).
 
     xdrfile's C decoder trusts these headers: a garbled one can kill the process (SIGFPE, heap corruption).
     Raises :class:`InputError` at the first frame whose header is not XTC or holds impossible values (an atom
     count unlike the first frame's, non-finite or absurd box or time, impossible compression parameters).
-
-    Returns the coordinate range each complete frame declares, ``(F, 2, 3)`` float64 Å (lowest and highest
-    x, y, z; infinite for uncompressed frames of ≤ 9 atoms), against which decoded coordinates can be checked,
-    and a one-line warning when the file ends in an incomplete frame (MDAnalysis drops it silently), else
-    ``None``. Garbled compressed coordinates behind a valid header may still crash the decoder.
+    Returns the :class:`XTCIndex`: where each complete frame starts, its time, box and the coordinate range
+    it declares (against which decoded coordinates can be checked). Garbled compressed coordinates behind a
+    valid header pass; decode them with :class:`XTCFrames`, which survives the decoder's crash.
     """
     path = Path(path)
-    size, offset, n_atoms, bounds = path.stat().st_size, 0, None, []
+    size, offset, n_atoms, rows = path.stat().st_size, 0, None, []
     if size == 0:  # nothing to walk (and nothing to map); MDAnalysis reports the empty file
-        return np.zeros((0, 2, 3)), None
+        return XTCIndex(np.zeros(0, np.int64), np.zeros(0), np.zeros((0, 3, 3)), np.zeros((0, 2, 3)), 0, None)
     unbounded = (-math.inf,) * 3 + (math.inf,) * 3
+    note = None
 
     def bad(what: str) -> InputError:
-        return InputError(f"{path} is not a valid XTC file: frame {len(bounds)} (byte {offset}) {what}; the file "
-                          f"is corrupt; repair it or cut it off before with --stop {len(bounds)}")
+        return InputError(f"{path} is not a valid XTC file: frame {len(rows)} (byte {offset}) {what}; the file "
+                          f"is corrupt; repair it or cut it off before with --stop {len(rows)}")
 
     with open(path, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
         while offset < size:
@@ -235,20 +261,184 @@ def check_xtc(path: str | Path) -> tuple[np.ndarray, str | None]:
                 n_atoms = natoms if n_atoms is None else n_atoms
                 if natoms != n_atoms or natoms_again != n_atoms or n_atoms <= 0:
                     raise bad(f"has {natoms} atoms where frame 0 has {n_atoms}")
-                if not all(math.isfinite(v) and abs(v) < 1e6 for v in (time, *box)):
+                if not (math.isfinite(time + sum(box)) and max(time, *box) < 1e6 and min(time, *box) > -1e6):
                     raise bad(f"has a non-finite or absurd time or box ({time} ps, box {box} nm)")
                 if natoms <= 9:
                     length, limits = _XTC_HEADER.size + 12 * natoms, unbounded
                 elif len(raw) == _XTC_HEADER.size + _XTC_COORDS.size:
-                    precision, *ints, smallidx, nbytes = _XTC_COORDS.unpack_from(raw, _XTC_HEADER.size)
+                    precision, x0, y0, z0, x1, y1, z1, smallidx, nbytes = _XTC_COORDS.unpack_from(raw, _XTC_HEADER.size)
                     if not (math.isfinite(precision) and precision > 0) or smallidx not in _XTC_SMALLIDX \
-                            or not all(0 <= ints[k + 3] - ints[k] < 2**31 - 1 for k in range(3)) \
+                            or not (0 <= x1 - x0 < 2**31 - 1 and 0 <= y1 - y0 < 2**31 - 1 and 0 <= z1 - z0 < 2**31 - 1) \
                             or not 0 <= nbytes <= 16 * natoms + 64:
                         raise bad("has impossible compression parameters")
-                    length, limits = len(raw) + (nbytes + 3) // 4 * 4, [10.0 * i / precision for i in ints]
+                    scale = 10.0 / precision
+                    length, limits = len(raw) + (nbytes + 3) // 4 * 4, (x0 * scale, y0 * scale, z0 * scale,
+                                                                        x1 * scale, y1 * scale, z1 * scale)
             if offset + length > size:
-                return (np.array(bounds).reshape(-1, 2, 3), f"{path} ends in an incomplete frame ({size - offset} "
-                        f"bytes from byte {offset}); it was dropped and the {len(bounds)} complete frames were read")
-            bounds.append(limits)
+                note = (f"{path} ends in an incomplete frame ({size - offset} bytes from byte {offset}); it was "
+                        f"dropped and the {len(rows)} complete frames were read")
+                break
+            rows.append((offset, time, *box, *limits))
             offset += length
-    return np.array(bounds).reshape(-1, 2, 3), None
+    table = np.array(rows, dtype=np.float64).reshape(-1, 17)
+    return XTCIndex(offsets=table[:, 0].astype(np.int64), times=table[:, 1], boxes=10.0 * table[:, 2:11].reshape(-1, 3, 3),
+                    bounds=table[:, 11:].reshape(-1, 2, 3), n_atoms=n_atoms or 0, note=note)
+
+
+class XTCFrames:
+    """Decodes frames of an XTC file in a forked child process, a block at a time, into shared memory.
+
+    xdrfile's C decoder trusts the compressed coordinates: corrupt ones behind a valid header can kill the
+    process (SIGFPE, SIGSEGV) where no Python code can catch it. Here only the child dies, and the caller gets
+    an :class:`InputError` naming the file and the frame. The child also decodes the next block while the
+    caller works on the last one. Iterate once; every block is reused once the iteration moves on.
+
+    Args:
+        path: the XTC file. frames: the frames to decode, increasing (a range).
+        offsets: byte offset of every frame (:attr:`XTCIndex.offsets`); needed unless ``frames`` starts at 0.
+        atoms: the atom indices to keep ``(M,)``, or ``None`` for all. size: frames per block.
+
+    Yields ``n`` and the block, a dict of views of its first ``n`` frames: ``frame`` ``(n,)`` int64,
+    ``position`` ``(n, M, 3)`` float32 Å, ``box`` ``(n, 3, 3)`` float32 Å (box vectors as rows; zeros without a
+    box), ``time`` ``(n,)`` float64 ps, ``step`` ``(n,)`` int64.
+    """
+
+    #: blocks in shared memory: one the caller holds, one being decoded, one ready
+    SLOTS = 3
+    _MESSAGE = struct.Struct("=qq")  # (slot, frames) ready; (-1, 0) done; (-2, frame) read error, text follows
+
+    def __init__(self, path: str | Path, frames: range, *, offsets: np.ndarray | None, atoms: np.ndarray | None,
+                 n_atoms: int, size: int) -> None:
+        self.path, self.frames, self.offsets, self.atoms, self.size = Path(path), frames, offsets, atoms, size
+        self.n_atoms = n_atoms
+        width = n_atoms if atoms is None else len(atoms)
+        self._fields = {"frame": ((), np.int64), "position": ((width, 3), np.float32),
+                        "box": ((3, 3), np.float32), "time": ((), np.float64), "step": ((), np.int64)}
+        slot_bytes = sum(size * int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+                         for shape, dtype in self._fields.values())
+        # shared between parent and child (an anonymous mapping is MAP_SHARED); 8 bytes first: the frame being decoded
+        self._memory = mmap.mmap(-1, 8 + self.SLOTS * slot_bytes)
+        self._current = np.frombuffer(self._memory, np.int64, 1)
+        self._slots, at = [], 8
+        for _ in range(self.SLOTS):
+            slot = {}
+            for key, (shape, dtype) in self._fields.items():
+                count = size * int(np.prod(shape, dtype=np.int64))
+                slot[key] = np.frombuffer(self._memory, dtype, count, at).reshape((size,) + shape)
+                at += count * np.dtype(dtype).itemsize
+            self._slots.append(slot)
+
+    def __iter__(self):
+        from MDAnalysis.lib.formats.libmdaxdr import XTCFile  # imported here, once: the child inherits it
+
+        ready_r, ready_w = os.pipe()
+        free_r, free_w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: decode, report, never return into the caller's code
+            code = 0
+            try:
+                os.close(ready_r)
+                os.close(free_w)
+                signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the parent, which ends the child
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                faulthandler.disable()  # the C library's dying words are not for the user
+                os.dup2(os.open(os.devnull, os.O_WRONLY), 2)
+                self._decode(XTCFile, ready_w, free_r)
+            except BaseException:  # noqa: BLE001  (the parent reports the exit status; a traceback would be noise)
+                code = 1
+            finally:
+                os._exit(code)
+        os.close(ready_w)
+        os.close(free_r)
+        try:
+            while True:
+                message = _read_exactly(ready_r, self._MESSAGE.size)
+                if len(message) < self._MESSAGE.size:
+                    raise self._died(pid)
+                slot, count = self._MESSAGE.unpack(message)
+                if slot == -1:
+                    return
+                if slot == -2:
+                    text = _read_exactly(ready_r, 4096).decode("utf-8", "replace")
+                    raise InputError(f"cannot read {self.path} at frame {count}: {text}; the file may be "
+                                     f"truncated, try --stop {count}")
+                yield count, {key: value[:count] for key, value in self._slots[slot].items()}
+                with contextlib.suppress(BrokenPipeError):  # not after the child's last block: it has exited
+                    os.write(free_w, struct.pack("=q", slot))
+        finally:
+            os.close(ready_r)
+            os.close(free_w)
+            _end(pid)
+
+    def _decode(self, XTCFile, ready_w: int, free_r: int) -> None:  # noqa: N803  (MDAnalysis' class)
+        """The child's loop: decode into free slots, report each full one; a read error is reported as text."""
+        free, frame = list(range(self.SLOTS)), self.frames.start
+        try:
+            xdr = XTCFile(str(self.path))
+            if self.offsets is not None:
+                xdr.set_offsets(self.offsets)
+            scratch = np.empty((self.n_atoms, 3), np.float32) if self.atoms is not None else None
+            slot_id = free.pop(0)
+            slot, n = self._slots[slot_id], 0
+            if self.frames.start:
+                xdr.seek(self.frames.start)
+            for frame in self.frames:
+                self._current[0] = frame
+                if self.frames.step > 1 and frame != self.frames.start:
+                    xdr.seek(frame)
+                if scratch is None:
+                    record = xdr.read_direct_x(slot["position"][n])
+                else:
+                    record = xdr.read_direct_x(scratch)
+                    np.take(scratch, self.atoms, axis=0, out=slot["position"][n])
+                slot["frame"][n], slot["time"][n], slot["step"][n] = frame, record.time, record.step
+                slot["box"][n] = record.box
+                n += 1
+                if n == self.size or frame == self.frames[-1]:
+                    slot["position"][:n] *= np.float32(10.0)  # nm to Å, as MDAnalysis scales (float32)
+                    slot["box"][:n] *= np.float32(10.0)
+                    os.write(ready_w, self._MESSAGE.pack(slot_id, n))
+                    if frame != self.frames[-1]:
+                        if not free:  # wait for the parent to hand a block back (it has exited if it never does)
+                            free.append(struct.unpack("=q", _read_exactly(free_r, 8, required=True))[0])
+                        slot_id = free.pop(0)
+                        slot, n = self._slots[slot_id], 0
+        except (OSError, EOFError, ValueError) as err:
+            os.write(ready_w, self._MESSAGE.pack(-2, frame) + str(err).encode()[:4096])
+            return
+        os.write(ready_w, self._MESSAGE.pack(-1, 0))
+
+    def _died(self, pid: int) -> InputError:
+        """The error for a child that stopped without reporting: killed by a signal while decoding a frame."""
+        _, status = os.waitpid(pid, 0)
+        frame = int(self._current[0])
+        if not os.WIFSIGNALED(status):
+            return InputError(f"the process decoding {self.path} stopped at frame {frame} without a reason (exit "
+                              f"status {os.waitstatus_to_exitcode(status)}); try again, or cut the file off with "
+                              f"--stop {frame}")
+        return InputError(f"frame {frame} of {self.path} crashed MDAnalysis' XTC decoder "
+                          f"({signal.Signals(os.WTERMSIG(status)).name}): its compressed coordinates are corrupt; cut "
+                          f"it off with --stop {frame} or repair the file")
+
+
+def _read_exactly(fd: int, size: int, *, required: bool = False) -> bytes:
+    """``size`` bytes from the pipe ``fd``; fewer only at its end, which raises :class:`EOFError` if ``required``."""
+    data = b""
+    while len(data) < size:
+        more = os.read(fd, size - len(data))
+        if not more:
+            if required:
+                raise EOFError("the other end of the pipe went away")
+            break
+        data += more
+    return data
+
+
+def _end(pid: int) -> None:
+    """Make sure the child ``pid`` has ended (killing it if it still runs) and reap it."""
+    try:
+        if os.waitpid(pid, os.WNOHANG) == (0, 0):
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+    except ChildProcessError:  # already reaped (_died)
+        pass

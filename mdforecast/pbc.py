@@ -184,56 +184,99 @@ class Unwrapper:
 
     def __init__(self, n_atoms: int, bonds: np.ndarray | None = None) -> None:
         self.roots, self._parent, self._child, self._levels = _spanning_forest(n_atoms, bonds)
-        self._last_wrapped: np.ndarray | None = None  # reference atoms, last frame, (R, 3) float64
-        self._last_unwrapped: np.ndarray | None = None
+        self._last_wrapped: np.ndarray | None = None  # reference atoms, last frame, (R, 3) float32
+        self._offset: np.ndarray | None = None  # what unwrapping added to them so far, (R, 3) float64
         self.n_steps = 0
         self.long_steps = 0
 
     def update(self, wrapped: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-        wrapped = np.asarray(wrapped)
-        boxes = np.asarray(boxes, dtype=np.float64)
-        ref = np.take(wrapped, self.roots, axis=1).astype(np.float64)
+        wrapped = np.asarray(wrapped, dtype=np.float32)
+        boxes = np.asarray(boxes)
+        ref = np.take(wrapped, self.roots, axis=1)
         if self._last_wrapped is None:  # the first frame is its own start: a zero step
-            self._last_wrapped = self._last_unwrapped = ref[0]
+            self._last_wrapped, self._offset = ref[0], np.zeros(ref.shape[1:])
             self.n_steps -= len(self.roots)
-        steps = minimum_image(ref - np.concatenate([self._last_wrapped[None], ref[:-1]]), boxes, per_frame=True)
+        moves = np.empty_like(ref)
+        np.subtract(ref[1:], ref[:-1], out=moves[1:])
+        np.subtract(ref[0], self._last_wrapped, out=moves[0])
+        # u_t = u_{t-1} + mic(w_t - w_{t-1}) = w_t + (sum of the image shifts so far): positions stay float32,
+        # the running sum of shifts (whole box vectors) is float64, so nothing drifts over long files
+        shifts = _image_shifts(moves, boxes, np.float64)
+        moves += shifts  # the minimum-image steps
         limit = self.LONG_STEP * image_distance(boxes, per_frame=True)
-        self.long_steps += int((np.einsum("tik,tik->ti", steps, steps) > (limit ** 2)[:, None]).sum())
-        self.n_steps += steps.shape[0] * steps.shape[1]
-        unwrapped_ref = np.cumsum(steps, axis=0)
-        unwrapped_ref += self._last_unwrapped
-        self._last_wrapped, self._last_unwrapped = ref[-1], unwrapped_ref[-1]
+        self.long_steps += int((np.einsum("tik,tik->ti", moves, moves) > (limit ** 2)[:, None]).sum())
+        self.n_steps += moves.shape[0] * moves.shape[1]
+        offset = np.cumsum(shifts, axis=0, out=shifts)
+        offset += self._offset
+        self._last_wrapped, self._offset = ref[-1], offset[-1].copy()
 
         out = np.empty(wrapped.shape, dtype=np.float32)
-        out[:, self.roots] = unwrapped_ref
+        offset += ref
+        out[:, self.roots] = offset
         if len(self._child):
-            bonds = np.take(wrapped, self._child, axis=1) - np.take(wrapped, self._parent, axis=1)
-            bonds = minimum_image(bonds, boxes, per_frame=True)
+            bonds = np.take(wrapped, self._child, axis=1)
+            bonds -= np.take(wrapped, self._parent, axis=1)
+            bonds += _image_shifts(bonds, boxes, np.float32)
             for lo, hi in self._levels:  # parents are placed before their children
-                out[:, self._child[lo:hi]] = np.take(out, self._parent[lo:hi], axis=1) + bonds[:, lo:hi]
+                placed = np.take(out, self._parent[lo:hi], axis=1)
+                placed += bonds[:, lo:hi]
+                out[:, self._child[lo:hi]] = placed
         return out
+
+
+def _image_shifts(delta: np.ndarray, boxes: np.ndarray, dtype) -> np.ndarray:
+    """Whole box vectors ``(T, M, 3)`` (``dtype``) that take displacements ``delta`` ``(T, M, 3)`` Å, float32, to
+    their minimum image in boxes ``(T, 3)``/``(T, 3, 3)`` Å: ``minimum_image(delta) - delta``.
+    Orthorhombic edges: rounded in float32, multiplied in ``dtype``; triclinic: :func:`minimum_image`."""
+    if boxes.ndim == 2:
+        edges = boxes[:, None, :]
+        images = np.multiply(delta, (1.0 / edges).astype(np.float32))
+        np.rint(images, out=images)
+        images = images.astype(dtype, copy=False)
+        images *= -edges.astype(dtype)
+        return images
+    return (minimum_image(delta, boxes, per_frame=True) - delta).astype(dtype, copy=False)
 
 
 def _spanning_forest(n_atoms: int, bonds: np.ndarray | None):
     """Reference atoms ``(R,)``, tree bonds as parent and child ``(N - R,)`` in breadth-first order, and the
-    ``[lo, hi)`` ranges of those bonds by depth, for the molecules (connected fragments) of ``bonds``."""
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import breadth_first_order, connected_components
+    ``[lo, hi)`` ranges of those bonds by depth, for the molecules (connected fragments) of ``bonds``.
 
+    Numpy only (scipy's graph module costs more to import than a short trajectory takes to ingest): the
+    lowest atom index spreads along bonds to label each molecule, then one breadth-first step per depth
+    places the next shell of atoms of every molecule at once.
+    """
     bonds = np.zeros((0, 2), dtype=np.int64) if bonds is None else np.asarray(bonds, dtype=np.int64).reshape(-1, 2)
-    graph = coo_matrix((np.ones(len(bonds)), (bonds[:, 0], bonds[:, 1])), shape=(n_atoms, n_atoms))
-    _, labels = connected_components(graph, directed=False)
-    roots = np.unique(labels, return_index=True)[1]  # lowest index of each molecule
-    # one breadth-first search from a virtual atom bonded to every reference atom orders all molecules at once
-    hub = np.full(len(roots), n_atoms)
-    graph = coo_matrix((np.ones(len(bonds) + len(roots)), (np.r_[bonds[:, 0], hub], np.r_[bonds[:, 1], roots])),
-                       shape=(n_atoms + 1, n_atoms + 1))
-    order, parents = breadth_first_order(graph, n_atoms, directed=False, return_predecessors=True)
-    child = order[1 + len(roots):]  # after the hub and the reference atoms
-    parent = parents[child]
-    depth = np.zeros(n_atoms + 1, dtype=np.int64)
-    for atom in child:  # breadth-first: a parent's depth is known before its children's
-        depth[atom] = depth[parents[atom]] + 1
-    cuts = np.flatnonzero(np.diff(depth[child])) + 1
-    edges = np.r_[0, cuts, len(child)]
-    return roots, parent, child, list(zip(edges[:-1].tolist(), edges[1:].tolist()))
+    tail, head = np.r_[bonds[:, 0], bonds[:, 1]], np.r_[bonds[:, 1], bonds[:, 0]]  # both directions
+    labels = np.arange(n_atoms)
+    while True:  # each atom takes its neighbours' lowest label, then its label's label (pointer jumping)
+        spread = labels.copy()
+        np.minimum.at(spread, tail, labels[head])
+        spread = spread[spread]
+        if np.array_equal(spread, labels):
+            break
+        labels = spread
+    roots = np.flatnonzero(labels == np.arange(n_atoms))  # lowest index of each molecule
+    order = np.argsort(tail, kind="stable")
+    neighbours, first = head[order], np.searchsorted(tail[order], np.arange(n_atoms + 1))  # adjacency (CSR)
+    depth = np.full(n_atoms, -1)
+    depth[roots] = 0
+    parents, children, edges, shell = [], [], [0], roots
+    while True:  # the next shell: unplaced neighbours of the last one, each with one parent
+        counts = first[shell + 1] - first[shell]
+        total = int(counts.sum())
+        if not total:
+            break
+        at = np.repeat(first[shell] - np.cumsum(counts) + counts, counts) + np.arange(total)
+        reached, source = neighbours[at], np.repeat(shell, counts)
+        new = depth[reached] < 0
+        shell, pick = np.unique(reached[new], return_index=True)
+        if not len(shell):
+            break
+        depth[shell] = len(edges)
+        children.append(shell)
+        parents.append(source[new][pick])
+        edges.append(edges[-1] + len(shell))
+    child = np.concatenate(children) if children else np.zeros(0, np.int64)
+    parent = np.concatenate(parents) if parents else np.zeros(0, np.int64)
+    return roots, parent, child, list(zip(edges[:-1], edges[1:]))

@@ -30,7 +30,9 @@ import contextlib
 import errno
 import functools
 import os
+import queue
 import shutil
+import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -50,6 +52,8 @@ FORMAT_VERSION = 1
 #: the units of every stored quantity (MDAnalysis base units)
 UNITS = {"length": "angstrom", "time": "ps", "velocity": "angstrom/ps", "mass": "u", "charge": "e"}
 _CHUNK_BYTES = 1 << 20
+#: chunks a TrajectoryWriter queues for its writing thread before append() waits
+_PENDING = 2
 # blosc is fast enough to keep up with XTC decoding; the checksum is verified before blosc sees a chunk
 _COMPRESSORS = (BloscCodec(cname="lz4", clevel=5, shuffle="shuffle"), Crc32cCodec())
 _ATTRS = "mdforecast"
@@ -243,7 +247,8 @@ class TrajectoryWriter:
     """Appends frames to a new trajectory, one chunk at a time; visible only after :meth:`commit`.
 
     Use through :meth:`Store.add_trajectory` as a context manager: leaving the block normally commits,
-    an exception (Ctrl-C included) deletes what was written.
+    an exception (Ctrl-C included) deletes what was written. Chunks are compressed and written by a thread
+    while the caller prepares the next ones; a write error surfaces at the next append or at commit.
     """
 
     def __init__(self, store: "Store", name: str, *, velocities: bool, box: tuple[int, ...] | None, attrs: dict,
@@ -256,10 +261,14 @@ class TrajectoryWriter:
         self._group.attrs[_ATTRS] = attrs
         n_atoms = store.topology.n_atoms
         chunk = _frame_chunk(n_atoms)
+        # per-frame arrays without an atom axis (steps, times, boxes: at most 72 bytes a frame) hold a whole
+        # multiple of that many frames per chunk, at most about 1 MiB: a few files per trajectory, not hundreds
+        small = chunk * max(1, _CHUNK_BYTES // 72 // chunk)
         particles = self._group.require_group(_PARTICLES)
 
         def array(path: str, shape: tuple[int, ...], dtype, unit: str | None) -> zarr.Array:
-            arr = particles.create_array(path, shape=(expected_frames,) + shape, chunks=(chunk,) + shape,
+            frames = chunk if len(shape) == 2 and shape[0] == n_atoms else small
+            arr = particles.create_array(path, shape=(expected_frames,) + shape, chunks=(frames,) + shape,
                                          dtype=dtype, compressors=_COMPRESSORS,
                                          config={"write_empty_chunks": True})  # every chunk stored: a gap is damage
             if unit:
@@ -276,10 +285,19 @@ class TrajectoryWriter:
         if box is not None:
             particles.require_group("box").attrs.update({"dimension": 3, "boundary": ["periodic"] * 3})
             self._arrays["box"] = array("box/edges/value", box, "float32", "angstrom")
-        self._chunk = chunk
+        self._chunk, self._small_chunk = chunk, small
+        self._small = [key for key, arr in self._arrays.items() if arr.chunks[0] != chunk]
         self._buffers: dict[str, list[np.ndarray]] = {k: [] for k in self._arrays}
         self._buffered = 0
+        self._held: dict[str, list[np.ndarray]] = {k: [] for k in self._small}  # frames of small arrays not
+        self._held_from = 0  # yet written: from this frame up to n_frames
         self.n_frames = 0
+        # compression and writes run in a thread (blosc and CRC-32C release the GIL) while the caller
+        # produces the next chunk; at most _PENDING chunks wait, so memory stays bounded
+        self._pending: queue.Queue = queue.Queue(maxsize=_PENDING)
+        self._thread: threading.Thread | None = None
+        self._failed: BaseException | None = None
+        self._cancelled = False
 
     def append(self, positions: np.ndarray, times: np.ndarray, steps: np.ndarray,
                velocities: np.ndarray | None = None, boxes: np.ndarray | None = None,
@@ -296,20 +314,61 @@ class TrajectoryWriter:
         if self._buffered >= self._chunk:
             self._flush()
 
-    def _flush(self) -> None:
-        if not self._buffered:
+    def _flush(self, last: bool = False) -> None:
+        """Hand the buffered frames to the writing thread (waits while :data:`_PENDING` chunks are queued);
+        frames of the small arrays go once they fill whole chunks of theirs, or with ``last``."""
+        self._check_failed()
+        if self._buffered:
+            lo, hi = self.n_frames, self.n_frames + self._buffered
+            blocks = {key: parts[0] if len(parts) == 1 else np.concatenate(parts)
+                      for key, parts in self._buffers.items()}
+            for key in self._small:
+                self._held[key].append(blocks.pop(key))
+            self._put(blocks, lo, hi)
+            self._buffers = {key: [] for key in self._arrays}
+            self.n_frames = hi
+            self._buffered = 0
+        lo = self._held_from
+        hi = self.n_frames if last else lo + (self.n_frames - lo) // self._small_chunk * self._small_chunk
+        if self._small and hi > lo:
+            held = {key: np.concatenate(parts) for key, parts in self._held.items()}
+            self._put({key: values[:hi - lo] for key, values in held.items()}, lo, hi)
+            self._held = {key: [values[hi - lo:]] for key, values in held.items()}
+            self._held_from = hi
+
+    def _put(self, blocks: dict[str, np.ndarray], lo: int, hi: int) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._work, name=f"mdforecast-write-{self.name}", daemon=True)
+            self._thread.start()
+        self._pending.put((blocks, lo, hi))
+
+    def _work(self) -> None:
+        """The writing thread: writes queued chunks in order until ``None``; the first error stops writing."""
+        while (item := self._pending.get()) is not None:
+            if self._failed is None and not self._cancelled:
+                try:
+                    self._write(*item)
+                except BaseException as err:  # reported to the caller by _check_failed
+                    self._failed = err
+
+    def _drain(self) -> None:
+        """Wait until every queued chunk is written (or skipped, once cancelled) and stop the writing thread."""
+        if self._thread is not None:
+            self._pending.put(None)
+            self._thread.join()
+            self._thread = None
+
+    def _check_failed(self) -> None:
+        """Raise, as a one-line :class:`StoreError`, the error that stopped the writing thread."""
+        err = self._failed
+        if err is None:
             return
-        lo, hi = self.n_frames, self.n_frames + self._buffered
-        try:
-            self._write({key: np.concatenate(self._buffers[key]) for key in self._arrays}, lo, hi)
-        except OSError as err:
+        if isinstance(err, OSError):
             if err.errno == errno.ENOSPC:
                 raise StoreError(f"disk full while writing {self._store.path}; free space or write elsewhere "
                                  "with -o") from err
             raise StoreError(f"cannot write {self._store.path}: {err}; check the path and permissions") from err
-        self._buffers = {key: [] for key in self._arrays}
-        self.n_frames = hi
-        self._buffered = 0
+        raise err
 
     @property
     def frames_per_chunk(self) -> int:
@@ -317,12 +376,12 @@ class TrajectoryWriter:
         return self._chunk
 
     def _write(self, blocks: dict[str, np.ndarray], lo: int, hi: int) -> None:
-        """Write frames [lo, hi) of every array: the only place frames reach the disk."""
-        for key, arr in self._arrays.items():
-            if hi <= arr.shape[0]:  # pre-sized: write in place, no metadata rewrite
-                arr[lo:hi] = blocks[key]
-            else:
-                arr.append(blocks[key], axis=0)
+        """Write frames [lo, hi) of the arrays in ``blocks``: the only place frames reach the disk."""
+        for key, values in blocks.items():
+            arr = self._arrays[key]
+            if hi > arr.shape[0]:  # more frames than expected: grow (appends arrive in order)
+                arr.resize((hi,) + arr.shape[1:])
+            arr[lo:hi] = values
 
     def set_attrs(self, **attrs) -> None:
         """Add provenance to the trajectory's attributes (e.g. ``sha256`` known only at the end)."""
@@ -330,7 +389,9 @@ class TrajectoryWriter:
 
     def commit(self) -> Trajectory:
         """Write the last frames and make the trajectory visible in the store."""
-        self._flush()
+        self._flush(last=True)
+        self._drain()
+        self._check_failed()
         if self.n_frames == 0:
             raise InputError(f"trajectory {self.name!r} has no frames; check --start/--stop/--stride and the file")
         for arr in self._arrays.values():
@@ -341,7 +402,9 @@ class TrajectoryWriter:
         return self._store.trajectory(self.name)
 
     def abort(self) -> None:
-        """Delete everything written for this trajectory."""
+        """Delete everything written for this trajectory (chunks still queued are not written)."""
+        self._cancelled = True
+        self._drain()
         parent = self._store._group["trajectories"]
         if self.name in parent:
             del parent[self.name]
@@ -523,7 +586,8 @@ def writing(path: str | os.PathLike, *, topology: Topology, attrs: dict | None =
     mdforecast wrote, never another directory, file or link) or ``'append'`` (add trajectories to an existing
     store of the same system). A new local store is built under a temporary name next to ``path`` and renamed
     into place when the block succeeds. A local writer holds ``.NAME.lock`` next to ``path``: a second writer
-    of the same store is refused.
+    of the same store is refused. Temporary stores ``.NAME.partial-PID`` of writers that no longer run (killed
+    outright) are removed.
     """
     path = str(path)
     if mode not in ("create", "overwrite", "append"):
@@ -550,6 +614,7 @@ def writing(path: str | os.PathLike, *, topology: Topology, attrs: dict | None =
         if exists:
             check_replaceable(target)
         tmp = target.with_name(f".{target.name}.partial-{os.getpid()}")
+        _remove_stale_partials(target)
         shutil.rmtree(tmp, ignore_errors=True)
         try:
             with os_errors(path):
@@ -566,6 +631,31 @@ def writing(path: str | os.PathLike, *, topology: Topology, attrs: dict | None =
             store.__init__(zarr.open_group(store=path, mode="r"), path)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _remove_stale_partials(target: Path) -> None:
+    """Delete ``.NAME.partial-PID`` folders next to ``target`` whose writer ``PID`` no longer runs (a process killed
+    before it could clean up, e.g. by SIGKILL or a power cut). Called under the writer's lock."""
+    prefix = f".{target.name}.partial-"
+    try:
+        names = [name for name in os.listdir(target.parent) if name.startswith(prefix)]
+    except OSError:
+        return
+    for name in names:
+        pid = name[len(prefix):]
+        if pid.isdigit() and not _running(int(pid)) and not (target.parent / name).is_symlink():
+            shutil.rmtree(target.parent / name, ignore_errors=True)
+
+
+def _running(pid: int) -> bool:
+    """Whether a process ``pid`` exists (one of another user's counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 @contextlib.contextmanager

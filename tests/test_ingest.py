@@ -321,6 +321,7 @@ def test_truncated_xtc_warns_and_garbled_xtc_is_refused(tmp_path, water_system):
 
 
 def test_xtc_frame_decoding_outside_its_declared_range_is_refused(tmp_path, water_system, monkeypatch):
+    import dataclasses
     import importlib
 
     import MDAnalysis as mda
@@ -328,12 +329,13 @@ def test_xtc_frame_decoding_outside_its_declared_range_is_refused(tmp_path, wate
     ingest_module = importlib.import_module("mdforecast.ingest")  # the module, not the function of that name
     top = tmp_path / "top.pdb"
     path = water_system.write(tmp_path / "w.xtc", wrap=True, topology=top)
-    bounds, note = ingest_module.check_xtc(path)
-    assert note is None and bounds.shape == (12, 2, 3)
+    index = ingest_module.check_xtc(path)
+    bounds = index.bounds
+    assert index.note is None and bounds.shape == (12, 2, 3) and index.n_atoms == water_system.n_atoms
     data = np.stack([ts.positions.copy() for ts in mda.Universe(str(top), str(path)).trajectory])
     np.testing.assert_allclose(bounds[:, 0], data.min(axis=1), atol=0.01)  # the header's range is the data's
     np.testing.assert_allclose(bounds[:, 1], data.max(axis=1), atol=0.01)
     bounds[7, 1] -= 1.0  # as if frame 7's compressed data decoded beyond what its header declares
-    monkeypatch.setattr(ingest_module, "check_xtc", lambda p: (bounds, None))
+    monkeypatch.setattr(ingest_module, "check_xtc", lambda p: dataclasses.replace(index, bounds=bounds))
     with pytest.raises(InputError, match="frame 7 .* outside the range its header declares"):
         ingest([path], tmp_path / "s.zarr", topology=top)

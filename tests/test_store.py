@@ -57,6 +57,28 @@ def test_writer_flushes_chunk_by_chunk(tmp_path):
     assert Store.open(tmp_path / "s.zarr").trajectory().n_frames == chunk + 3
 
 
+def test_a_chunk_the_writing_thread_fails_to_write_ends_the_store_in_one_line(tmp_path, monkeypatch):
+    import errno
+
+    from mdforecast.store import TrajectoryWriter
+
+    written, write = [], TrajectoryWriter._write
+
+    def disk_fills_up(self, blocks, lo, hi):  # runs in the writing thread
+        written.append(lo)
+        if len(written) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        write(self, blocks, lo, hi)
+
+    monkeypatch.setattr(TrajectoryWriter, "_write", disk_fills_up)
+    with pytest.raises(StoreError, match="disk full while writing") as failure:
+        with writing(tmp_path / "s.zarr", topology=topology()) as store:
+            fill(store, "a", 5000)  # 1024 frames per chunk: 5 chunks
+    assert "\n" not in str(failure.value)
+    assert len(written) == 2  # nothing written after the failure
+    assert list(tmp_path.iterdir()) == []  # neither the store nor its temporary copy
+
+
 def test_frame_index_and_split(tmp_path):
     with writing(tmp_path / "s.zarr", topology=topology()) as store:
         fill(store, "a", 10)
