@@ -16,7 +16,7 @@ counts, not on the physics. Every size runs in its own process, on one torch thr
   per segment, as cpu-small), forward, the training loss, backward and an AdamW step;
 - wall time and CPU time (user + system, of this process) of the forecast and of the training step, and the
   step's system time (page faults: the kernel zeroing freshly mapped memory);
-- peak resident set of the process (``ru_maxrss``) after the forecast and after the training step, and
+- peak resident set of the process (``ru_maxrss``) after the searches and the forecast and after the training step, and
   its growth over the resident set before the model was built (the trajectory data excluded) per atom.
 
 A training step is skipped where the previous size, scaled linearly in atoms, predicts more than
@@ -215,10 +215,11 @@ def report(rows: list[dict], batch: int, repeats: int) -> str:
              "configuration (F=16, C=8, 4 RK4 steps, checkpointing, observe 200, horizon 800, strides 40/4/1) with "
              "untrained weights. *Forecast*: one far frame (one segment per level). *Training step*: "
              f"{windows}, {SEGMENTS} finest segments per window, up to {MAX_OUTPUTS} outputs per segment; batch, "
-             "forward, loss, backward, AdamW step. *Peak RSS* is the process' peak resident set after the forecast "
+             "forward, loss, backward, AdamW step. *Peak RSS* is the process' peak resident set after the neighbour "
+             "searches and the forecast (where the all-pairs search runs, its blocks of pair displacements count) "
              "and after the training step (Python, torch and the trajectory data, *data MB*, included), with its "
-             "rise over the resident set before the model was built per atom. Per-atom costs are time ÷ atoms, so "
-             "a flat column is linear growth.", "",
+             "rise over the resident set before the model was built per atom. Per-atom costs are CPU time ÷ atoms for "
+             "the forecast and the training step, wall time ÷ atoms for the searches; a flat column is linear growth.", "",
              "| atoms | box Å | edges/atom | all-pairs search s | vesin search s (µs/atom) | speed-up | forecast frame "
              "s, CPU s (ms/atom) | training step s, CPU s (ms/atom), of which system s | peak RSS forecast GiB "
              "(KiB/atom) | peak RSS training GiB (KiB/atom) | data MB | load |",
