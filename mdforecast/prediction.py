@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 import time
 from collections.abc import Sequence
 from datetime import datetime, timezone
@@ -188,6 +189,9 @@ def predict(store: str | os.PathLike | Store | None, model: str | Forecaster | N
                          f"{n_observe} frames before it and trajectory {names[0]!r} has {n_frames}; choose --from "
                          "inside that range (or a smaller --observe)")
     forecaster.check(truth.topology, trajs[0].dt_ps)
+    note = getattr(forecaster, "memory_note", lambda n: None)(truth.topology.n_atoms)
+    if progress and note:
+        print(note, file=sys.stderr)
     plans = []
     for traj in trajs:
         observation = Observation.from_trajectory(traj, truth.topology, observe=n_observe, end=end)

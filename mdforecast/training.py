@@ -540,6 +540,9 @@ def train(store: str | os.PathLike | Store, run_dir: str | os.PathLike, config: 
         run = _set_up(store, run_dir, config, opts, init, resume, device)
         run.training["select"] = select
         log = (lambda message: print(message, file=sys.stderr)) if progress and run.rank == 0 else (lambda m: None)
+        note = run.model.memory_note(store.topology.n_atoms)
+        if note:
+            log(note)
         if run.config.dynamics and run.state.get("dynamics") is None:
             run.state["dynamics"] = fit_dynamics(
                 run.model, run.train_series, run.kinds, pair_frames=opts.pair_frames, force_steps=opts.force_steps,

@@ -23,7 +23,15 @@ from .baselines import linear_ar_displacement
 
 __all__ = ["DominoForecaster", "load"]
 
-_CHUNK = 32  # finest-level segments decoded per forward pass in predict()
+_CHUNK = 32  # finest-level segments decoded per forward pass in predict() (fewer for a large system)
+#: atoms × finest-level segments solved in one forward pass of predict(): bounds the graphs held at once
+#: (about 5 KiB per node with the float32 edge features of ~50 neighbours)
+NODES_PER_PASS = 2**18
+
+
+def segments_per_pass(n_atoms: int) -> int:
+    """Finest-level segments ``predict`` solves in one forward pass for ``n_atoms`` atoms (1 to 32)."""
+    return max(1, min(_CHUNK, NODES_PER_PASS // max(n_atoms, 1)))
 
 
 def load(path: str | os.PathLike, *, device: str | torch.device = "cpu", depth: int | None = None) -> "DominoForecaster":
@@ -186,11 +194,18 @@ class DominoForecaster(Forecaster):
         finest = model.hierarchy.segment_of(depth, t)
         unique = np.unique(finest)
         with torch.no_grad():
-            for start in range(0, len(unique), _CHUNK):
-                sel = np.isin(finest, unique[start:start + _CHUNK])
+            chunk = segments_per_pass(observation.positions.shape[1])
+            for start in range(0, len(unique), chunk):
+                sel = np.isin(finest, unique[start:start + chunk])
                 positions, _ = model(window, np.zeros(sel.sum(), np.int64), t[sel], np.full(sel.sum(), depth))
                 out[sel] = positions.float().cpu().numpy()
         return out
+
+    def memory_note(self, n_atoms: int) -> str | None:
+        """The model's automatic memory bounds for ``n_atoms`` atoms (:meth:`Domino.memory_note`) and the
+        finest segments solved per pass, in one line; ``None`` for a small system."""
+        note = self.model.memory_note(n_atoms)
+        return None if note is None else f"{note}, {segments_per_pass(n_atoms)} finest segment(s) per pass"
 
     def describe(self) -> dict:
         return {"name": self.name, "checkpoint": None if self.path is None else str(self.path),

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from .. import protocol
 from ..errors import InputError
@@ -30,7 +31,7 @@ from .encoder import Encoder
 from .dynamics import DynamicsLevel
 from .fusion import EquivariantDecoder, LeadFusion, LevelFusion
 from .hierarchy import DownScale, Hierarchy, Plan
-from .layers import RadialBasis
+from .layers import RadialBasis, edge_chunk
 from .ode import SOLVERS, LatentODE, interpolate
 
 __all__ = ["DominoConfig", "Normalisation", "Window", "Domino", "SOURCES"]
@@ -38,6 +39,9 @@ __all__ = ["DominoConfig", "Normalisation", "Window", "Domino", "SOURCES"]
 #: the displacement sources a dynamics model fuses by lead time, in the order of ``LeadFusion.weights``' columns
 SOURCES = ("dynamics", "hierarchy", "linear-ar")
 
+
+#: bytes of the per-level states of the queries decoded at once (:meth:`Domino.decode_chunk`)
+DECODE_BYTES = 64 * 2**20
 
 #: the largest value of each integer model option (bounds memory and time; the paper's are far below)
 _LIMITS = {"observe": 10**6, "horizon": 10**7, "features": 4096, "vectors": 1024, "encoder_layers": 64,
@@ -207,7 +211,7 @@ class Domino(nn.Module):
         f, c = config.features, config.vectors
         basis = RadialBasis(config.cutoff, config.radial)
         self.encoder = Encoder(len(self.kinds), len(norm.inputs), f, c, config.encoder_layers, basis,
-                               norm.avg_neighbors, config.vae)
+                               norm.avg_neighbors, config.vae, config.checkpoint)
         self.odes = nn.ModuleList(LatentODE(f, c, basis, norm.avg_neighbors, config.ode_layers, config.solver,
                                             config.steps, config.checkpoint) for _ in range(config.levels))
         self.downscale = nn.ModuleList(DownScale(level, f, c) for level in range(1, config.levels))
@@ -285,17 +289,46 @@ class Domino(nn.Module):
             boxes = None if window.boxes is None else window.boxes[seg_sample]
             hg, vg = self.odes[p].solve(h.reshape(u * n, -1), v.reshape(u * n, -1, 3), self._graph(geometry, boxes))
             grids.append((hg.reshape(hg.shape[0], u, n, -1), vg.reshape(vg.shape[0], u, n, -1, 3)))
-        depth_t = torch.as_tensor(depth, device=device)
-        hs, vs = [], []
-        for p, (hg, vg) in enumerate(grids):
-            rows = torch.as_tensor(np.maximum(plan.rows[p], 0), device=device)
-            tau = torch.as_tensor(plan.tau[p], device=device)
-            live = (depth_t >= p).to(hg.dtype)
-            hs.append(interpolate(hg, rows, tau) * live[:, None, None])
-            vs.append(interpolate(vg, rows, tau) * live[:, None, None, None])
-        positions = window.last[torch.as_tensor(sample, device=device)] + self._decode(hs, vs, depth_t,
-                                                                                       torch.as_tensor(t, device=device))
+        rows = [torch.as_tensor(np.maximum(r, 0), device=device) for r in plan.rows]
+        taus = [torch.as_tensor(tau, device=device) for tau in plan.tau]
+        depth_t, t_t = torch.as_tensor(depth, device=device), torch.as_tensor(t, device=device)
+        flat = [x for grid in grids for x in grid]
+        recompute = self.config.checkpoint and torch.is_grad_enabled()
+        chunks = []
+        for q in torch.arange(len(t), device=device).split(self.decode_chunk(n)):
+            args = (q, depth_t, t_t, rows, taus, *flat)
+            chunks.append(checkpoint(self._read_out, *args, use_reentrant=False) if recompute else self._read_out(*args))
+        positions = window.last[torch.as_tensor(sample, device=device)] + torch.cat(chunks)
         return positions, kl
+
+    def decode_chunk(self, n_atoms: int) -> int:
+        """Queries decoded at once for ``n_atoms`` atoms: their per-level states, ``(queries, L, N, F + 3C)``
+        float32, take at most :data:`DECODE_BYTES` (all queries of a small system; a few of a large one). In
+        training with ``checkpoint``, each chunk's decoder activations are recomputed in the backward pass."""
+        c = self.config
+        return max(1, DECODE_BYTES // (4 * n_atoms * c.levels * (c.features + 3 * c.vectors)))
+
+    def memory_note(self, n_atoms: int) -> str | None:
+        """The automatic memory bounds at ``n_atoms`` atoms in one line, or ``None`` where a graph fits one
+        chunk of edges (a small system: nothing is split)."""
+        c = self.config
+        edges = edge_chunk(c.features + 3 * c.vectors)
+        if n_atoms * self.norm.avg_neighbors <= edges:
+            return None
+        return (f"{n_atoms:,} atoms: message passing in chunks of {edges:,} edges, decoding {self.decode_chunk(n_atoms)} "
+                "lead time(s) at a time" + (" (activations recomputed in the backward pass)" if c.checkpoint else ""))
+
+    def _read_out(self, q: torch.Tensor, depth: torch.Tensor, t: torch.Tensor, rows: list, taus: list,
+                  *flat: torch.Tensor) -> torch.Tensor:
+        """Displacements ``(len(q), N, 3)`` Å of queries ``q``: every level's state interpolated at the queries'
+        times (zero beyond a query's depth), fused and decoded."""
+        hs, vs = [], []
+        for p in range(len(flat) // 2):
+            hg, vg = flat[2 * p], flat[2 * p + 1]
+            live = (depth[q] >= p).to(hg.dtype)
+            hs.append(interpolate(hg, rows[p][q], taus[p][q]) * live[:, None, None])
+            vs.append(interpolate(vg, rows[p][q], taus[p][q]) * live[:, None, None, None])
+        return self._decode(hs, vs, depth[q], t[q])
 
     @staticmethod
     def _states(grids, rows: list[np.ndarray], taus: list[np.ndarray], device) -> tuple[list, list]:

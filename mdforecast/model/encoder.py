@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from .graph import Graph
 from .layers import Interaction, RadialBasis, VectorLinear, edge_features, vector_norm
@@ -28,13 +29,14 @@ __all__ = ["Encoder"]
 
 class Encoder(nn.Module):
     """Encodes a window. Args: kinds (vocabulary size), inputs K, features F, vectors C, layers, radial
-    basis, mean neighbour count, vae.
+    basis, mean neighbour count, vae, checkpoint (recompute each interaction's edge activations in the
+    backward pass instead of keeping them: O(N) less memory per window).
 
     Shapes: ``kinds (M,) int64, inputs (M, K, 3), graph -> h (M, F), v (M, C, 3), kl ()``.
     """
 
     def __init__(self, kinds: int, inputs: int, features: int, vectors: int, layers: int, basis: RadialBasis,
-                 avg_neighbors: float, vae: bool = False) -> None:
+                 avg_neighbors: float, vae: bool = False, checkpoint: bool = False) -> None:
         super().__init__()
         self.embed = nn.Embedding(kinds, features)
         self.norms = nn.Linear(inputs, features, bias=False)
@@ -43,6 +45,7 @@ class Encoder(nn.Module):
         self.layers = nn.ModuleList(Interaction(features, vectors, basis.n, avg_neighbors) for _ in range(layers))
         self.out = nn.LayerNorm(features)
         self.vae = nn.Linear(features, 2 * features) if vae else None
+        self.checkpoint = checkpoint
 
     def forward(self, kinds: torch.Tensor, inputs: torch.Tensor, graph: Graph,
                 generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -50,7 +53,9 @@ class Encoder(nn.Module):
         v = self.lift(inputs)
         radial, unit = edge_features(graph, self.basis)
         for layer in self.layers:
-            h, v = layer(h, v, graph, layer.filters(radial), unit)
+            step = lambda h, v, layer=layer: layer(h, v, graph, layer.filters(radial), unit)  # noqa: E731
+            h, v = (checkpoint(step, h, v, use_reentrant=False) if self.checkpoint and torch.is_grad_enabled()
+                    else step(h, v))
         h = self.out(h)
         kl = h.new_zeros(())
         if self.vae is not None:

@@ -8,7 +8,7 @@ import torch
 
 from mdforecast.errors import InputError
 from mdforecast.forecasters import DominoForecaster, Observation
-from mdforecast.model import Domino, DominoConfig, Normalisation
+from mdforecast.model import Domino, DominoConfig, Normalisation, domino, layers
 from mdforecast.model.graph import batch_graphs, radius_graph, radius_graph_all_pairs
 from mdforecast.model.hierarchy import Hierarchy
 from mdforecast.testing import assert_equivariant
@@ -17,10 +17,10 @@ from oscillators import oscillators, topology
 torch.set_num_threads(1)  # tiny tensors: one thread is fastest, and the test machine's 2 cores are shared
 
 
-def random_forecaster(levels: int = 3, vae: bool = False) -> DominoForecaster:
+def random_forecaster(levels: int = 3, vae: bool = False, checkpoint: bool = False) -> DominoForecaster:
     strides = {1: (1,), 2: (6, 1), 3: (12, 4, 1)}[levels]
     config = DominoConfig(observe=30, horizon=24, strides=strides, features=16, vectors=8, encoder_layers=1,
-                          radial=8, steps=3, lags=(1, 5), context=10, cutoff=6.0, checkpoint=False, vae=vae)
+                          radial=8, steps=3, lags=(1, 5), context=10, cutoff=6.0, checkpoint=checkpoint, vae=vae)
     torch.manual_seed(0)
     model = Domino(config, Normalisation(1.0, (0.2, 0.6, 0.6), 3.0), ["A", "B"]).double()
     for p in model.decoder.parameters():  # the decoder starts at zero (= persistence); make it act
@@ -155,23 +155,41 @@ def test_hierarchy_layout_and_errors():
         Hierarchy(300, (15, 4))
 
 
-def test_gradient_checkpointing_gives_the_same_gradients():
+def _small_chunks(monkeypatch) -> None:
+    """Message passing 7 edges at a time, decoding 2 queries at a time (of 14 atoms, 3 levels, F 16, C 8)."""
+    monkeypatch.setattr(layers, "EDGE_CHUNK_BYTES", 4 * (16 + 3 * 8) * 7)
+    monkeypatch.setattr(domino, "DECODE_BYTES", 4 * 14 * 3 * (16 + 3 * 8) * 2)
+
+
+def test_checkpointing_and_chunking_give_the_same_gradients(monkeypatch):
+    """Recomputing the encoder's, the ODEs' and the decoder's activations in the backward pass, with edges and
+    queries in chunks, gives the gradients of one pass that keeps them all."""
     from mdforecast.model import Window
 
     grads = []
-    for flag in (False, True):
-        model = random_forecaster().model
-        for ode in model.odes:
-            ode.checkpoint = flag
+    for small in (False, True):
+        if small:
+            _small_chunks(monkeypatch)
+        model = random_forecaster(checkpoint=small).model
+        assert model.decode_chunk(14) == (2 if small else 2**26 // (4 * 14 * 3 * 40))
         obs = observation()
         window = Window(model.kind_index(topology(14)), torch.as_tensor(obs.positions[-1])[None],
                         torch.as_tensor(np.random.default_rng(0).normal(size=(1, 14, 3, 3))),
                         torch.eye(3, dtype=torch.float64)[None] * 20)
-        positions, _ = model.train()(window, np.zeros(3, np.int64), np.array([3.0, 10.0, 20.0]), np.array([2, 1, 2]))
+        positions, _ = model.train()(window, np.zeros(5, np.int64), np.array([3.0, 10.0, 20.0, 7.5, 1.0]),
+                                     np.array([2, 1, 2, 0, 2]))
         positions.square().sum().backward()
         grads.append(torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]))
     torch.testing.assert_close(grads[1], grads[0])
     assert grads[0].abs().max() > 0
+
+
+def test_chunked_edges_and_queries_give_the_same_forecast(monkeypatch):
+    forecaster, obs = random_forecaster(), observation()
+    times = np.array([30, 31, 33.5, 41, 47, 53])
+    expected = forecaster.predict(obs, times)
+    _small_chunks(monkeypatch)
+    np.testing.assert_allclose(forecaster.predict(obs, times), expected, atol=1e-9, rtol=0)
 
 
 def test_atom_kinds_are_elements_by_default_then_types_then_names():
@@ -205,3 +223,18 @@ def test_check_refuses_other_atom_kinds_and_frame_times_and_exposes_layout():
     with pytest.raises(InputError, match="--dt 0.1"):
         forecaster.check(topology(14), None)
     DominoForecaster(forecaster.model).check(topology(14), None)  # a model file that does not record its frame time
+
+
+def test_memory_bounds_grow_with_the_system_and_say_so():
+    """A small system is one chunk of edges and all its lead times at once; a 48,000-atom one is chunked, and
+    the one-line note says how."""
+    from mdforecast.forecasters.domino import segments_per_pass
+
+    forecaster = random_forecaster()  # F 16, C 8, 3 levels, 3 neighbours on average
+    model = forecaster.model
+    assert model.memory_note(14) is None and forecaster.memory_note(14) is None
+    assert model.decode_chunk(14) > 1000 and segments_per_pass(14) == 32
+    assert model.decode_chunk(48_000) == 2 and segments_per_pass(48_000) == 5 and segments_per_pass(10**7) == 1
+    note = forecaster.memory_note(48_000)
+    assert note == ("48,000 atoms: message passing in chunks of 104,857 edges, decoding 2 lead time(s) at a time, "
+                    "5 finest segment(s) per pass")
