@@ -49,7 +49,7 @@ SYSTEM_OPTIONS = {"lj": {"cutoff": 8.5}, "tip3p": {"cutoff": 5.0}, "tip4p": {"cu
 #: of one system at that scale (on a CPU, lj's 6 Å cutoff keeps the first shell, minimum at 5.3 Å, with a
 #: third of the edges of 2.5 σ; ala2's 22 atoms cost a tenth of lj's 250 per window, so it trains longer);
 #: ``fresh_frames``: frames simulated past the observation for the fresh-seed check (default 1000); ``fresh``:
-#: False skips that check. ``cpu-conformation`` is for ala2 on a 2-core CPU shared with other jobs (2026-12-03:
+#: False skips that check; ``ablation``: False skips the ablation. ``cpu-conformation`` is for ala2 on a 2-core CPU shared with other jobs (2026-12-03:
 #: OpenMM's Reference platform got ~15 % of a core). Molecules without a box train on the Kabsch loss and decode
 #: conformations at every scale (the ``protocol`` scale too: its ``paper`` preset would collapse them).
 #: ``cpu-short`` is for the water systems on a 2-core CPU, where OpenMM made 3.6–3.7 TIP3P frames/s per pinned core
@@ -67,13 +67,18 @@ SCALES = {
                           "training to 3 epochs of 64 windows; a GPU run of --scale protocol replaces these weights",
                   "options": {"observe": 500, "horizon": 2000, "epochs": 3, "samples_per_epoch": 64,
                               "lead_sampling": "log"}, "lgode": {"steps": 16}},
-    "cpu-conformation": {"trajectories": None, "frames": None, "twins": 0, "preset": "cpu-small", "fresh": False,
-                         "note": "trained without a GPU on a shared 2-core CPU: PROTOCOL.md's data without twins (so no "
-                                 "chaos floor) and no fresh-seed check (the test trajectory is never trained on), "
-                                 "the cpu-small architecture trained on the Kabsch loss and decoded as a conformation "
-                                 "with bond lengths kept (conformations); a GPU run of --scale protocol replaces it",
-                         "options": {"epochs": 12, "samples_per_epoch": 128, "lead_sampling": "log",
-                                     "fusion_windows": 32, "loss": "kabsch", "conformations": True}, "lgode": {"steps": 32}},
+    "cpu-conformation": {"trajectories": None, "frames": 7000, "twins": 0, "preset": "cpu-small", "fresh": False,
+                         "ablation": False,
+                         "note": "trained without a GPU on a 2-core CPU shared with four other jobs (OpenMM got ~10 % "
+                                 "of a core): the first 7000 frames of PROTOCOL.md's 3 trajectories (observe 2000, "
+                                 "forecast 5000), no twins (so no chaos floor), no fresh-seed check (the test "
+                                 "trajectory is never trained on) and no ablation, the cpu-small architecture trained "
+                                 "for 4 epochs of 128 windows on the "
+                                 "Kabsch loss and decoded as a conformation with bond lengths kept (conformations); a "
+                                 "GPU run of --scale protocol replaces it",
+                         "options": {"observe": 2000, "horizon": 5000, "epochs": 4, "samples_per_epoch": 128,
+                                     "lead_sampling": "log",
+                                     "fusion_windows": 16, "loss": "kabsch", "conformations": True}, "lgode": {"steps": 32}},
     "cpu-small": {"trajectories": 4, "frames": 5000, "twins": 2, "preset": "cpu-small",
                   "options": {"observe": 1000, "horizon": 4000, "epochs": 10}, "lgode": {"steps": 32}},
     "tiny": {"trajectories": 3, "frames": 1500, "twins": 1, "preset": "cpu-small",
@@ -169,8 +174,9 @@ def _train(store: Path, run: Path, model: dict, progress: bool, threads: int | N
     if threads is not None:  # a worker process of --parallel
         torch.set_num_threads(threads)
     resume = (run / "state.json").exists()
-    result = train(store, run, *resolve_options(model["options"], preset=model["preset"]), resume=resume,
-                   progress=progress)
+    options = {k: v for k, v in model["options"].items() if k != "device"}  # where, not what: train's argument
+    result = train(store, run, *resolve_options(options, preset=model["preset"]), resume=resume, progress=progress,
+                   device=model["options"].get("device", "auto"))
     return {"run": str(run), "resumed": resume, **{k: v for k, v in result.to_dict().items() if k != "history"}}
 
 
@@ -290,7 +296,7 @@ def run(system: str, scale: str, out: Path, *, device: str = "cpu", workers: int
         _stage(record, path, f"predict-{name}", lambda: predict(
             store, str(root / "runs" / name), root / f"forecast-{name}.zarr", trajectories=test, device=device,
             force=True, progress=progress).to_dict())
-    for depth in ABLATION:
+    for depth in ABLATION if SCALES[scale].get("ablation", True) else ():
         _stage(record, path, f"ablation-L{depth}", lambda depth=depth: ablation(store, root, depth, test, device,
                                                                                progress))
     if SCALES[scale].get("fresh", True):

@@ -20,7 +20,11 @@ mass-weighted).
 alternating least squares: superpose each true frame onto the current fused frame, solve the weights by least
 squares against the superposed truth, repeat (each step lowers the summed Kabsch MSE). A bin keeps its least
 squares weights only where they beat persistence under leave-one-window-out cross-validation (exact Kabsch MSE
-of the held-out window), as :func:`~mdforecast.fitting.fit_fusion` does.
+of the held-out window), as :func:`~mdforecast.fitting.fit_fusion` does. The fused frames are averages of
+conformations (methyl hydrogens, a flipping peptide plane), which the projection puts back on their bonds but
+can leave overlapping; so the kept weights are then scaled by the factor s ∈ {0, 0.2, …, 1} whose *projected*
+forecast has the lowest Kabsch MSE on the bin's training frames among those without overlapping atoms
+(:func:`~mdforecast.physics.geometry_problems`); s = 0 is persistence.
 
 Shapes: T frames, N atoms, K forecast times, J sources, W windows.
 """
@@ -49,6 +53,7 @@ __all__ = ["mean_conformation", "sources", "forecast", "fit_conformation_fusion"
 
 _ITERATIONS = 4  # alternations of superposition and least squares per fit
 _MEAN_ITERATIONS = 3  # superpose-and-average passes of the mean conformation
+_SHRINK = np.linspace(0.0, 1.0, 6)  # scale factors of the fitted weights tried on the projected forecast
 
 
 def _superposed(mobile: np.ndarray, target: np.ndarray) -> np.ndarray:
@@ -122,6 +127,23 @@ def _kabsch(w: np.ndarray, d: np.ndarray, truth: np.ndarray, x0: np.ndarray) -> 
     return float(kabsch_mse_per_frame(x0 + np.einsum("j,qjnx->qnx", w, d), truth).sum())
 
 
+def _shrink(w: np.ndarray, d: np.ndarray, truth: np.ndarray, x0: np.ndarray, topology: Topology,
+            lengths: np.ndarray) -> tuple[float, float]:
+    """The factor s of :data:`_SHRINK` whose projected forecast with weights ``s·w`` has the lowest summed Kabsch
+    MSE without overlapping atoms, and that MSE (Å²). ``lengths`` ``(Q, B)``: each frame's observed bond lengths."""
+    from .physics import GEOMETRY_TOLERANCE, _closest
+
+    best = (0.0, float(kabsch_mse_per_frame(x0, truth).sum()))
+    bonds = np.asarray(topology.bonds)
+    limit = GEOMETRY_TOLERANCE["close"] * float(_closest(truth, None, bonds, 4.0).min())
+    for s in _SHRINK[1:]:
+        projected = project_bonds(x0 + np.einsum("j,qjnx->qnx", s * w, d), bonds, lengths, topology.masses)
+        error = float(kabsch_mse_per_frame(projected, truth).sum())
+        if error < best[1] and _closest(projected, None, bonds, limit).min() >= limit:
+            best = (float(s), error)
+    return best
+
+
 def fit_conformation_fusion(model, series: list[Series], topology: Topology, *, windows: int, seed: int,
                             log=lambda message: None) -> dict:
     """Fit ``model.lead_fusion`` of a model with ``conformations`` on ``series`` (see the module docstring):
@@ -151,9 +173,11 @@ def fit_conformation_fusion(model, series: list[Series], topology: Topology, *, 
         d = sources(observation, end - 1 + leads, ar, lambda times: forecaster._hierarchy(observation, times))
         truth = s.positions[(end - 1 + leads).astype(np.int64)].astype(np.float64)
         x0 = s.positions[end - 1].astype(np.float64)
+        lengths = bond_reference(observation.positions, topology.bonds)
         for b in np.unique(fusion.bin(leads)):
             q = fusion.bin(leads) == b
-            data[b].append((w, d[:, q].transpose(1, 0, 2, 3), truth[q], np.repeat(x0[None], q.sum(), 0)))
+            data[b].append((w, d[:, q].transpose(1, 0, 2, 3), truth[q], np.repeat(x0[None], q.sum(), 0),
+                            np.repeat(lengths[None], q.sum(), 0)))
         log(f"conformation fusion: window {w + 1}/{windows} ({s.name}, frame {end}, leads up to {int(leads.max())})")
     columns = list(range(len(CONFORMATION_SOURCES)))
     weights, report = np.zeros((fusion.bins, len(columns))), []
@@ -164,18 +188,20 @@ def fit_conformation_fusion(model, series: list[Series], topology: Topology, *, 
                            "chosen": "persistence", "kabsch_ratio_to_persistence": None})
             continue
         owner = np.concatenate([np.full(len(x[2]), x[0]) for x in data[b]])
-        d, truth, x0 = (np.concatenate([x[i] for x in data[b]]) for i in (1, 2, 3))
+        d, truth, x0, lengths = (np.concatenate([x[i] for x in data[b]]) for i in (1, 2, 3, 4))
         persistence = _kabsch(np.zeros(len(columns)), d, truth, x0)
         held_out = sum(_kabsch(_fit_bin(d[owner != w], truth[owner != w], x0[owner != w], columns),
                                d[owner == w], truth[owner == w], x0[owner == w]) for w in np.unique(owner))
         fitted = _fit_bin(d, truth, x0, columns)
         chosen = "least squares" if held_out < persistence else "persistence"
-        if chosen == "least squares":
-            weights[b] = fitted
+        scale, projected = _shrink(fitted, d, truth, x0, topology, lengths) if chosen == "least squares" \
+            else (0.0, persistence)
+        chosen = chosen if scale > 0 else "persistence"
+        weights[b] = scale * fitted
+        ratio = (lambda v: v / persistence if persistence > 0 else None)  # noqa: E731
         report.append({**entry, "weights": dict(zip(CONFORMATION_SOURCES, weights[b].tolist())), "chosen": chosen,
-                       "kabsch_ratio_to_persistence": _kabsch(weights[b], d, truth, x0) / persistence
-                       if persistence > 0 else None, "held_out_ratio": held_out / persistence if persistence > 0
-                       else None})
+                       "scale": scale, "kabsch_ratio_to_persistence": ratio(_kabsch(weights[b], d, truth, x0)),
+                       "projected_ratio_to_persistence": ratio(projected), "held_out_ratio": ratio(held_out)})
     fusion.weights.copy_(torch.as_tensor(weights))
     log("conformation fusion: " + ", ".join(f"{r['leads'][0]}-{r['leads'][1]} {r['chosen']}" for r in report))
     return {"windows": windows, "bins": report, "wall_s": time.perf_counter() - start}

@@ -16,7 +16,7 @@ whose bonds already have their lengths are returned unchanged. Bond graphs witho
 backbone and side chains) converge in a few sweeps; a bond of zero length has no direction and is left alone.
 
 Shapes: K frames, N atoms, B bonds; positions ``(K, N, 3)`` or ``(N, 3)`` Å, bonds ``(B, 2)`` int,
-lengths ``(B,)`` Å, masses ``(N,)`` u.
+lengths ``(B,)`` or, one set per frame, ``(K, B)`` Å, masses ``(N,)`` u.
 """
 
 from __future__ import annotations
@@ -40,17 +40,17 @@ def project_bonds(positions: np.ndarray, bonds: np.ndarray, lengths: np.ndarray,
     single = x.ndim == 2
     x = x[None] if single else x
     bonds = np.asarray(bonds, dtype=np.int64).reshape(-1, 2)
-    lengths = np.asarray(lengths, dtype=np.float64).reshape(-1)
+    lengths = np.broadcast_to(np.asarray(lengths, dtype=np.float64), (x.shape[0], len(bonds)))
     inverse = np.ones(x.shape[1]) if masses is None else 1.0 / np.asarray(masses, dtype=np.float64)
     share = inverse[bonds] / inverse[bonds].sum(axis=1, keepdims=True)  # (B, 2): each end's part of a correction
     for _ in range(max_sweeps):
         worst = 0.0
-        for (i, j), d, (si, sj) in zip(bonds, lengths, share):
+        for (i, j), d, (si, sj) in zip(bonds, lengths.T, share):
             r = x[:, i] - x[:, j]
             norm = np.linalg.norm(r, axis=-1)
             ok = norm > _TINY
             error = np.where(ok, 1.0 - d / np.where(ok, norm, 1.0), 0.0)  # (K,)
-            worst = max(worst, float(np.abs(error * norm / d).max(initial=0.0)))
+            worst = max(worst, float(np.abs(error * norm / d).max(initial=0.0)))  # relative bond error
             x[:, i] -= (si * error)[:, None] * r
             x[:, j] += (sj * error)[:, None] * r
         if worst <= tolerance:
