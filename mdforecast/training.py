@@ -59,9 +59,9 @@ _DEFAULT_WEIGHTS = (0.1, 0.2, 0.7)
 _LOG_STEPS = 10  # optimiser steps between progress lines when stderr is a file or a pipe
 #: model options a fine-tuning run (``--init``) may change: the time layout, not the weights' shapes
 _LAYOUT = {"observe", "horizon", "strides", "levels"}
-#: model options of the dynamics level, which a fine-tuning run may add to a model without one
 #: model options resolved from the data when training begins (``None`` until then)
 _RESOLVED = ("kind_field", "loss", "conformations")
+#: model options of the dynamics level, which a fine-tuning run may add to a model without one
 _DYNAMICS = {"dynamics", "force_cutoff", "force_radial", "force_layers", "substeps", "members", "spread", "ar_lags",
              "fusion_bins"}
 
