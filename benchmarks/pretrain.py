@@ -27,6 +27,7 @@ and the training. Each says so in ``pretrain.json``.
     python benchmarks/pretrain.py lj --scale cpu --device cpu --workers 2 --parallel -o pretrain
     python benchmarks/pretrain.py tip3p --scale cpu-short --device cpu --workers 2 --parallel -o pretrain
     python benchmarks/pretrain.py ala2 --scale cpu-small --device cpu -o pretrain
+    python benchmarks/pretrain.py ala2 --scale cpu-conformation --device cpu --parallel -o pretrain
     python benchmarks/pretrain.py lj --scale tiny --device cpu -o /tmp/pretrain-tiny
 """
 
@@ -47,12 +48,15 @@ SYSTEM_OPTIONS = {"lj": {"cutoff": 8.5}, "tip3p": {"cutoff": 5.0}, "tip4p": {"cu
 #: (one segment over the whole horizon, so more solver steps than one DoMiNO segment); ``systems``: options
 #: of one system at that scale (on a CPU, lj's 6 Å cutoff keeps the first shell, minimum at 5.3 Å, with a
 #: third of the edges of 2.5 σ; ala2's 22 atoms cost a tenth of lj's 250 per window, so it trains longer);
-#: ``fresh_frames``: frames simulated past the observation for the fresh-seed check (default 1000).
+#: ``fresh_frames``: frames simulated past the observation for the fresh-seed check (default 1000); ``fresh``:
+#: False skips that check; ``ablation``: False skips the ablation. ``cpu-conformation`` is for ala2 on a 2-core CPU shared with other jobs (2026-12-03:
+#: OpenMM's Reference platform got ~15 % of a core). Molecules without a box train on the Kabsch loss and decode
+#: conformations at every scale (the ``protocol`` scale too: its ``paper`` preset would collapse them).
 #: ``cpu-short`` is for the water systems on a 2-core CPU, where OpenMM made 3.6–3.7 TIP3P frames/s per pinned core
 #: (2026-12-02): 3 × 2,500 frames, observe 500, horizon 2000 (LG-ODE: 16 RK4 steps, the protocol's 125 frames each).
 SCALES = {
     "protocol": {"trajectories": None, "frames": None, "twins": 2, "preset": "paper",
-                 "options": {}, "lgode": {"steps": 64}},
+                 "options": {}, "lgode": {"steps": 64}, "systems": {"ala2": {"loss": "kabsch", "conformations": True}}},
     "cpu": {"trajectories": None, "frames": None, "twins": 2, "preset": "cpu-small",
             "options": {"epochs": 20, "samples_per_epoch": 128, "lead_sampling": "log"}, "lgode": {"steps": 32},
             "systems": {"lj": {"cutoff": 6.0}, "ala2": {"epochs": 40}}},
@@ -63,6 +67,18 @@ SCALES = {
                           "training to 3 epochs of 64 windows; a GPU run of --scale protocol replaces these weights",
                   "options": {"observe": 500, "horizon": 2000, "epochs": 3, "samples_per_epoch": 64,
                               "lead_sampling": "log"}, "lgode": {"steps": 16}},
+    "cpu-conformation": {"trajectories": None, "frames": 7000, "twins": 0, "preset": "cpu-small", "fresh": False,
+                         "ablation": False,
+                         "note": "trained without a GPU on a 2-core CPU shared with four other jobs (OpenMM got ~10 % "
+                                 "of a core): the first 7000 frames of PROTOCOL.md's 3 trajectories (observe 2000, "
+                                 "forecast 5000), no twins (so no chaos floor), no fresh-seed check (the test "
+                                 "trajectory is never trained on) and no ablation, the cpu-small architecture trained "
+                                 "for 4 epochs of 128 windows on the "
+                                 "Kabsch loss and decoded as a conformation with bond lengths kept (conformations); a "
+                                 "GPU run of --scale protocol replaces it",
+                         "options": {"observe": 2000, "horizon": 5000, "epochs": 4, "samples_per_epoch": 128,
+                                     "lead_sampling": "log",
+                                     "fusion_windows": 16, "loss": "kabsch", "conformations": True}, "lgode": {"steps": 32}},
     "cpu-small": {"trajectories": 4, "frames": 5000, "twins": 2, "preset": "cpu-small",
                   "options": {"observe": 1000, "horizon": 4000, "epochs": 10}, "lgode": {"steps": 32}},
     "tiny": {"trajectories": 3, "frames": 1500, "twins": 1, "preset": "cpu-small",
@@ -97,7 +113,7 @@ def plan(system: str, scale: str, device: str, epochs: int | None = None) -> dic
     used = {**data, "observe": options.get("observe", protocol["observe"]),
             "horizon": options.get("horizon", protocol["horizon"]), "preset": chosen["preset"]}
     reductions = {k: {"protocol": protocol[k], "used": used[k]} for k in protocol if used[k] != protocol[k]}
-    paper = {**_defaults(), **SYSTEM_OPTIONS[system]}
+    paper = {**_defaults(), **PRESETS["paper"], **SYSTEM_OPTIONS[system]}
     changed = {**PRESETS[chosen["preset"]], **{k: v for k, v in options.items() if k != "device"}}
     reductions.update({f"option {k}": {"protocol": paper[k], "used": v} for k, v in changed.items()
                        if k not in ("observe", "horizon") and v != paper[k]})
@@ -158,8 +174,9 @@ def _train(store: Path, run: Path, model: dict, progress: bool, threads: int | N
     if threads is not None:  # a worker process of --parallel
         torch.set_num_threads(threads)
     resume = (run / "state.json").exists()
-    result = train(store, run, *resolve_options(model["options"], preset=model["preset"]), resume=resume,
-                   progress=progress)
+    options = {k: v for k, v in model["options"].items() if k != "device"}  # where, not what: train's argument
+    result = train(store, run, *resolve_options(options, preset=model["preset"]), resume=resume, progress=progress,
+                   device=model["options"].get("device", "auto"))
     return {"run": str(run), "resumed": resume, **{k: v for k, v in result.to_dict().items() if k != "history"}}
 
 
@@ -279,13 +296,14 @@ def run(system: str, scale: str, out: Path, *, device: str = "cpu", workers: int
         _stage(record, path, f"predict-{name}", lambda: predict(
             store, str(root / "runs" / name), root / f"forecast-{name}.zarr", trajectories=test, device=device,
             force=True, progress=progress).to_dict())
-    for depth in ABLATION:
+    for depth in ABLATION if SCALES[scale].get("ablation", True) else ():
         _stage(record, path, f"ablation-L{depth}", lambda depth=depth: ablation(store, root, depth, test, device,
                                                                                progress))
-    _stage(record, path, "fresh", lambda: fresh(system, root, seed + FRESH_SEED, record["models"]["domino"],
-                                                 frames=SCALES[scale].get("fresh_frames", 1000),
-                                                 workers=workers, platform_name=platform_name, device=device,
-                                                 progress=progress))
+    if SCALES[scale].get("fresh", True):
+        _stage(record, path, "fresh", lambda: fresh(system, root, seed + FRESH_SEED, record["models"]["domino"],
+                                                     frames=SCALES[scale].get("fresh_frames", 1000),
+                                                     workers=workers, platform_name=platform_name, device=device,
+                                                     progress=progress))
     for name, baselines in (("domino", [*BASELINES, f"lgode:{root / 'runs' / 'lgode'}"]), ("lgode", [])):
         def score(name=name, baselines=baselines) -> dict:
             result = evaluate(root / f"forecast-{name}.zarr", baselines=baselines, physics=True, progress=progress)
@@ -316,7 +334,8 @@ def card(record: dict, model_json: dict, box: list[float] | None) -> dict:
                          for name in MODELS},
             "hardware": record["hardware"], "mdforecast": record["mdforecast"],
             "full_domain_mse": full["model"], "scores": rows,
-            "fresh": {k: record["stages"]["fresh"][k] for k in ("seed", "trajectory", "mse")}}
+            "fresh": {k: record["stages"]["fresh"][k] for k in ("seed", "trajectory", "mse")}
+            if "fresh" in record["stages"] else None}
 
 
 def _last_observed_box(path: Path, observe: int) -> list[float] | None:

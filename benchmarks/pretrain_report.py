@@ -26,10 +26,15 @@ from mdforecast.protocol import OBSERVE  # noqa: E402
 
 #: issue 7's water geometry target: physics key → (largest RMS deviation from the truth, unit)
 WATER_TOLERANCE = {"oh_length": (0.02, "Å"), "hoh_angle": (2.0, "°")}
+#: issue 15's ala2 targets: bond-length RMS deviation from the truth (Å) in every window; the Kabsch MSE below
+#: persistence in these horizons (frames after the observed part) and over the full domain
+BOND_TOLERANCE = 0.05
+KABSCH_HORIZONS = ((0, 20), (80, 100))
 _WATER_LABELS = {"oh_length": "O–H length", "hoh_angle": "H–O–H angle"}
 #: columns of the score tables: evaluate's names → headers
 COLUMNS = {"model": "DoMiNO", "lgode": "LG-ODE", "persistence": "persistence", "mean": "mean",
-           "velocity": "velocity", "damped-velocity": "damped velocity", "chaos floor": "chaos floor"}
+           "velocity": "velocity", "damped-velocity": "damped velocity", "linear-ar": "linear AR",
+           "chaos floor": "chaos floor"}
 
 
 def _number(value) -> str:
@@ -109,6 +114,30 @@ def water_verdict(scores: dict) -> list[str]:
         ok = all(c for c, _ in checks)
         lines.append(f"- {where}: " + "; ".join(text for _, text in checks)
                      + f": target {'met' if ok else '**missed**'}")
+    return lines
+
+
+def conformation_verdict(scores: dict) -> list[str]:
+    """Issue 15's ala2 targets: bond lengths within :data:`BOND_TOLERANCE` of the truth's (RMS over bonds and
+    frames) in every window; the Kabsch MSE below persistence in :data:`KABSCH_HORIZONS` and the full domain;
+    with the centred MSE and the φ/ψ Jensen–Shannon divergence beside them."""
+    lines = []
+    for w in scores["windows"]:
+        where = "full domain" if w["full"] else f"window {w['window'][0]}-{w['window'][1]}"
+        physics = w.get("physics", {})
+        bond = physics.get("bond_length", {}).get("rms_deviation")
+        kabsch, persistence = w["model"]["mse_kabsch"], w["baselines"].get("persistence", {}).get("mse_kabsch")
+        scored = w["full"] or tuple(w["horizon"]) in KABSCH_HORIZONS
+        parts = [f"bond-length RMS deviation {_number(bond)} Å (target ≤ {BOND_TOLERANCE}: "
+                 f"{'met' if bond is not None and bond <= BOND_TOLERANCE else '**missed**'})"]
+        if persistence is not None:
+            below = kabsch < persistence
+            parts.append(f"Kabsch MSE {_number(kabsch)} vs persistence {_number(persistence)} Å²"
+                         + (f" (target: below; {'met' if below else '**missed**'})" if scored else ""))
+        parts.append(f"centred MSE {_number(w['model']['mse'])} Å²")
+        if "phi_psi_jsd_bits" in physics:
+            parts.append(f"φ/ψ JSD {physics['phi_psi_jsd_bits']:.3f} bits")
+        lines.append(f"- {where}: " + "; ".join(parts))
     return lines
 
 
@@ -194,6 +223,8 @@ def section(root: Path) -> str:
     if metric == "mse_kabsch":
         parts += ["The same on the MSE after superposition (Kabsch), which scores the conformation:",
                   "\n".join(verdict(system, domino, "mse_kabsch"))]
+    if any("bond_length" in w.get("physics", {}) for w in domino["windows"]):
+        parts += ["**Conformation targets** (issue 15) of DoMiNO's forecast:", "\n".join(conformation_verdict(domino))]
     ablation = [record["stages"].get(f"ablation-L{d}") for d in (0, 1)]
     if all(ablation):
         parts += ["**Ablation** (the trained DoMiNO decoded from levels 0..d only; the paper retrains a model per "

@@ -36,6 +36,7 @@ SCHEMA_VERSION = 1
 DEFAULT_BASELINES = tuple(BASELINES)
 _BLOCK = 1000  # frames read at a time
 _PHYSICS_FRAMES = 200  # at most this many frames per trajectory and window, evenly spaced, for physics metrics
+_GEOMETRY_FRAMES = 50  # at most this many scored frames per trajectory, evenly spaced, checked for broken geometry
 
 
 @dataclasses.dataclass
@@ -63,6 +64,7 @@ class Evaluation:
     dt_ps: float | None  # frame time of the truth trajectories, ps (None: unknown)
     twins: int  # twin trajectories of the scored ones in the truth (the chaos floor's sample size)
     notes: list[str]  # what the chaos floor is, and the windows where it lies above a forecaster
+    geometry_warnings: list[str]  # one line per kind of broken geometry in the forecast frames (none: empty)
     curve: dict = dataclasses.field(repr=False)  # per-frame MSE of every predictor, for plots
     physics_curves: dict = dataclasses.field(repr=False)  # window label → g(r) / φ-ψ arrays, for plots
 
@@ -228,10 +230,15 @@ def evaluate(forecast: str | os.PathLike | Store, *, truth: str | os.PathLike | 
         entry["verdict"] = verdict(entry, model_name, dt_ps)
     twins = sum(len(_twins(tstore, t.name, o[1])) for _, t, o in pairs)
     notes = ([floor_explanation(twins)] if twins else []) + floor_notes(entries, model_name, dt_ps)
+    geometry = {}
+    for f, t, _ in pairs:  # the first trajectory that shows a kind of problem names it
+        for problem, line in _geometry(tstore.topology, f, t, windows).items():
+            geometry.setdefault(problem, f"{line} (trajectory {t.name})")
     return Evaluation(forecast=fstore.path, truth=tstore.path, model=provenance.get("model", {}),
                       trajectories=[t.name for _, t, _ in pairs], observed=observed, centred=centred,
                       metrics=list(fns), paper_scale=scale, windows=entries, physics_kind=kind, dt_ps=dt_ps,
-                      twins=twins, notes=notes, curve=_curve(series, model_name), physics_curves=physics_curves)
+                      twins=twins, notes=notes, geometry_warnings=list(geometry.values()),
+                      curve=_curve(series, model_name), physics_curves=physics_curves)
 
 
 def _check_observed(ftraj: Trajectory, ttraj: Trajectory, tstore: Store, observed: tuple[int, int],
@@ -358,6 +365,25 @@ def _curve(series: list[_Series], model_name: str) -> dict:
             curve = np.where(count > 0, total / np.maximum(count, 1), np.nan)
         out[f"forecast ({model_name})" if name == "model" else name] = curve / 2.0 if name == "chaos floor" else curve
     return out
+
+
+def _geometry(topology, ftraj: Trajectory, ttraj: Trajectory, windows: list[Window]) -> dict[str, str]:
+    """:func:`~mdforecast.physics.geometry_problems` of at most ``_GEOMETRY_FRAMES`` scored forecast frames of
+    ``ftraj`` (evenly spaced over the windows' frames) against the true frames."""
+    from .physics import geometry_problems
+
+    frames = ftraj.frame_index()
+    wanted = np.zeros(len(frames), bool)
+    for w in windows:
+        wanted |= w.contains(frames)
+    rows = np.flatnonzero(wanted & _scoreable(frames, ttraj))
+    if not len(rows):
+        return {}
+    rows = rows[np.unique(np.linspace(0, len(rows) - 1, min(len(rows), _GEOMETRY_FRAMES)).round().astype(int))]
+    truth_rows = ttraj.rows_of(frames[rows])  # increasing, as the forecast's frames are
+    boxes = ttraj.boxes(int(truth_rows[0]), int(truth_rows[-1]) + 1)[truth_rows - truth_rows[0]] \
+        if ttraj.has_box else None
+    return geometry_problems(topology, _read_rows(ftraj, rows), _read_rows(ttraj, truth_rows), boxes)
 
 
 def _window_physics(kind: str, topology, pairs: list, window: Window) -> tuple[dict, dict]:

@@ -24,12 +24,16 @@ from .pbc import box_matrix, dimensions_from_box
 from .topology import Topology
 
 __all__ = ["KINDS", "system_kind", "rdf", "bond_lengths", "angles", "dihedrals", "jensen_shannon",
-           "water_geometry", "backbone_dihedrals", "physics_scores"]
+           "water_geometry", "backbone_dihedrals", "physics_scores", "GEOMETRY_TOLERANCE", "geometry_problems"]
 
 #: the system kinds :func:`physics_scores` knows
 KINDS = ("water", "peptide", "liquid")
 _RDF_BIN = 0.1  # Å
 _RAMA_BINS = 24  # 15° bins on each axis
+#: what :func:`geometry_problems` tolerates: a frame's RMS deviation of bond lengths from the truth's (Å), of the
+#: water O–H length (Å) and H–O–H angle (°); ``close``: the fraction of the truth's closest non-bonded distance
+#: below which two atoms overlap
+GEOMETRY_TOLERANCE = {"bond": 0.1, "oh": 0.02, "hoh": 2.0, "close": 0.6}
 
 
 def _elements(topology: Topology) -> np.ndarray:
@@ -211,3 +215,68 @@ def physics_scores(kind: str, topology: Topology, forecast: np.ndarray, truth: n
                  "phi_psi_jsd_bits": jensen_shannon(hist["forecast"], hist["truth"])},
                 {"phi_psi": phi_psi})
     raise ValueError(f"unknown system kind {kind!r}; one of {KINDS}")
+
+
+def _frame_rms(forecast: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    return np.sqrt(np.mean((forecast - truth) ** 2, axis=1))
+
+
+def _closest(positions: np.ndarray, boxes: np.ndarray | None, bonds: np.ndarray, cutoff: float) -> np.ndarray:
+    """The closest distance ``(K,)`` Å of two atoms that are not bonded (``bonds`` ``(B, 2)``), per frame
+    (minimum image with ``boxes``); ``cutoff`` where no such pair is closer than ``cutoff``."""
+    from MDAnalysis.lib.distances import self_capped_distance
+
+    n = positions.shape[1]
+    bonded = np.sort(bonds, axis=1) @ np.array([n, 1]) if len(bonds) else np.zeros(0, np.int64)
+    dims = None if boxes is None else dimensions_from_box(boxes)
+    out = np.full(len(positions), cutoff)
+    for k, x in enumerate(np.asarray(positions, dtype=np.float32)):
+        pairs, d = self_capped_distance(x, cutoff, box=None if dims is None else dims[k])
+        d = d[~np.isin(np.sort(pairs, axis=1) @ np.array([n, 1]), bonded)] if len(pairs) else d
+        if len(d):
+            out[k] = min(cutoff, float(d.min()))
+    return out
+
+
+def geometry_problems(topology: Topology, forecast: np.ndarray, truth: np.ndarray,
+                      boxes: np.ndarray | None = None) -> dict[str, str]:
+    """Where forecast frames break the geometry beyond :data:`GEOMETRY_TOLERANCE`, one line per kind of problem.
+
+    Kinds: ``bond lengths`` (a frame's RMS deviation from the true frame's over the topology's bonds outside
+    water; needs bonds), ``rigid water`` (O–H lengths and H–O–H angles against the true frame's), ``overlapping
+    atoms`` (two atoms that are not bonded closer than ``close`` × the closest such pair in the true frames,
+    minimum image with ``boxes``). Empty when nothing is broken (the truth itself, persistence).
+
+    Args:
+        forecast, truth: ``(K, N, 3)`` Å, the same frames. boxes: ``(K, 3)`` or ``(K, 3, 3)`` Å, or ``None``.
+    """
+    tol, problems = GEOMETRY_TOLERANCE, {}
+    water_bonds, triples = water_geometry(topology)
+    if len(triples):
+        oh = _frame_rms(bond_lengths(forecast, water_bonds), bond_lengths(truth, water_bonds))
+        hoh = _frame_rms(angles(forecast, triples), angles(truth, triples))
+        if oh.max() > tol["oh"] or hoh.max() > tol["hoh"]:
+            k = int(np.argmax(oh / tol["oh"] + hoh / tol["hoh"]))
+            problems["rigid water"] = (
+                f"forecast waters are not rigid: up to {oh.max():.3f} Å RMS in O–H length and {hoh.max():.1f}° in "
+                f"H–O–H angle from the true frames' (tolerance {tol['oh']} Å, {tol['hoh']}°; worst frame: mean "
+                f"H–O–H {angles(forecast[k:k + 1], triples).mean():.1f}° vs {angles(truth[k:k + 1], triples).mean():.1f}°)")
+    bonds = np.zeros((0, 2), np.int64) if topology.bonds is None else np.asarray(topology.bonds, np.int64)
+    in_water = np.isin(bonds, np.unique(triples)).any(axis=1) if len(triples) else np.zeros(len(bonds), bool)
+    molecular = bonds[~in_water]
+    if len(molecular):
+        rms = _frame_rms(bond_lengths(forecast, molecular), bond_lengths(truth, molecular))
+        if rms.max() > tol["bond"]:
+            k = int(np.argmax(rms))
+            problems["bond lengths"] = (
+                f"forecast bond lengths are off by up to {rms.max():.3f} Å RMS from the true frames' (tolerance "
+                f"{tol['bond']} Å; worst frame: mean bond {bond_lengths(forecast[k:k + 1], molecular).mean():.2f} Å "
+                f"vs {bond_lengths(truth[k:k + 1], molecular).mean():.2f} Å)")
+    limit = tol["close"] * float(_closest(truth, boxes, bonds, 4.0).min())
+    close = _closest(forecast, boxes, bonds, limit)
+    if close.min() < limit:
+        problems["overlapping atoms"] = (
+            f"forecast atoms overlap: {int((close < limit).sum())} of {len(close)} frames checked have two atoms "
+            f"that are not bonded {close.min():.2f} Å apart, closer than {tol['close']} × the true frames' closest "
+            f"such pair ({limit:.2f} Å)")
+    return problems

@@ -37,11 +37,13 @@ import torch
 
 from .checkpoint import LEGACY_KINDS, load_model, load_state, read_state, save_model, save_state
 from .errors import InputError
+from .conformation import fit_conformation_fusion
 from .fitting import fit_dynamics, fit_fusion
 from .model import Domino, DominoConfig, atom_kinds
 from .model.data import Series, draw_samples, make_batch, normalisation
 from .mdio import select_indices
 from .model.features import resolve_kind_field
+from .model.superpose import kabsch_msd
 from .pbc import box_matrix
 from .plots import plot_loss
 from .presets import PRESETS
@@ -57,6 +59,8 @@ _DEFAULT_WEIGHTS = (0.1, 0.2, 0.7)
 _LOG_STEPS = 10  # optimiser steps between progress lines when stderr is a file or a pipe
 #: model options a fine-tuning run (``--init``) may change: the time layout, not the weights' shapes
 _LAYOUT = {"observe", "horizon", "strides", "levels"}
+#: model options resolved from the data when training begins (``None`` until then)
+_RESOLVED = ("kind_field", "loss", "conformations")
 #: model options of the dynamics level, which a fine-tuning run may add to a model without one
 _DYNAMICS = {"dynamics", "force_cutoff", "force_radial", "force_layers", "substeps", "members", "spread", "ar_lags",
              "fusion_bins"}
@@ -166,7 +170,8 @@ def resolve_options(options: Mapping | None = None, *, preset: str | None = None
     Args:
         options: model (:class:`~mdforecast.model.DominoConfig` fields, plus ``levels``: the last L of the
             default strides) and training (:class:`TrainOptions`) options by name; one-line error for others.
-        preset: a :data:`PRESETS` key whose options lie under ``options``.
+        preset: a :data:`PRESETS` key whose options lie under ``options`` (none: the defaults, which are the
+            ``paper`` preset's but for a molecule without a box, trained and decoded as a conformation).
         init: a model to fine-tune (a pretrained name, run directory or model file): the model options come
             from it, and only its time layout
             (``observe``, ``horizon``, ``strides``, ``levels``) may be given.
@@ -181,7 +186,7 @@ def resolve_options(options: Mapping | None = None, *, preset: str | None = None
     unknown = set(options) - model_keys - train_keys
     if unknown:
         raise InputError(f"unknown options {sorted(unknown)}; known: {sorted(model_keys | train_keys)}")
-    merged = {**PRESETS.get(preset or "paper", {}), **options}
+    merged = {**(PRESETS[preset] if preset else {}), **options}
     train_opts = {k: v for k, v in merged.items() if k in train_keys}
     if train_opts.get("level_weights") is not None:
         train_opts["level_weights"] = tuple(train_opts["level_weights"])
@@ -354,8 +359,9 @@ def _resolve(run_dir: Path, config: DominoConfig | None, options: TrainOptions |
     except (TypeError, AttributeError) as err:
         raise InputError(f"{run_dir}/state.json holds damaged options ({err}); the run cannot be resumed: start a "
                          "new run with another -o") from err
-    if config is not None and config.kind_field is None:  # resolved from the topology when the run began
-        config = dataclasses.replace(config, kind_field=saved_config.kind_field)
+    if config is not None:  # options resolved from the data when the run began
+        config = dataclasses.replace(config, **{k: getattr(saved_config, k) for k in _RESOLVED
+                                                if getattr(config, k) is None})
     changed = (_differences(config, saved_config) if config is not None else []) + \
               (_differences(options, saved_options) if options is not None else [])
     if changed:
@@ -397,6 +403,21 @@ class _Run:
                     sampling=self.opts.lead_sampling)
 
 
+def _molecule_options(config: DominoConfig, series: list[Series], topology) -> DominoConfig:
+    """``loss`` and ``conformations`` resolved from the data where not given: without a periodic box the
+    Kabsch loss, and the conformation decode when the topology has bonds (:class:`~mdforecast.model.DominoConfig`)."""
+    boxed = series[0].boxes is not None
+    bonded = topology.bonds is not None and len(topology.bonds) > 0
+    config = dataclasses.replace(
+        config, loss=config.loss or ("mse" if boxed else "kabsch"),
+        conformations=(not boxed and bonded and not config.dynamics) if config.conformations is None
+        else config.conformations)
+    if config.conformations and not bonded:
+        raise InputError("conformations keeps bond lengths, but the store's topology has no bonds; ingest the "
+                         "trajectories with a topology that has them, or train with conformations off")
+    return config
+
+
 def _set_up(store: Store, run_dir: Path, config: DominoConfig, opts: TrainOptions, init: str | None,
             resume: bool, device: str) -> _Run:
     """Devices and processes, data, model (new, or the ``init`` checkpoint's weights), optimiser and state."""
@@ -414,6 +435,7 @@ def _set_up(store: Store, run_dir: Path, config: DominoConfig, opts: TrainOption
     torch.manual_seed(opts.seed)
     config = dataclasses.replace(config, kind_field=resolve_kind_field(store.topology, config.kind_field))
     series, fingerprint, dt_ps = _load_series(store, config)
+    config = _molecule_options(config, series, store.topology)
     n_val = opts.holdout if len(series) > opts.holdout else 0
     train_series, val_series = series[:len(series) - n_val], series[len(series) - n_val:]
     if init is not None:
@@ -455,7 +477,8 @@ def _epoch(run: _Run, epoch: int, bar) -> dict:
         batch = make_batch(run.train_series, chunk, config, run.kinds, **run.batch_args)
         noise = torch.Generator(device=run.device)  # VAE noise, reproducible on resume
         noise.manual_seed(int(np.random.SeedSequence([opts.seed, epoch, step, run.rank]).generate_state(1)[0]))
-        loss = _loss(run.net, batch, run.weights, config.levels, len(chunk), opts.kl_weight, noise)
+        loss = _loss(run.net, batch, run.weights, config.levels, len(chunk), opts.kl_weight, noise,
+                     kabsch=config.loss == "kabsch")
         run.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(run.model.parameters(), opts.clip)
@@ -553,7 +576,7 @@ def train(store: str | os.PathLike | Store, run_dir: str | os.PathLike, config: 
                           log_every=_LOG_STEPS * opts.batch) as bar:
             for epoch in range(run.state["epoch"], opts.epochs):
                 _save_epoch(run, _epoch(run, epoch, bar), progress)
-        if run.config.dynamics:
+        if run.config.dynamics or run.config.conformations:
             _fuse(run, store, log)
     except BaseException:
         if created and not (run_dir / "state.json").exists() and not (run_dir / "model.json").exists():
@@ -563,16 +586,22 @@ def train(store: str | os.PathLike | Store, run_dir: str | os.PathLike, config: 
 
 
 def _fuse(run: _Run, store: Store, log) -> None:
-    """Fit the fusion on the selected model (the best epoch's hierarchy) and write it as the run's model."""
+    """Fit the fusion (the dynamics level's, or the conformations') on the selected model (the best epoch's
+    hierarchy) and write it as the run's model."""
     if run.state["best"] is not None:  # the hierarchy of the best epoch (the dynamics level is the same in all)
         best, _, _ = load_model(run.run_dir, map_location=run.device)
         run.model.load_state_dict(best.state_dict())
     else:
         run.state["best"] = {"epoch": 0, "loss": run.state["dynamics"]["rollout_mse"] or 0.0}
         run.training["selected_on"] = "training"
-    run.training["dynamics"] = run.state["dynamics"]
-    run.training["fusion"] = fit_fusion(run.model, run.train_series, store.topology, windows=run.opts.fusion_windows,
-                                        max_rollout=run.opts.max_rollout, seed=run.opts.seed, log=log)
+    if run.config.conformations:  # fitted on every training trajectory, the held-out one too
+        run.training["fusion"] = fit_conformation_fusion(run.model, run.train_series + run.val_series, store.topology,
+                                                         windows=run.opts.fusion_windows, seed=run.opts.seed, log=log)
+    else:
+        run.training["dynamics"] = run.state["dynamics"]
+        run.training["fusion"] = fit_fusion(run.model, run.train_series, store.topology,
+                                            windows=run.opts.fusion_windows, max_rollout=run.opts.max_rollout,
+                                            seed=run.opts.seed, log=log)
     if run.rank == 0:
         save_model(run.run_dir, run.model, dt_ps=run.dt_ps, training=run.training, data=run.fingerprint,
                    history=run.state["history"])
@@ -593,13 +622,15 @@ def _remove_unfinished(run_dir: Path) -> None:
 
 
 def _loss(model, batch, weights: torch.Tensor, levels: int, n_samples: int, kl_weight: float,
-          generator: torch.Generator | None = None) -> torch.Tensor:
+          generator: torch.Generator | None = None, kabsch: bool = False) -> torch.Tensor:
     """Σ_levels w_ℓ · mean over samples of the sample's level-ℓ MSE / σ(t)² (+ KL), σ(t) the training
     data's RMS displacement at each output's lead time; a level's mean is over the samples scored at that
-    level (a partial window may end before a coarse level's first output)."""
+    level (a partial window may end before a coarse level's first output). ``kabsch``: each output's MSE after
+    superposing it onto the true frame (:func:`~mdforecast.model.superpose.kabsch_msd`), the conformation's."""
     pred, kl = model(batch.window, batch.sample, batch.t, batch.depth, generator)
     sigma = (model.module if hasattr(model, "module") else model).scale(torch.as_tensor(batch.t, device=pred.device))
-    err = ((pred - batch.target) ** 2).mean(dim=(1, 2)) / sigma.to(pred.dtype) ** 2
+    mse = kabsch_msd(pred, batch.target) if kabsch else ((pred - batch.target) ** 2).mean(dim=(1, 2))
+    err = mse / sigma.to(pred.dtype) ** 2
     sums = err.new_zeros(n_samples * levels).index_add_(0, batch.group, err)
     counts = err.new_zeros(n_samples * levels).index_add_(0, batch.group, torch.ones_like(err))
     means = (sums / counts.clamp(min=1)).reshape(n_samples, levels)
@@ -618,7 +649,7 @@ def _validate(model: Domino, series: list[Series], samples: list, config: Domino
         for i in range(0, len(samples), batch):
             chunk = samples[i:i + batch]
             total += len(chunk) * _loss(model, make_batch(series, chunk, config, kinds, **batch_args), weights,
-                                        config.levels, len(chunk), 0.0).item()
+                                        config.levels, len(chunk), 0.0, kabsch=config.loss == "kabsch").item()
     return total / len(samples)
 
 

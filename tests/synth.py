@@ -73,3 +73,23 @@ def make_store(path: Path, topology: Topology, trajectories: dict[str, np.ndarra
         if split is not None:
             store.set_split(*split)
     return Store.open(path)
+
+
+def tumbling_ala2(n_frames: int, *, seed: int = 0, noise: float = 0.02) -> np.ndarray:
+    """Alanine dipeptide (:func:`ala2` atoms) whose backbone φ/ψ wander, tumbling as a whole (random-walk
+    rotations, ~0.1 rad per frame) and drifting, with Gaussian noise of ``noise`` Å: ``(T, 22, 3)`` float32 Å."""
+    from scipy.spatial.transform import Rotation
+
+    from mdforecast.datasets.ala2 import _coordinates
+
+    rng = np.random.default_rng(seed)
+    phi = -70.0 + np.cumsum(rng.normal(0, 3.0, n_frames))
+    psi = 140.0 + np.cumsum(rng.normal(0, 3.0, n_frames))
+    steps = Rotation.from_rotvec(rng.normal(0, 0.1, (n_frames, 3)))
+    turn, out = Rotation.identity(), []
+    for k in range(n_frames):
+        turn = steps[k] * turn
+        x = _coordinates(phi[k], psi[k])
+        out.append(turn.apply(x - x.mean(0)))
+    drift = np.cumsum(rng.normal(0, 0.05, (n_frames, 1, 3)), axis=0)
+    return (np.array(out) + drift + rng.normal(0, noise, (n_frames, 22, 3))).astype(np.float32)

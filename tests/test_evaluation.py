@@ -8,12 +8,13 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
+from mdforecast import scores
 from mdforecast.errors import InputError
 from mdforecast.evaluation import SCHEMA_VERSION, evaluate
 from mdforecast.forecasters import Forecaster
 from mdforecast.prediction import predict
 from mdforecast.store import Store
-from synth import argon, make_store, random_walk, water
+from synth import ala2, argon, make_store, random_walk, tumbling_ala2, water
 
 OBSERVE = 20
 
@@ -133,7 +134,8 @@ def test_json_document_schema(tmp_path, truth):
     path, _ = noisy(truth, tmp_path)
     doc = json.loads(json.dumps(evaluate(path, window=["30-40"], full=True, physics=True).to_dict()))
     assert set(doc) == {"schema_version", "forecast", "truth", "model", "trajectories", "observed", "centred",
-                        "metrics", "paper_scale", "windows", "physics_kind", "dt_ps", "twins", "notes"}
+                        "metrics", "paper_scale", "windows", "physics_kind", "dt_ps", "twins", "notes",
+                        "geometry_warnings"}
     assert doc["dt_ps"] == pytest.approx(0.1) and doc["twins"] == 2 and doc["notes"][0].startswith("chaos floor: ")
     assert doc["schema_version"] == SCHEMA_VERSION and doc["metrics"] == ["mse"] and doc["observed"] == [0, OBSERVE]
     assert set(doc["paper_scale"]) == {"low", "high", "factor", "source"}
@@ -198,3 +200,29 @@ def test_sparse_forecast_windows_reach_its_end(tmp_path, truth):
     assert w["frames"] == 2 and w["model"]["mse"] == pytest.approx(np.mean((forecast - x[[60, 70]]) ** 2))
     with pytest.raises(InputError, match="outside"):
         evaluate(path, window=["70-90"], baselines=[])
+
+
+@pytest.fixture
+def molecule(tmp_path) -> tuple[Store, np.ndarray]:
+    x = tumbling_ala2(60, seed=2)
+    trajs = {"a": tumbling_ala2(60, seed=1), "b": x}
+    return make_store(tmp_path / "m.zarr", ala2(), trajs, dt_ps=1.0, split=(["a"], ["b"])), x
+
+
+def test_kabsch_skill_is_exact_and_a_collapsed_forecast_is_warned_about(tmp_path, molecule):
+    truth, x = molecule
+    centre = lambda f: f.mean(axis=1, keepdims=True)  # noqa: E731
+    predict(truth, Oracle(x, lambda f, t: centre(f) + 0.2 * (f - centre(f))), tmp_path / "c.zarr", observe=OBSERVE)
+    result = evaluate(tmp_path / "c.zarr", window=["30-40"], baselines=["persistence"])
+    w = result.windows[0]
+    forecast = Store.open(tmp_path / "c.zarr").trajectory().positions(10, 20)
+    model = scores.kabsch_mse_per_frame(forecast, x[30:40]).mean()
+    persistence = scores.kabsch_mse_per_frame(np.repeat(x[OBSERVE - 1:OBSERVE], 10, axis=0), x[30:40]).mean()
+    assert w["model"]["mse_kabsch"] == pytest.approx(model, rel=1e-9)
+    assert w["baselines"]["persistence"]["skill"]["mse_kabsch"] == pytest.approx(1 - model / persistence, rel=1e-6)
+    assert len(result.geometry_warnings) == 2 and "bond lengths are off" in result.geometry_warnings[0]
+    assert "overlap" in result.geometry_warnings[1]
+    predict(truth, "persistence", tmp_path / "p.zarr", observe=OBSERVE)
+    assert evaluate(tmp_path / "p.zarr", full=True, baselines=[]).geometry_warnings == []
+    predict(truth, Oracle(x, lambda f, t: f), tmp_path / "t.zarr", observe=OBSERVE)
+    assert evaluate(tmp_path / "t.zarr", full=True, baselines=[]).geometry_warnings == []

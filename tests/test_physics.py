@@ -102,3 +102,30 @@ def test_physics_through_evaluate(tmp_path, kind):
         assert numbers["bond_length"]["rms_deviation"] == pytest.approx(np.sqrt(np.mean((forecast_len - true_len) ** 2)))
         assert 0 <= numbers["phi_psi_jsd_bits"] <= 1
     assert result.physics_kind == kind
+
+
+def test_geometry_problems_fire_on_a_collapsed_peptide_and_stay_quiet_on_truth_and_persistence():
+    from synth import tumbling_ala2
+
+    x = tumbling_ala2(30, seed=1)
+    centre = x.mean(axis=1, keepdims=True)
+    collapsed = centre + 0.1 * (x - centre)
+    problems = physics.geometry_problems(ala2(), collapsed, x)
+    assert set(problems) == {"bond lengths", "overlapping atoms"}
+    assert "bond lengths are off" in problems["bond lengths"] and "\n" not in problems["bond lengths"]
+    assert physics.geometry_problems(ala2(), x, x) == {}
+    assert physics.geometry_problems(ala2(), np.repeat(x[:1], 29, axis=0), x[1:]) == {}  # persistence
+
+
+def test_geometry_problems_of_water_bent_or_overlapping_in_a_box():
+    x = rigid_waters(6, n_waters=4, box=12.0)
+    box = np.full((6, 3), 12.0)
+    assert physics.geometry_problems(water(4), x, x, box) == {}
+    assert physics.geometry_problems(water(4), np.repeat(x[:1], 5, axis=0), x[1:], box[1:]) == {}
+    bent = x.copy()
+    bent[:, 1] = x[:, 0] + 0.8 * (x[:, 1] - x[:, 0]) + np.array([0.0, 0.0, 0.3])
+    assert set(physics.geometry_problems(water(4), bent, x, box)) == {"rigid water"}
+    close = x.copy()  # water 1 moved rigidly onto water 0's image across the box face
+    close[:, 3:6] = x[:, 0:3] + np.array([12.0 + 0.3, 0.0, 0.0])
+    assert set(physics.geometry_problems(water(4), close, x, box)) == {"overlapping atoms"}
+    assert physics.geometry_problems(water(4), close, x, None) == {}  # without the box they are 12 Å apart

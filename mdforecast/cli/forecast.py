@@ -101,6 +101,8 @@ def evaluate(forecast: Annotated[str, typer.Argument(help="Forecast store writte
             written.append(physics_plot_path(plot))
         if not quiet and plot != "-":
             typer.echo(f"wrote {', '.join(written)}", err=True)
+    for line in result.geometry_warnings:
+        typer.echo(f"warning: {line}", err=True)
     if plot == "-":
         return
     if as_json:
@@ -119,12 +121,15 @@ def _print_table(result) -> None:
     table = Table(title=f"{name} forecast of {', '.join(result.trajectories)} "
                         f"(observed frames [{result.observed[0]}, {result.observed[1]}))",
                   columns=["window", "horizon" if result.dt_ps is None else "horizon (ps)", "frames", "predictor", "MSE (Å²)",
-                           *(["Kabsch MSE (Å²)"] if kabsch else []), "paper MSE", "model skill vs it"],
-                  right=frozenset({"frames", "MSE (Å²)", "Kabsch MSE (Å²)", "paper MSE", "model skill vs it"}),
+                           *(["Kabsch MSE (Å²)"] if kabsch else []), "paper MSE", "model skill vs it",
+                           *(["Kabsch skill vs it"] if kabsch else [])],
+                  right=frozenset({"frames", "MSE (Å²)", "Kabsch MSE (Å²)", "paper MSE", "model skill vs it",
+                                   "Kabsch skill vs it"}),
                   caption=("MSE of centred positions; Kabsch: after optimal superposition. " if result.centred else "")
                   + f"Paper scale: positions mapped to [-1, 1] by {result.paper_scale['low']:.2f} to "
                     f"{result.paper_scale['high']:.2f} Å ({result.paper_scale['source']}). "
-                    "Skill = 1 − MSE_model/MSE_baseline. Windows: trajectory frames [A, B), horizon = after the "
+                    "Skill = 1 − MSE_model/MSE_baseline" + (" (Kabsch skill: of the Kabsch MSE)" if kabsch else "")
+                    + ". Windows: trajectory frames [A, B), horizon = after the "
                     "observed part" + ("." if result.dt_ps is None else f", in ps at {result.dt_ps:g} ps per frame."))
     for w in result.windows:
         rows = [("forecast", w["model"], None)]
@@ -138,7 +143,9 @@ def _print_table(result) -> None:
             table.add_row(("full " if w["full"] else "") + f"{w['window'][0]}-{w['window'][1]}" if first else "",
                           horizon if first else "", w["frames"] if first else "", name, values["mse"],
                           *([values["mse_kabsch"]] if kabsch else []), values["mse_paper"],
-                          "" if skill is None else skill["mse"], end_section=i == len(rows) - 1)
+                          "" if skill is None else skill["mse"],
+                          *(["" if skill is None else skill["mse_kabsch"]] if kabsch else []),
+                          end_section=i == len(rows) - 1)
     items: list = [table]
     if result.physics_kind is not None:
         keys = list(flatten(result.windows[0]["physics"]))

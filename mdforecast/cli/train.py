@@ -88,7 +88,7 @@ def train(store: Annotated[str, typer.Argument(help="Store path or URL (its trai
           device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
           seed: Annotated[Optional[int], typer.Option(help="Random seed (default 0).")] = None,
           preset: Annotated[Optional[str], typer.Option(help=(
-              f"Named option set: {', '.join(PRESETS)} (default paper). "
+              f"Named option set: {', '.join(PRESETS)} (default: none, the defaults). "
               + "; ".join(describe(name) for name in PRESETS) + "; options given here win."))] = None,
           config: Annotated[Optional[Path], typer.Option(help=(
               "YAML or TOML file of these options (long names as keys); default: none."))] = None,

@@ -136,7 +136,12 @@ class DominoForecaster(Forecaster):
 
     def _leg(self, observation: Observation, times: np.ndarray) -> np.ndarray:
         """Positions at ``times`` within one horizon of ``observation`` (``end ≤ times ≤ end + H − 1``); with a
-        dynamics level, the last observed frame plus the fused displacements of :meth:`sources`."""
+        dynamics level, the last observed frame plus the fused displacements of :meth:`sources`; with
+        ``conformations``, :func:`mdforecast.conformation.forecast`."""
+        if self.model.config.conformations:
+            from ..conformation import forecast
+
+            return forecast(observation, times, self.model.lead_fusion, lambda t: self._hierarchy(observation, t))
         if not self.model.config.dynamics:
             return self._hierarchy(observation, times)
         t = lead_time(times, observation.end)

@@ -34,10 +34,14 @@ from .hierarchy import DownScale, Hierarchy, Plan
 from .layers import RadialBasis, edge_chunk
 from .ode import SOLVERS, LatentODE, interpolate
 
-__all__ = ["DominoConfig", "Normalisation", "Window", "Domino", "SOURCES"]
+__all__ = ["DominoConfig", "Normalisation", "Window", "Domino", "SOURCES", "CONFORMATION_SOURCES", "LOSSES"]
 
 #: the displacement sources a dynamics model fuses by lead time, in the order of ``LeadFusion.weights``' columns
 SOURCES = ("dynamics", "hierarchy", "linear-ar")
+#: the sources a model with ``conformations`` fuses (:mod:`mdforecast.conformation`), in the same way
+CONFORMATION_SOURCES = ("hierarchy", "linear-ar", "mean")
+#: ``loss`` choices: the MSE of positions (the paper's) or the MSE after optimal superposition (Kabsch)
+LOSSES = ("mse", "kabsch")
 
 
 #: bytes of the per-level states of the queries decoded at once (:meth:`Domino.decode_chunk`)
@@ -73,6 +77,13 @@ class DominoConfig:
         substeps: velocity-Verlet steps per frame. members: rollouts averaged (an equivariant ensemble).
         spread: relative perturbation of the members' initial velocities. ar_lags: displacement vectors of the
         linear autoregression. fusion_bins: log-spaced lead bins of the fusion weights.
+        loss: the training loss, ``mse`` (positions, the paper's) or ``kabsch`` (the MSE after optimal superposition
+            of each predicted frame onto the true one: the conformation, for a molecule that tumbles); ``None``:
+            chosen when training begins, ``kabsch`` for trajectories without a periodic box, else ``mse``.
+        conformations: decode a molecule's conformation (:mod:`mdforecast.conformation`): the hierarchy, the linear
+            autoregression and the observed mean conformation fused by lead time (all weights zero: persistence),
+            then every bond projected onto its observed length; ``None``: chosen when training begins, on for
+            trajectories without a box whose topology has bonds. Not combined with ``dynamics``.
     """
 
     observe: int = protocol.OBSERVE
@@ -100,6 +111,8 @@ class DominoConfig:
     spread: float = 0.02
     ar_lags: int = 3
     fusion_bins: int = 24
+    loss: str | None = None
+    conformations: bool | None = None
 
     def __post_init__(self) -> None:
         for name, limit in _LIMITS.items():
@@ -126,6 +139,13 @@ class DominoConfig:
                 self.force_cutoff <= 0 or self.force_layers < 0 or self.spread < 0:
             raise InputError("force_radial, substeps, members, ar_lags, fusion_bins and force_cutoff must be positive, "
                              "force_layers and spread non-negative")
+        if self.loss not in (None, *LOSSES):
+            raise InputError(f"unknown loss {self.loss!r}; choose one of {', '.join(LOSSES)}")
+        if self.conformations not in (None, True, False):
+            raise InputError(f"conformations must be true or false, got {self.conformations!r}")
+        if self.conformations and self.dynamics:
+            raise InputError("the dynamics level and the conformation fusion are not combined; turn one of "
+                             "dynamics and conformations off")
         if self.ar_lags >= self.observe:
             raise InputError(f"ar_lags {self.ar_lags} must be below --observe {self.observe}")
 
@@ -223,11 +243,17 @@ class Domino(nn.Module):
             self.dynamics = DynamicsLevel(len(self.kinds), config.force_cutoff, config.force_radial, f, c,
                                           config.force_layers, norm.avg_neighbors * ratio, config.substeps,
                                           neighbor_fn)
-            self.lead_fusion = LeadFusion(config.horizon, config.fusion_bins, len(SOURCES), config.ar_lags)
+        if config.dynamics or config.conformations:
+            self.lead_fusion = LeadFusion(config.horizon, config.fusion_bins, len(self.sources), config.ar_lags)
         self.register_buffer("input_scale", torch.tensor(norm.inputs), persistent=False)
         lead, rms = (norm.lead, norm.rms) if norm.lead else ((1.0,), (norm.displacement,))
         self.register_buffer("log_lead", torch.log(torch.tensor(lead, dtype=torch.float64)), persistent=False)
         self.register_buffer("log_rms", torch.log(torch.tensor(rms, dtype=torch.float64)), persistent=False)
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        """The displacement sources its lead fusion weighs (the columns of ``lead_fusion.weights``)."""
+        return CONFORMATION_SOURCES if self.config.conformations else SOURCES
 
     def scale(self, t: torch.Tensor) -> torch.Tensor:
         """σ(t), Å ``(Q,)``: the training data's RMS displacement at lead times ``t`` ``(Q,)`` frames."""

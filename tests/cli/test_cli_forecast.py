@@ -134,3 +134,32 @@ def test_predict_from_the_middle_and_evaluate_the_recorded_observation(cli, tmp_
     code, _, err = cli("predict", twinned, "-m", "persistence", "--from", "5", "--observe", "10", "-o",
                        str(tmp_path / "x.zarr"))
     cli.assert_one_line_error(code, err, "--from 5", "--observe")
+
+
+def test_evaluate_shows_kabsch_skill_and_warns_once_per_broken_geometry(cli, tmp_path, capsys):
+    import numpy as np
+
+    from mdforecast.forecasters import Forecaster
+    from mdforecast.prediction import predict
+    from synth import ala2, tumbling_ala2
+
+    x = tumbling_ala2(60, seed=2)
+    truth = make_store(tmp_path / "m.zarr", ala2(), {"a": tumbling_ala2(60, seed=1), "b": x}, dt_ps=1.0,
+                       split=(["a"], ["b"]))
+
+    class Collapse(Forecaster):
+        """The last observed frame shrunk to a tenth about its centroid."""
+
+        name = "collapse"
+
+        def predict(self, observation, times):
+            last = observation.positions[-1]
+            return np.repeat((last.mean(axis=0) + 0.1 * (last - last.mean(axis=0)))[None], len(times), 0)
+
+    predict(truth, Collapse(), tmp_path / "f.zarr", observe=20)
+    assert cli.code("evaluate", str(tmp_path / "f.zarr"), "--baselines", "persistence", "-q") == 0
+    out, err = capsys.readouterr()
+    assert "Kabsch skill vs it" in out and "Kabsch MSE" in out
+    lines = err.strip().splitlines()
+    assert len(lines) == 2 and all(line.startswith("warning: forecast") for line in lines)
+    assert "bond lengths" in lines[0] and "overlap" in lines[1]

@@ -280,11 +280,24 @@ def _chunk_case(ws, command: str, damage: str):
 
 
 def _legacy(ws, damage: str):
-    """A store written before chunk checksums (the shipped ala2 sample), one position chunk damaged."""
+    """A store written before chunk checksums (the shipped ala2 sample with its test trajectory's positions
+    rewritten without the crc32c codec, as stores were written then), one position chunk damaged."""
+    import json
+
+    import zarr
+
     import mdforecast.pretrained
 
     shutil.copytree(Path(mdforecast.pretrained.__file__).parent / "ala2" / "truth.zarr", ws / "old.zarr")
-    chunk = ws / "old.zarr/trajectories/traj2/particles/all/position/value/c/1/0/0"
+    array = ws / "old.zarr/trajectories/traj2/particles/all/position/value"
+    data = zarr.open_array(array, mode="r")[:]
+    meta = json.loads((array / "zarr.json").read_text())
+    meta["codecs"] = [c for c in meta["codecs"] if c["name"] != "crc32c"]
+    shutil.rmtree(array)
+    array.mkdir()
+    (array / "zarr.json").write_text(json.dumps(meta))
+    zarr.open_array(array, mode="r+")[:] = data
+    chunk = array / "c/1/0/0"
     if damage == "deleted":
         chunk.unlink()
     else:
