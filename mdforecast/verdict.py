@@ -53,17 +53,18 @@ def _against(name: str, skill: float | None) -> str:
     return f"level with {name}"
 
 
-def verdict(entry: dict, model_name: str, dt_ps: float | None) -> str:
+def verdict(entry: dict, model_name: str, dt_ps: float | None, score: str = "MSE") -> str:
     """One sentence for a window: the forecast's MSE against each baseline's, e.g. ``'DoMiNO is 36 % below
     persistence and behind mean by 0.1 % in MSE over frames 2000–2020 (0–2 ps)'`` (below: its MSE is that
-    fraction lower; behind by: that fraction higher, relative to the baseline's MSE)."""
+    fraction lower; behind by: that fraction higher, relative to the baseline's MSE). ``score`` names the MSE
+    in the sentence (e.g. ``'MSE after superposition'``)."""
     where = frames_text(entry, dt_ps)
     name = display_name(model_name)
     parts = [_against(b, v["skill"]["mse"]) for b, v in entry["baselines"].items()]
     if not parts:
-        return f"{name} has MSE {entry['model']['mse']:.4g} Å² over {where} (no baseline scored)"
+        return f"{name} has {score} {entry['model']['mse']:.4g} Å² over {where} (no baseline scored)"
     listed = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
-    return f"{name} is {listed} in MSE over {where}"
+    return f"{name} is {listed} in {score} over {where}"
 
 
 def floor_explanation(twins: int) -> str:

@@ -47,11 +47,24 @@ def show(name: Annotated[str, typer.Argument(help="Pretrained model name (see `m
     if as_json:
         emit({**info, "readable": card}, True)
         return
-    windows = card["windows"]
+    titles = {"mse": "test-trajectory MSE (Å²) and the model's skill (1 − MSE_model/MSE_baseline)",
+              "mse_kabsch": "test-trajectory MSE after optimal superposition (Kabsch, Å²) and the model's skill",
+              "centred": "test-trajectory MSE of centred positions (Å², the paper's score; the orientation is "
+                         "random within picoseconds)"}
+    tables = [_score_table(titles[card["metric"]], card["windows"])]
+    if card["centred"]:
+        tables.append(_score_table(titles["centred"], card["centred"]))
+    lines = [card["title"], f"trained on: {card['trained_on']}",
+             "differs from PROTOCOL.md in: " + (", ".join(card["reductions"]) or "nothing"),
+             *([f"note: {card['note']}"] if card["note"] else []), f"fit for: {card['fit_for']}",
+             f"installed at {info['path']}; weights SHA-256 {info['model']['weights_sha256']}", ""]
+    print_tables(*lines, *tables, *card["verdicts"])
+
+
+def _score_table(title: str, windows: list[dict]) -> Table:
     baselines = list(dict.fromkeys(b for w in windows for b in w["baselines"]))
-    table = Table(title="test-trajectory MSE (Å²) and the model's skill (1 − MSE_model/MSE_baseline)",
-                  columns=["window", "horizon", "model", *baselines, *(f"skill vs {b}" for b in baselines),
-                           "chaos floor"],
+    table = Table(title=title, columns=["window", "horizon", "model", *baselines,
+                                        *(f"skill vs {b}" for b in baselines), "chaos floor"],
                   right=frozenset(["model", *baselines, *(f"skill vs {b}" for b in baselines), "chaos floor"]))
     for w in windows:
         table.add_row(("full " if w["full"] else "") + f"{w['window'][0]}-{w['window'][1]}",
@@ -59,8 +72,4 @@ def show(name: Annotated[str, typer.Argument(help="Pretrained model name (see `m
                       *(w["baselines"].get(b, {}).get("mse") for b in baselines),
                       *(w["baselines"].get(b, {}).get("skill", {}).get("mse") for b in baselines),
                       None if w["chaos_floor"] is None else w["chaos_floor"]["mse"])
-    lines = [card["title"], f"trained on: {card['trained_on']}",
-             "differs from PROTOCOL.md in: " + (", ".join(card["reductions"]) or "nothing"),
-             *([f"note: {card['note']}"] if card["note"] else []), f"fit for: {card['fit_for']}",
-             f"installed at {info['path']}; weights SHA-256 {info['model']['weights_sha256']}", ""]
-    print_tables(*lines, table, *card["verdicts"])
+    return table

@@ -3,7 +3,9 @@ against each baseline window by window, and what it is fit for.
 
 Read from ``card.json`` and ``model.json`` (:func:`mdforecast.pretrained.model_info`); MSE in Å², lead
 times in frames and ps. Skill in a window means an MSE below both persistence and the observed mean
-(FIELD.md: below min(persistence, mean)).
+(FIELD.md: below min(persistence, mean)). Where the card scores the conformation too (a molecule without a box,
+whose orientation is random within picoseconds: ``kabsch`` in its rows), the verdicts and "fit for" use the MSE
+after optimal superposition, and the centred MSE is kept beside it (``centred``).
 """
 
 from __future__ import annotations
@@ -40,7 +42,8 @@ def _minutes(seconds: float | None) -> str:
 
 def readable_card(info: dict) -> dict:
     """The card of ``info`` (:func:`~mdforecast.pretrained.model_info`) in words: ``title``, ``trained_on``,
-    ``reductions`` (how it differs from PROTOCOL.md), ``windows`` (entries with MSE Å² and skill per baseline),
+    ``reductions`` (how it differs from PROTOCOL.md), ``windows`` (entries with MSE Å² and skill per baseline;
+    after superposition where ``metric`` is ``mse_kabsch``, with the centred MSE's entries in ``centred``),
     ``verdicts`` (one line per window), ``fit_for`` and the card's ``note``."""
     card, model = info["card"], info["model"]
     config = model.get("config") or {}
@@ -68,13 +71,19 @@ def readable_card(info: dict) -> dict:
     trained_on = "; ".join(parts)
     reductions = [f"{key.removeprefix('option ')} {v['used']} (protocol {v['protocol']})"
                   for key, v in (card.get("reductions") or {}).items()]
-    windows = _entries(card.get("scores") or [], observe or 0)
+    rows = card.get("scores") or []
+    conformation = bool(rows) and all(row.get("kabsch") for row in rows)
+    centred = _entries(rows, observe or 0)
+    windows = _entries([{**row["kabsch"], "window": row["window"], "frames": row["frames"]} for row in rows],
+                       observe or 0) if conformation else centred
     skilled = [w for w in windows if not w["full"] and w["model"]["mse"] < min(
         w["baselines"].get(b, {"mse": float("inf")})["mse"] for b in ("persistence", "mean"))]
     every = f"saved every {dt_ps:g} ps" if dt_ps is not None else "of the frame time it was trained on"
     ps = (lambda frames: "" if dt_ps is None or frames is None else f" ({frames * dt_ps:g} ps)")
     fit_for = (f"forecasting {card.get('system')} trajectories {every} (lead times count frames): it observes "
                f"{observe} frames{ps(observe)} and forecasts {horizon}{ps(horizon)}, rolling out leg by leg beyond. ")
+    if conformation:
+        fit_for += "Scored as a conformation (MSE after optimal superposition, Kabsch). "
     if not windows:
         fit_for += "Its card records no test scores."
     elif skilled:
@@ -90,5 +99,7 @@ def readable_card(info: dict) -> dict:
         fit_for += ("It beats both persistence and the observed mean in none of the scored windows: as a point "
                     "forecast it is no better than those baselines at this scale.")
     return {"title": title, "trained_on": trained_on, "reductions": reductions, "windows": windows,
-            "verdicts": [verdict(w, model.get("name") or "model", dt_ps) for w in windows], "fit_for": fit_for,
+            "metric": "mse_kabsch" if conformation else "mse", "centred": centred if conformation else None,
+            "verdicts": [verdict(w, model.get("name") or "model", dt_ps,
+                                 "MSE after superposition" if conformation else "MSE") for w in windows], "fit_for": fit_for,
             "note": card.get("note"), "dt_ps": dt_ps}

@@ -307,3 +307,25 @@ def test_models_show_is_a_readable_card_without_build_paths(cli, name, capsys):
     doc = json.loads(capsys.readouterr().out)
     assert "/work/pretrain" not in json.dumps(doc) and doc["card"]["scores"] == card["scores"]
     assert doc["model"]["data"]["store"] == f"{name}.zarr" and len(doc["readable"]["verdicts"]) == len(card["scores"])
+
+
+def test_a_card_with_conformation_scores_judges_the_conformation_and_keeps_the_centred_mse(cli, capsys):
+    from mdforecast.pretrained import model_info
+    from mdforecast.pretrained.card import readable_card
+
+    info = model_info("ala2")
+    rows = info["card"]["scores"]
+    assert all(row.get("kabsch") for row in rows)
+    card = readable_card(info)
+    assert card["metric"] == "mse_kabsch" and "Scored as a conformation" in card["fit_for"]
+    first = card["windows"][0]
+    assert first["model"]["mse"] == rows[0]["kabsch"]["model"]
+    assert first["baselines"]["persistence"]["skill"]["mse"] == 1 - rows[0]["kabsch"]["model"] / rows[0]["kabsch"]["persistence"]
+    assert card["centred"][0]["model"]["mse"] == rows[0]["model"]
+    assert all("in MSE after superposition over" in v for v in card["verdicts"])
+    without = readable_card({**info, "card": {**info["card"], "scores": [
+        {k: v for k, v in row.items() if k != "kabsch"} for row in rows]}})
+    assert without["metric"] == "mse" and without["centred"] is None and without["windows"][0]["model"]["mse"] == rows[0]["model"]
+    assert cli.code("models", "show", "ala2") == 0
+    out = capsys.readouterr().out
+    assert "after optimal superposition" in out and "centred positions" in out
