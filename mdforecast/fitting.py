@@ -7,10 +7,11 @@
    level's parameters only; the loss is the MSE of the predicted positions, Å².
 2. :func:`fit_fusion`, after the hierarchy is trained: the linear autoregression's coefficients
    (:func:`~mdforecast.forecasters.baselines.fit_linear_ar`) and, per lead bin, the least-squares weights of the
-   sources' displacements (:data:`~mdforecast.model.SOURCES`) on ``fusion_windows`` training windows, kept only
-   where they beat persistence (all weights zero) under leave-one-window-out cross-validation; elsewhere (far
-   leads, where every forecaster is within noise of persistence, and leads the training windows do not reach)
-   the bin is persistence. The rollout is fitted up to ``max_rollout`` frames;
+   sources' displacements (:data:`~mdforecast.model.SOURCES`) on ``fusion_windows`` training windows, on the
+   subset of the sources with the lowest leave-one-window-out error (the empty subset is persistence, all weights
+   zero; ties go to fewer sources): a source whose fitted weight does not carry over to unseen windows (far
+   leads, where every forecaster is within noise of persistence, fitted on few windows) is left out, and leads
+   the training windows do not reach are persistence. The rollout is fitted up to ``max_rollout`` frames;
    from the first bin where its weight falls below 0.02 on, its weight is zero (the other sources are fitted
    without it), which is where a forecast stops rolling out.
 
@@ -19,6 +20,7 @@ All randomness is drawn from ``seed``. Shapes: T frames, N atoms, S windows, J s
 
 from __future__ import annotations
 
+import itertools
 import time
 
 import numpy as np
@@ -155,17 +157,18 @@ def fit_fusion(model: Domino, series: list[Series], topology: Topology, *, windo
         g, c, n = gram[:, b], cross[:, b], norm[:, b]
         rolling = rolling and edges[b + 1] - 1 <= max_rollout
         columns = allowed if rolling else allowed[1:]
-        fitted = _solve(g.sum(0), c.sum(0), columns)
-        held_out = sum(_error(_solve(g.sum(0) - g[w], c.sum(0) - c[w], columns), g[w], c[w], n[w])
-                       for w in range(windows))
-        chosen = "least squares" if n.sum() > 0 and held_out < _error(prior, g.sum(0), c.sum(0), n.sum()) \
-            else "persistence"
-        weights[b] = fitted if chosen == "least squares" else prior
+        # every subset of the sources (the empty one is persistence), scored by leave-one-window-out error
+        subsets = [list(sub) for k in range(len(columns) + 1) for sub in itertools.combinations(columns, k)]
+        held_out = [sum(_error(_solve(g.sum(0) - g[w], c.sum(0) - c[w], sub), g[w], c[w], n[w])
+                        for w in range(windows)) for sub in subsets]
+        best = subsets[int(np.argmin(held_out))] if n.sum() > 0 else []  # ties: the fewest sources
+        chosen = "least squares" if best else "persistence"
+        weights[b] = _solve(g.sum(0), c.sum(0), best) if best else prior
         rolling = rolling and weights[b, 0] >= _STOP
         if rolling:
             rollout_frames = int(edges[b + 1] - 1)
         report.append({"leads": [int(edges[b]), int(edges[b + 1])], "weights": dict(zip(SOURCES, weights[b].tolist())),
-                       "chosen": chosen, "mse_ratio_to_persistence":
+                       "chosen": chosen, "sources": [SOURCES[j] for j in best], "mse_ratio_to_persistence":
                        float(_error(weights[b], g.sum(0), c.sum(0), n.sum()) / n.sum()) if n.sum() > 0 else None})
     fusion.weights.copy_(torch.as_tensor(weights))
     fusion.rollout_frames.fill_(rollout_frames)
