@@ -11,7 +11,8 @@
    subset of the sources with the lowest leave-one-window-out error (the empty subset is persistence, all weights
    zero; ties go to fewer sources): a source whose fitted weight does not carry over to unseen windows (far
    leads, where every forecaster is within noise of persistence, fitted on few windows) is left out, and leads
-   the training windows do not reach are persistence. The rollout is fitted up to ``max_rollout`` frames;
+   the training windows do not reach are persistence. A window's linear autoregression is cross-fitted: its
+   coefficients are fitted without the window's trajectory (the model keeps those fitted on all of them). The rollout is fitted up to ``max_rollout`` frames;
    from the first bin where its weight falls below 0.02 on, its weight is zero (the other sources are fitted
    without it), which is where a forecast stops rolling out.
 
@@ -28,7 +29,7 @@ import torch
 
 from .errors import InputError
 from .forecasters.base import Observation
-from .forecasters.baselines import fit_linear_ar
+from .forecasters.baselines import fit_linear_ar, linear_ar_displacement
 from .forecasters.domino import DominoForecaster
 from .model import Domino, SOURCES
 from .model.data import Series
@@ -123,9 +124,16 @@ def fit_fusion(model: Domino, series: list[Series], topology: Topology, *, windo
     allowed = [j for j, name in enumerate(SOURCES) if name in sources]
     start = time.perf_counter()
     config, fusion = model.config, model.lead_fusion
-    coefficients = fit_linear_ar([s.positions for s in series], lags=config.ar_lags, max_ahead=config.horizon)
-    held = np.concatenate([coefficients, np.repeat(coefficients[-1:], config.horizon - len(coefficients), 0)])
-    fusion.ar.copy_(torch.as_tensor(held[:config.horizon]))
+    def ar_fit(positions: list[np.ndarray]) -> np.ndarray:
+        """``(horizon, K)`` coefficients, the last fitted lead's held beyond the leads the data reach."""
+        c = fit_linear_ar(positions, lags=config.ar_lags, max_ahead=config.horizon)
+        return np.concatenate([c, np.repeat(c[-1:], config.horizon - len(c), 0)])[:config.horizon]
+
+    fusion.ar.copy_(torch.as_tensor(ar_fit([s.positions for s in series])))
+    # cross-fitting: a window's autoregression is fitted without the window's trajectory, else its far leads are
+    # in-sample and the fusion over-weights them (with one trajectory there is nothing to leave out)
+    ar_without = {k: ar_fit([s.positions for i, s in enumerate(series) if i != k]) for k in range(len(series))} \
+        if len(series) > 1 and 2 in allowed else {}
     edges = fusion.edges.cpu().numpy()
     available = max(s.n_frames for s in series) - config.observe
     rng = np.random.default_rng([seed, 11])
@@ -143,6 +151,8 @@ def fit_fusion(model: Domino, series: list[Series], topology: Topology, *, windo
                                   boxes=None if data.boxes is None else data.boxes[end - config.observe:end])
         times = end - 1 + leads
         d = forecaster.sources(observation, times, used=np.isin(np.arange(3), allowed), rollout=max_rollout)
+        if k in ar_without:
+            d[2] = linear_ar_displacement(observation.positions, ar_without[k], leads)
         target = data.positions[(end - 1 + leads).astype(np.int64)] - data.positions[end - 1].astype(np.float64)
         b = fusion.bin(leads)
         np.add.at(gram[w], b, np.einsum("jqnx,iqnx->qji", d, d))
