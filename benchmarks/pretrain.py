@@ -358,11 +358,16 @@ def card(record: dict, model_json: dict, box: list[float] | None) -> dict:
             "training": {name: {k: record["stages"][f"train-{name}"][k] for k in ("epochs", "best_epoch", "best_loss",
                                                                                     "selected_on", "wall_s")}
                          for name in record["models"]},
-            **({"init": {k: v for k, v in record["models"]["domino"]["init"].items() if k != "config"}}
-               if "init" in record["models"]["domino"] else {}),
+            **({"init": _init_card(record["models"]["domino"]["init"])} if "init" in record["models"]["domino"] else {}),
             "hardware": record["hardware"], "mdforecast": record["mdforecast"],
             "full_domain_mse": full["model"], "scores": rows,
             "fresh": {k: record["stages"]["fresh"][k] for k in ("seed", "trajectory", "mse")}}
+
+
+def _init_card(init: dict) -> dict:
+    """The card's record of the ``--init`` model, without the paths it had on the machine that built it."""
+    return {"weights_sha256": init["weights_sha256"], "training": init["training"],
+            "data_sha256": (init.get("data") or {}).get("sha256")}
 
 
 def _last_observed_box(path: Path, observe: int) -> list[float] | None:
