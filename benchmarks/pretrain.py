@@ -20,11 +20,15 @@ finished epoch, and finished stages are skipped (recorded in ``pretrain.json``).
 Scales (:data:`SCALES`): ``protocol`` is PROTOCOL.md exactly with the ``paper`` preset (for a GPU);
 ``cpu`` keeps PROTOCOL.md's data and time layout but trains the ``cpu-small`` preset for fewer samples;
 ``cpu-short`` (the water systems on a 2-core CPU), ``cpu-small`` and ``tiny`` shrink the data, the horizon
-and the training. Each says so in ``pretrain.json``.
+and the training. ``cpu-dynamics`` keeps the ``cpu`` scale's data and trains no hierarchy: it adds a dynamics
+level and the fusion by lead time (docs/model.md) to the trained DoMiNO given by ``--init`` (e.g. the ``cpu``
+run's ``runs/domino``), fitted on the same training trajectories; its DoMiNO is scored against that hierarchy
+alone (``hierarchy``), not against LG-ODE, which it does not train. Each says so in ``pretrain.json``.
 ``tiny`` only checks that the pipeline runs (minutes on a CPU): its weights are not fit to ship.
 
     python benchmarks/pretrain.py lj --scale protocol --device cuda --workers 4 -o pretrain
     python benchmarks/pretrain.py lj --scale cpu --device cpu --workers 2 --parallel -o pretrain
+    python benchmarks/pretrain.py lj --scale cpu-dynamics --init pretrain/lj/runs/domino -o pretrain-dynamics
     python benchmarks/pretrain.py tip3p --scale cpu-short --device cpu --workers 2 --parallel -o pretrain
     python benchmarks/pretrain.py ala2 --scale cpu-small --device cpu -o pretrain
     python benchmarks/pretrain.py ala2 --scale cpu-conformation --device cpu --parallel -o pretrain
@@ -68,7 +72,7 @@ SCALES = {
                   "options": {"observe": 500, "horizon": 2000, "epochs": 3, "samples_per_epoch": 64,
                               "lead_sampling": "log"}, "lgode": {"steps": 16}},
     "cpu-conformation": {"trajectories": None, "frames": 7000, "twins": 0, "preset": "cpu-small", "fresh": False,
-                         "ablation": False,
+                         "ablation": (),
                          "note": "trained without a GPU on a 2-core CPU shared with four other jobs (OpenMM got ~10 % "
                                  "of a core): the first 7000 frames of PROTOCOL.md's 3 trajectories (observe 2000, "
                                  "forecast 5000), no twins (so no chaos floor), no fresh-seed check (the test "
@@ -81,11 +85,21 @@ SCALES = {
                                      "fusion_windows": 16, "loss": "kabsch", "conformations": True}, "lgode": {"steps": 32}},
     "cpu-small": {"trajectories": 4, "frames": 5000, "twins": 2, "preset": "cpu-small",
                   "options": {"observe": 1000, "horizon": 4000, "epochs": 10}, "lgode": {"steps": 32}},
+    "cpu-dynamics": {"trajectories": None, "frames": None, "twins": 2, "preset": "cpu-dynamics", "init": True,
+                     "models": ("domino",), "ablation": (),
+                     "options": {"substeps": 1, "members": 4, "force_steps": 100, "rollout_steps": 10,
+                                 "max_rollout": 130},
+                     "note": "the hierarchy (the DoMiNO levels) was not trained in this run: it is the trained DoMiNO "
+                             "given by --init (card: init), kept as it is; this run fitted the dynamics level and "
+                             "the fusion by lead time on the same training trajectories, and trained no LG-ODE; to "
+                             "fit a 2-core CPU shared with other work, the rollout has 1 Verlet step per frame and 4 "
+                             "members (preset: 2 and 8), 100 teacher-forced steps and 10 rollouts (preset: 200, 40), "
+                             "and the fusion rolls out at most 130 frames (preset: 200)"},
     "tiny": {"trajectories": 3, "frames": 1500, "twins": 1, "preset": "cpu-small",
              "options": {"observe": 300, "horizon": 1000, "strides": (200, 20, 1), "epochs": 2,
                          "samples_per_epoch": 8, "val_samples": 4, "cutoff": 6.0}, "lgode": {"steps": 16}},
 }
-MODELS = ("domino", "lgode")
+MODELS = ("domino", "lgode")  # a scale's ``models`` may train fewer
 #: offset of the unseen seed of the fresh-trajectory check (``seed + FRESH_SEED``; training used seed + i, i < 8)
 FRESH_SEED = 1000
 #: forecast frames the fresh-trajectory check scores (issue 6: better than persistence over the first 400)
@@ -94,30 +108,51 @@ FRESH_FRAMES = 400
 ABLATION = (0, 1)
 
 
-def plan(system: str, scale: str, device: str, epochs: int | None = None) -> dict:
+def plan(system: str, scale: str, device: str, epochs: int | None = None, init: Path | None = None) -> dict:
     """What the run does: dataset arguments, each model's training options (``epochs`` overrides the
-    scale's), and the differences from the protocol (``{key: {"protocol": value, "used": value}}``)."""
+    scale's), and the differences from the protocol (``{key: {"protocol": value, "used": value}}``).
+    ``init``: the run directory of the trained DoMiNO a ``cpu-dynamics`` run starts from (required there)."""
     from mdforecast.datasets import SYSTEMS
     from mdforecast.training import PRESETS
 
     spec, chosen = SYSTEMS[system], SCALES[scale]
+    if bool(chosen.get("init")) != (init is not None):
+        raise SystemExit(f"scale {scale} needs --init RUN_DIR (a trained DoMiNO, e.g. OUT/{system}/runs/domino of "
+                         "--scale cpu)" if chosen.get("init") else f"--init is for --scale cpu-dynamics, not {scale}")
     data = {"trajectories": min(chosen["trajectories"] or spec.trajectories, spec.trajectories),
             "frames": chosen["frames"] or spec.frames, "twins": chosen["twins"]}
-    options = {**SYSTEM_OPTIONS[system], **chosen["options"], **chosen.get("systems", {}).get(system, {}),
-               **({"epochs": epochs} if epochs else {}), "device": device}
-    models = {"domino": {"preset": chosen["preset"], "options": {**options, "levels": 3}},
+    # with --init the architecture (cutoff included) is the initial model's
+    options = {**({} if init else SYSTEM_OPTIONS[system]), **chosen["options"],
+               **chosen.get("systems", {}).get(system, {}), **({"epochs": epochs} if epochs else {}), "device": device}
+    models = {"domino": {"preset": chosen["preset"], "options": {**options, "levels": 3},
+                         **({"init": _initial(init)} if init else {})},
               "lgode": {"preset": chosen["preset"], "options": {**options, "levels": 1, "strides": (1,),
-                                                                 **chosen["lgode"]}}}
+                                                                 **chosen.get("lgode", {})}}}
+    models = {name: models[name] for name in chosen.get("models", MODELS)}
     protocol = {"trajectories": spec.trajectories, "frames": spec.frames, "observe": spec.frames // 5,
                 "horizon": spec.frames - spec.frames // 5, "twins": SCALES["protocol"]["twins"], "preset": "paper"}
     used = {**data, "observe": options.get("observe", protocol["observe"]),
             "horizon": options.get("horizon", protocol["horizon"]), "preset": chosen["preset"]}
     reductions = {k: {"protocol": protocol[k], "used": used[k]} for k in protocol if used[k] != protocol[k]}
     paper = {**_defaults(), **PRESETS["paper"], **SYSTEM_OPTIONS[system]}
-    changed = {**PRESETS[chosen["preset"]], **{k: v for k, v in options.items() if k != "device"}}
+    changed = {**(models["domino"]["init"]["config"] if init else {}), **PRESETS[chosen["preset"]],
+               **{k: v for k, v in options.items() if k != "device"}}
     reductions.update({f"option {k}": {"protocol": paper[k], "used": v} for k, v in changed.items()
-                       if k not in ("observe", "horizon") and v != paper[k]})
+                       if k not in ("observe", "horizon") and _json(v) != _json(paper[k])})
     return {"system": system, "scale": scale, "data": data, "models": models, "reductions": reductions}
+
+
+def _initial(run: Path) -> dict:
+    """The record of the trained DoMiNO a run starts from: its directory, its weights' SHA-256, its config and
+    how it was trained (from its ``model.json``)."""
+    meta_path = Path(run) / "model.json"
+    if not meta_path.is_file():
+        raise SystemExit(f"--init {run}: no model.json there; give the run directory of a trained DoMiNO")
+    meta = json.loads(meta_path.read_text())
+    training = meta.get("training", {})
+    return {"run": str(Path(run).resolve()), "weights_sha256": meta.get("weights_sha256"), "config": meta["config"],
+            "training": {k: training.get(k) for k in ("epochs", "samples_per_epoch", "lead_sampling", "selected_on")},
+            "data": meta.get("data")}
 
 
 def _defaults() -> dict:
@@ -174,9 +209,10 @@ def _train(store: Path, run: Path, model: dict, progress: bool, threads: int | N
     if threads is not None:  # a worker process of --parallel
         torch.set_num_threads(threads)
     resume = (run / "state.json").exists()
-    options = {k: v for k, v in model["options"].items() if k != "device"}  # where, not what: train's argument
-    result = train(store, run, *resolve_options(options, preset=model["preset"]), resume=resume, progress=progress,
-                   device=model["options"].get("device", "auto"))
+    init = model.get("init", {}).get("run")
+    options = {k: v for k, v in model["options"].items() if k != "device"}  # a train() argument, not an option
+    result = train(store, run, *resolve_options(options, preset=model["preset"], init=init), init=init,
+                   resume=resume, device=model["options"].get("device", "auto"), progress=progress)
     return {"run": str(run), "resumed": resume, **{k: v for k, v in result.to_dict().items() if k != "history"}}
 
 
@@ -240,7 +276,7 @@ def _train_both(record: dict, path: Path, store: Path, root: Path, threads: int)
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    todo = [name for name in MODELS if not record["stages"].get(f"train-{name}", {}).get("done")]
+    todo = [name for name in record["models"] if not record["stages"].get(f"train-{name}", {}).get("done")]
     if not todo:
         return
     print(f"[train-{'+'.join(todo)}] … in {len(todo)} processes", file=sys.stderr)
@@ -262,9 +298,11 @@ def _timed(fn, *args):
 
 
 def run(system: str, scale: str, out: Path, *, device: str = "cpu", workers: int = 1, platform_name: str = "auto",
-        seed: int = 0, epochs: int | None = None, progress: bool = True, parallel_threads: int | None = None) -> dict:
+        seed: int = 0, epochs: int | None = None, progress: bool = True, parallel_threads: int | None = None,
+        init: Path | None = None) -> dict:
     """The whole pipeline for ``system`` at ``scale`` into ``out/system``; returns the ``pretrain.json`` record.
-    ``parallel_threads``: train DoMiNO and LG-ODE at once, in two processes with that many threads each."""
+    ``parallel_threads``: train DoMiNO and LG-ODE at once, in two processes with that many threads each.
+    ``init``: the trained DoMiNO a ``cpu-dynamics`` run adds its dynamics level to."""
     from mdforecast import __version__
     from mdforecast.forecasters import BASELINES
     from mdforecast.datasets import make
@@ -275,7 +313,7 @@ def run(system: str, scale: str, out: Path, *, device: str = "cpu", workers: int
     root = out / system
     root.mkdir(parents=True, exist_ok=True)
     path = root / "pretrain.json"
-    wanted = plan(system, scale, device, epochs)
+    wanted = plan(system, scale, device, epochs, init)
     record = json.loads(path.read_text()) if path.exists() else {}
     same = ("scale", "seed", "data", "models")
     if record and _json([record[k] for k in same]) != _json([{**wanted, "seed": seed}[k] for k in same]):
@@ -290,13 +328,13 @@ def run(system: str, scale: str, out: Path, *, device: str = "cpu", workers: int
     test = Store.open(store).split["test"]
     if parallel_threads:
         _train_both(record, path, store, root, parallel_threads)
-    for name in MODELS:
+    for name in record["models"]:
         _stage(record, path, f"train-{name}", lambda: _train(store, root / "runs" / name, record["models"][name],
                                                              progress))
         _stage(record, path, f"predict-{name}", lambda: predict(
             store, str(root / "runs" / name), root / f"forecast-{name}.zarr", trajectories=test, device=device,
             force=True, progress=progress).to_dict())
-    for depth in ABLATION if SCALES[scale].get("ablation", True) else ():
+    for depth in SCALES[scale].get("ablation", ABLATION):
         _stage(record, path, f"ablation-L{depth}", lambda depth=depth: ablation(store, root, depth, test, device,
                                                                                progress))
     if SCALES[scale].get("fresh", True):
@@ -304,7 +342,12 @@ def run(system: str, scale: str, out: Path, *, device: str = "cpu", workers: int
                                                      frames=SCALES[scale].get("fresh_frames", 1000),
                                                      workers=workers, platform_name=platform_name, device=device,
                                                      progress=progress))
-    for name, baselines in (("domino", [*BASELINES, f"lgode:{root / 'runs' / 'lgode'}"]), ("lgode", [])):
+    # DoMiNO against every baseline and LG-ODE, or (cpu-dynamics) against the hierarchy it started from alone
+    others = [f"lgode:{root / 'runs' / 'lgode'}"] if "lgode" in record["models"] else \
+        [f"hierarchy:{record['models']['domino']['init']['run']}"]
+    for name, baselines in (("domino", [*BASELINES, *others]), ("lgode", [])):
+        if name not in record["models"]:
+            continue
         def score(name=name, baselines=baselines) -> dict:
             result = evaluate(root / f"forecast-{name}.zarr", baselines=baselines, physics=True, progress=progress)
             _write(root / f"scores-{name}.json", result.to_dict())
@@ -331,11 +374,18 @@ def card(record: dict, model_json: dict, box: list[float] | None) -> dict:
             "config": model_json["config"], "preset": record["models"]["domino"]["preset"],
             "training": {name: {k: record["stages"][f"train-{name}"][k] for k in ("epochs", "best_epoch", "best_loss",
                                                                                     "selected_on", "wall_s")}
-                         for name in MODELS},
+                         for name in record["models"]},
+            **({"init": _init_card(record["models"]["domino"]["init"])} if "init" in record["models"]["domino"] else {}),
             "hardware": record["hardware"], "mdforecast": record["mdforecast"],
             "full_domain_mse": full["model"], "scores": rows,
             "fresh": {k: record["stages"]["fresh"][k] for k in ("seed", "trajectory", "mse")}
             if "fresh" in record["stages"] else None}
+
+
+def _init_card(init: dict) -> dict:
+    """The card's record of the ``--init`` model, without the paths it had on the machine that built it."""
+    return {"weights_sha256": init["weights_sha256"], "training": init["training"],
+            "data_sha256": (init.get("data") or {}).get("sha256")}
 
 
 def _last_observed_box(path: Path, observe: int) -> list[float] | None:
@@ -392,6 +442,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epochs", type=int, help="training epochs of both models (default: the scale's)")
     parser.add_argument("--parallel", action="store_true",
                         help="train DoMiNO and LG-ODE at once, one process each with --threads/2 threads")
+    parser.add_argument("--init", type=Path, metavar="RUN_DIR",
+                        help="--scale cpu-dynamics: the trained DoMiNO (run directory) to add the dynamics level to")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument("--ship", type=Path, metavar="DIR",
                         help="after the run, copy its DoMiNO model and model card to DIR (mdforecast/pretrained/NAME)")
@@ -403,7 +455,7 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     record = run(args.system, args.scale, args.output, device=args.device, workers=args.workers,
                  platform_name=args.platform, seed=args.seed, epochs=args.epochs, progress=not args.quiet,
-                 parallel_threads=max(1, args.threads // 2) if args.parallel else None)
+                 parallel_threads=max(1, args.threads // 2) if args.parallel else None, init=args.init)
     print(json.dumps({"system": record["system"], "scale": record["scale"], "reductions": record["reductions"],
                       "wall_s": {k: v.get("wall_s") for k, v in record["stages"].items()},
                       "mse": record["stages"]["evaluate-domino"]["mse"]}, indent=2, default=list))

@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from pretrain import SCALES  # noqa: E402
 from report import publish  # noqa: E402
 
 from mdforecast.cli.app import flatten  # noqa: E402
@@ -32,9 +33,11 @@ BOND_TOLERANCE = 0.05
 KABSCH_HORIZONS = ((0, 20), (80, 100))
 _WATER_LABELS = {"oh_length": "O–H length", "hoh_angle": "H–O–H angle"}
 #: columns of the score tables: evaluate's names → headers
-COLUMNS = {"model": "DoMiNO", "lgode": "LG-ODE", "persistence": "persistence", "mean": "mean",
-           "velocity": "velocity", "damped-velocity": "damped velocity", "linear-ar": "linear AR",
+COLUMNS = {"model": "DoMiNO", "lgode": "LG-ODE", "hierarchy": "hierarchy alone", "persistence": "persistence",
+           "mean": "mean", "velocity": "velocity", "damped-velocity": "damped velocity", "linear-ar": "linear AR",
            "chaos floor": "chaos floor"}
+#: issue 14's target for a model with a dynamics level: at most the best of these in every window
+ISSUE14_BASELINES = ("persistence", "mean", "damped-velocity", "linear-ar")
 
 
 def _number(value) -> str:
@@ -53,21 +56,41 @@ def _values(window: dict, metric: str) -> dict:
 
 
 def score_table(scores: dict, metric: str) -> str:
-    """Markdown table: one row per window (full domain last), one column per predictor."""
-    head = "| window (trajectory frames) | horizon | frames | " + " | ".join(COLUMNS.values()) + " |"
-    rows = [head, "|" + "---|" * (3 + len(COLUMNS))]
+    """Markdown table: one row per window (full domain last), one column per predictor scored."""
+    columns = [k for k in COLUMNS if any(_values(w, metric).get(k) is not None for w in scores["windows"])]
+    head = "| window (trajectory frames) | horizon | frames | " + " | ".join(COLUMNS[k] for k in columns) + " |"
+    rows = [head, "|" + "---|" * (3 + len(columns))]
     for w in scores["windows"]:
         values = _values(w, metric)
         best = min((v for k, v in values.items() if k != "chaos floor" and v is not None), default=None)
-        cells = [(f"**{_number(values.get(k))}**" if values.get(k) == best else _number(values.get(k))) for k in COLUMNS]
+        cells = [(f"**{_number(values.get(k))}**" if values.get(k) == best else _number(values.get(k)))
+                 for k in columns]
         name = ("full " if w["full"] else "") + f"{w['window'][0]}-{w['window'][1]}"
         rows.append(f"| {name} | {w['horizon'][0]}-{w['horizon'][1]} | {w['frames']} | " + " | ".join(cells) + " |")
     return "\n".join(rows)
 
 
+def dynamics_verdict(scores: dict, metric: str) -> list[str]:
+    """Issue 14's target for a model with a dynamics level, checked on ``metric``: DoMiNO at most
+    min(persistence, mean, damped velocity, linear AR) in every window and on the full domain."""
+    lines = []
+    for w in scores["windows"]:
+        v = _values(w, metric)
+        best = min(ISSUE14_BASELINES, key=lambda k: v[k])
+        ok = v["model"] <= v[best]
+        where = "full domain" if w["full"] else f"window {w['window'][0]}-{w['window'][1]}"
+        lines.append(f"- {where}: DoMiNO {_number(v['model'])} vs the best baseline, {COLUMNS[best]}, "
+                     f"{_number(v[best])} (ratio {v['model'] / v[best]:.4f}): target {'met' if ok else '**missed**'}"
+                     + (f"; the hierarchy alone {_number(v['hierarchy'])}" if v.get("hierarchy") is not None else ""))
+    return lines
+
+
 def verdict(system: str, scores: dict, metric: str) -> list[str]:
     """Issues 6 and 7's targets, checked on ``metric``: DoMiNO below LG-ODE and below min(persistence, mean) on the
-    full domain and on every window where some forecaster beats persistence; ala2 2× below LG-ODE."""
+    full domain and on every window where some forecaster beats persistence; ala2 2× below LG-ODE. Without an
+    LG-ODE (scale ``cpu-dynamics``): issue 14's target (:func:`dynamics_verdict`)."""
+    if all(w["baselines"].get("lgode") is None for w in scores["windows"]):
+        return dynamics_verdict(scores, metric)
     lines = []
     for w in scores["windows"]:
         v = _values(w, metric)
@@ -141,9 +164,11 @@ def conformation_verdict(scores: dict) -> list[str]:
     return lines
 
 
-def physics_table(domino: dict, lgode: dict) -> str:
-    """Physics metrics of both forecasts (and the truth where the metric has one) on every window."""
-    windows = [(w, l) for w, l in zip(domino["windows"], lgode["windows"]) if "physics" in w]
+def physics_table(domino: dict, lgode: dict | None) -> str:
+    """Physics metrics of both forecasts (LG-ODE's when there is one; and the truth where the metric has one) on
+    every window."""
+    windows = [(w, l) for w, l in zip(domino["windows"], lgode["windows"] if lgode else [None] * len(domino["windows"]))
+               if "physics" in w]
     if not windows:
         return "_no physics metrics were computed_"
     keys = list(flatten(windows[0][0]["physics"]))
@@ -151,6 +176,8 @@ def physics_table(domino: dict, lgode: dict) -> str:
     for w, l in windows:
         name = ("full " if w["full"] else "") + f"{w['window'][0]}-{w['window'][1]}"
         for label, entry in (("DoMiNO", w), ("LG-ODE", l)):
+            if entry is None:
+                continue
             flat = flatten(entry["physics"])
             rows.append(f"| {name} | {label} | " + " | ".join(_number(flat.get(k)) for k in keys) + " |")
     return "\n".join(rows)
@@ -179,6 +206,22 @@ def speed(record: dict, speeds: dict) -> str:
 
 
 def training(record: dict) -> str:
+    init = record["models"]["domino"].get("init")
+    if init:  # cpu-dynamics: the hierarchy came trained; this run fitted the dynamics level and the fusion
+        stage = record["stages"]["train-domino"]
+        model_json = json.loads((Path(stage["run"]) / "model.json").read_text())
+        meta, data = model_json["training"], model_json.get("data") or {}
+        same = data.get("sha256") is not None and data.get("sha256") == (init.get("data") or {}).get("sha256")
+        return (f"The hierarchy is the DoMiNO of `--init` (weights SHA-256 {init['weights_sha256'][:12]}…, trained "
+                f"{init['training']['epochs']} epochs of {init['training']['samples_per_epoch']} windows, "
+                f"{init['training']['lead_sampling']} lead sampling), not trained here; its training trajectories "
+                + ("are these (the same data fingerprint). " if same else "**differ** from these (data fingerprint). ")
+                + f"This run: the dynamics level in {meta['dynamics']['wall_s'] / 60:.0f} min (pair term R² "
+                f"{meta['dynamics']['pair_r2']:.4f}, {meta['force_steps']} teacher-forced steps, "
+                f"{meta['rollout_steps']} rollouts of {meta['rollout_frames']} frames), the fusion on "
+                f"{meta['fusion']['windows']} training windows in {meta['fusion']['wall_s'] / 60:.0f} min (rollout "
+                f"up to {meta['fusion']['rollout_frames']} frames); {stage['wall_s'] / 60:.0f} min in all, torch "
+                f"with {stage.get('torch_threads', '?')} threads.")
     rows = ["| model | epochs | samples/epoch | selected epoch (validation loss) | samples/s | threads | wall time |",
             "|---|---|---|---|---|---|---|"]
     for name, label in (("domino", "DoMiNO"), ("lgode", "LG-ODE")):
@@ -196,7 +239,8 @@ def section(root: Path) -> str:
     record = json.loads((root / "pretrain.json").read_text())
     system = record["system"]
     domino = json.loads(Path(record["stages"]["evaluate-domino"]["scores"]).read_text())
-    lgode = json.loads(Path(record["stages"]["evaluate-lgode"]["scores"]).read_text())
+    lgode = json.loads(Path(record["stages"]["evaluate-lgode"]["scores"]).read_text()) \
+        if "evaluate-lgode" in record["stages"] else None
     speeds = json.loads((Path(generate_file).parent / "data" / "speeds.json").read_text())
     metric = "mse_kabsch" if "mse_kabsch" in domino["metrics"] else "mse"
     reductions = ", ".join(f"{k} {v['used']} (protocol {v['protocol']})" for k, v in record["reductions"].items()) \
@@ -206,7 +250,8 @@ def section(root: Path) -> str:
              f"{record['data']['frames']:,} frames, twins per test trajectory: {record['data']['twins']}; trained "
              f"on {record['hardware']['cpu_cores']} CPU cores ({record['hardware']['cpu']}), GPU: "
              f"{record['hardware']['gpu'] or 'none'}. Differences from PROTOCOL.md and the paper configuration: "
-             f"{reductions}.",
+             f"{reductions}." + (f" Note: {SCALES[record['scale']]['note']}." if record["models"]["domino"].get("init")
+                                 else ""),
              f"Test trajectories {', '.join(domino['trajectories'])}, observed frames [{domino['observed'][0]}, "
              f"{domino['observed'][1]}). MSE in Å²" + (" of centred positions" if domino["centred"] else "")
              + "; bold: the lowest forecaster of the row; chaos floor = twin-vs-truth MSE / 2.",
@@ -218,7 +263,8 @@ def section(root: Path) -> str:
     parts += [f"Paper scale (positions mapped to [-1, 1] by {domino['paper_scale']['low']:.2f}…"
               f"{domino['paper_scale']['high']:.2f} Å from {domino['paper_scale']['source']}), full domain: "
               + ", ".join(f"{COLUMNS[k]} {_number(v)}" for k, v in _values(full, "mse_paper").items()) + ".",
-              f"**Targets** (issues 6 and 7), on the PROTOCOL.md MSE{' (centred)' if domino['centred'] else ''}:",
+              f"**Targets** ({'issues 6 and 7' if lgode else 'issue 14'}), on the PROTOCOL.md MSE"
+              f"{' (centred)' if domino['centred'] else ''}:",
               "\n".join(verdict(system, domino, "mse"))]
     if metric == "mse_kabsch":
         parts += ["The same on the MSE after superposition (Kabsch), which scores the conformation:",
@@ -231,6 +277,10 @@ def section(root: Path) -> str:
                   "variant), full domain MSE Å²: " + ", ".join(
                       f"{a['levels']} {_number(a['mse']['mse'])}" for a in ablation)
                   + f", full (L0…L2) {_number(full['model']['mse'])}."]
+    elif record["models"]["domino"].get("init"):
+        parts += ["**Ablation**: without the dynamics level, the column *hierarchy alone* (the `--init` DoMiNO, "
+                  "the paper's model at this size); without the coarse levels: the section on the dynamics level on "
+                  "held-out lj trajectories below (`benchmarks/dynamics_heldout.py`)."]
     parts += ["**Physics** of the forecast frames (at most 200 frames per trajectory and window):",
               physics_table(domino, lgode)]
     if any("oh_length" in w.get("physics", {}) for w in domino["windows"]):

@@ -7,10 +7,12 @@
    level's parameters only; the loss is the MSE of the predicted positions, Å².
 2. :func:`fit_fusion`, after the hierarchy is trained: the linear autoregression's coefficients
    (:func:`~mdforecast.forecasters.baselines.fit_linear_ar`) and, per lead bin, the least-squares weights of the
-   sources' displacements (:data:`~mdforecast.model.SOURCES`) on ``fusion_windows`` training windows, kept only
-   where they beat persistence (all weights zero) under leave-one-window-out cross-validation; elsewhere (far
-   leads, where every forecaster is within noise of persistence, and leads the training windows do not reach)
-   the bin is persistence. The rollout is fitted up to ``max_rollout`` frames;
+   sources' displacements (:data:`~mdforecast.model.SOURCES`) on ``fusion_windows`` training windows, on the
+   subset of the sources with the lowest leave-one-window-out error (the empty subset is persistence, all weights
+   zero; ties go to fewer sources): a source whose fitted weight does not carry over to unseen windows (far
+   leads, where every forecaster is within noise of persistence, fitted on few windows) is left out, and leads
+   the training windows do not reach are persistence. A window's linear autoregression is cross-fitted: its
+   coefficients are fitted without the window's trajectory (the model keeps those fitted on all of them). The rollout is fitted up to ``max_rollout`` frames;
    from the first bin where its weight falls below 0.02 on, its weight is zero (the other sources are fitted
    without it), which is where a forecast stops rolling out.
 
@@ -19,6 +21,7 @@ All randomness is drawn from ``seed``. Shapes: T frames, N atoms, S windows, J s
 
 from __future__ import annotations
 
+import itertools
 import time
 
 import numpy as np
@@ -26,7 +29,7 @@ import torch
 
 from .errors import InputError
 from .forecasters.base import Observation
-from .forecasters.baselines import fit_linear_ar
+from .forecasters.baselines import fit_linear_ar, linear_ar_displacement
 from .forecasters.domino import DominoForecaster
 from .model import Domino, SOURCES
 from .model.data import Series
@@ -121,9 +124,16 @@ def fit_fusion(model: Domino, series: list[Series], topology: Topology, *, windo
     allowed = [j for j, name in enumerate(SOURCES) if name in sources]
     start = time.perf_counter()
     config, fusion = model.config, model.lead_fusion
-    coefficients = fit_linear_ar([s.positions for s in series], lags=config.ar_lags, max_ahead=config.horizon)
-    held = np.concatenate([coefficients, np.repeat(coefficients[-1:], config.horizon - len(coefficients), 0)])
-    fusion.ar.copy_(torch.as_tensor(held[:config.horizon]))
+    def ar_fit(positions: list[np.ndarray]) -> np.ndarray:
+        """``(horizon, K)`` coefficients, the last fitted lead's held beyond the leads the data reach."""
+        c = fit_linear_ar(positions, lags=config.ar_lags, max_ahead=config.horizon)
+        return np.concatenate([c, np.repeat(c[-1:], config.horizon - len(c), 0)])[:config.horizon]
+
+    fusion.ar.copy_(torch.as_tensor(ar_fit([s.positions for s in series])))
+    # cross-fitting: a window's autoregression is fitted without the window's trajectory, else its far leads are
+    # in-sample and the fusion over-weights them (with one trajectory there is nothing to leave out)
+    ar_without = {k: ar_fit([s.positions for i, s in enumerate(series) if i != k]) for k in range(len(series))} \
+        if len(series) > 1 and 2 in allowed else {}
     edges = fusion.edges.cpu().numpy()
     available = max(s.n_frames for s in series) - config.observe
     rng = np.random.default_rng([seed, 11])
@@ -141,6 +151,8 @@ def fit_fusion(model: Domino, series: list[Series], topology: Topology, *, windo
                                   boxes=None if data.boxes is None else data.boxes[end - config.observe:end])
         times = end - 1 + leads
         d = forecaster.sources(observation, times, used=np.isin(np.arange(3), allowed), rollout=max_rollout)
+        if k in ar_without:
+            d[2] = linear_ar_displacement(observation.positions, ar_without[k], leads)
         target = data.positions[(end - 1 + leads).astype(np.int64)] - data.positions[end - 1].astype(np.float64)
         b = fusion.bin(leads)
         np.add.at(gram[w], b, np.einsum("jqnx,iqnx->qji", d, d))
@@ -155,17 +167,18 @@ def fit_fusion(model: Domino, series: list[Series], topology: Topology, *, windo
         g, c, n = gram[:, b], cross[:, b], norm[:, b]
         rolling = rolling and edges[b + 1] - 1 <= max_rollout
         columns = allowed if rolling else allowed[1:]
-        fitted = _solve(g.sum(0), c.sum(0), columns)
-        held_out = sum(_error(_solve(g.sum(0) - g[w], c.sum(0) - c[w], columns), g[w], c[w], n[w])
-                       for w in range(windows))
-        chosen = "least squares" if n.sum() > 0 and held_out < _error(prior, g.sum(0), c.sum(0), n.sum()) \
-            else "persistence"
-        weights[b] = fitted if chosen == "least squares" else prior
+        # every subset of the sources (the empty one is persistence), scored by leave-one-window-out error
+        subsets = [list(sub) for k in range(len(columns) + 1) for sub in itertools.combinations(columns, k)]
+        held_out = [sum(_error(_solve(g.sum(0) - g[w], c.sum(0) - c[w], sub), g[w], c[w], n[w])
+                        for w in range(windows)) for sub in subsets]
+        best = subsets[int(np.argmin(held_out))] if n.sum() > 0 else []  # ties: the fewest sources
+        chosen = "least squares" if best else "persistence"
+        weights[b] = _solve(g.sum(0), c.sum(0), best) if best else prior
         rolling = rolling and weights[b, 0] >= _STOP
         if rolling:
             rollout_frames = int(edges[b + 1] - 1)
         report.append({"leads": [int(edges[b]), int(edges[b + 1])], "weights": dict(zip(SOURCES, weights[b].tolist())),
-                       "chosen": chosen, "mse_ratio_to_persistence":
+                       "chosen": chosen, "sources": [SOURCES[j] for j in best], "mse_ratio_to_persistence":
                        float(_error(weights[b], g.sum(0), c.sum(0), n.sum()) / n.sum()) if n.sum() > 0 else None})
     fusion.weights.copy_(torch.as_tensor(weights))
     fusion.rollout_frames.fill_(rollout_frames)

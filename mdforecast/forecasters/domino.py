@@ -74,6 +74,7 @@ class DominoForecaster(Forecaster):
         self.name = model_name(model)
         self.observe, self.horizon = model.config.observe, model.config.horizon
         self._rollouts: list[tuple[Observation, Observation]] = []  # (observation, next leg's), newest last
+        self._path: tuple[Observation, np.ndarray] | None = None  # the dynamics level's last mean rollout
 
     @property
     def dt_ps(self) -> float | None:
@@ -157,22 +158,14 @@ class DominoForecaster(Forecaster):
         :data:`~mdforecast.model.SOURCES` (a dynamics model only): the mean of the dynamics level's rollouts
         (interpolated linearly between frames; zero past ``rollout`` frames), the hierarchy's forecast and the linear
         autoregression. ``used`` ``(J,)`` bool: the sources to compute (the others are zeros)."""
-        config, model = self.model.config, self.model
+        model = self.model
         t = lead_time(times, observation.end)
         used = np.ones(3, bool) if used is None else used
         x0 = observation.positions[-1].astype(np.float64)
         out = np.zeros((3, len(t), x0.shape[0], 3))
         if used[0]:
             frames = int(np.ceil(t.max())) if rollout is None else min(int(np.ceil(t.max())), rollout)
-            param = next(model.parameters())
-            box = last_box(observation.boxes)
-            with torch.no_grad():
-                path = model.dynamics.forecast(
-                    torch.as_tensor(observation.positions[-4:], dtype=param.dtype, device=param.device),
-                    model.kind_index(observation.topology).to(param.device),
-                    None if box is None else torch.as_tensor(box, dtype=param.dtype, device=param.device),
-                    frames, config.members, config.spread)
-            path = np.concatenate([np.zeros((1,) + x0.shape), path.double().cpu().numpy()])  # leads 0 … frames
+            path = self._dynamics_path(observation, frames)[:frames + 1]  # leads 0 … frames
             inside = t <= frames
             lo = np.floor(t[inside]).astype(np.int64).clip(0, frames - 1)
             frac = (t[inside] - lo)[:, None, None]
@@ -182,6 +175,27 @@ class DominoForecaster(Forecaster):
         if used[2]:
             out[2] = linear_ar_displacement(observation.positions, model.lead_fusion.ar.cpu().numpy(), t)
         return out
+
+    def _dynamics_path(self, observation: Observation, frames: int) -> np.ndarray:
+        """The dynamics level's mean displacement ``(F + 1, N, 3)`` float64 Å at leads 0 … F ≥ ``frames`` from the
+        last observed frame. One rollout per observation: the first runs at least to the fusion's
+        ``rollout_frames``, and a shorter request is a prefix of it (the rollout is deterministic), so ``predict``
+        called batch by batch does not roll out again for every batch."""
+        if self._path is not None and self._path[0] is observation and len(self._path[1]) > frames:
+            return self._path[1]
+        model = self.model
+        frames = max(frames, int(model.lead_fusion.rollout_frames))
+        param = next(model.parameters())
+        box = last_box(observation.boxes)
+        with torch.no_grad():
+            path = model.dynamics.forecast(
+                torch.as_tensor(observation.positions[-4:], dtype=param.dtype, device=param.device),
+                model.kind_index(observation.topology).to(param.device),
+                None if box is None else torch.as_tensor(box, dtype=param.dtype, device=param.device),
+                frames, model.config.members, model.config.spread)
+        path = np.concatenate([np.zeros((1,) + path.shape[1:]), path.double().cpu().numpy()])
+        self._path = (observation, path)
+        return path
 
     def _hierarchy(self, observation: Observation, times: np.ndarray) -> np.ndarray:
         """The hierarchy's positions at ``times`` within one horizon of ``observation``."""

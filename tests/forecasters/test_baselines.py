@@ -105,6 +105,17 @@ def test_linear_ar_fit_is_the_numpy_least_squares_fit():
         np.testing.assert_allclose(coefficients[tau - 1], expected, rtol=1e-8)
 
 
+def test_linear_ar_cross_terms_by_fft_are_the_direct_sums():
+    from mdforecast.forecasters.baselines import _lagged_cross, _recent_displacements
+
+    x = np.cumsum(np.random.default_rng(5).normal(size=(300, 7, 3)), axis=0) + 40.0  # far from the origin
+    origins, horizon = np.arange(3, 300 - 140, 4), 140
+    u = _recent_displacements(x, origins, 3)
+    flat = x.reshape(300, -1)
+    direct = np.stack([np.einsum("omk,om->k", u, flat[origins + tau] - flat[origins]) for tau in range(1, horizon + 1)])
+    np.testing.assert_allclose(_lagged_cross(u, flat, origins, horizon, chunk=4), direct, rtol=1e-9, atol=1e-9)
+
+
 def test_linear_ar_forecast_recovers_an_autoregressive_motion_and_is_equivariant():
     # displacements AR(2): d_t = 0.6 d_{t−1} − 0.2 d_{t−2} + noise; the lead-1 coefficients are (0.6, −0.2)
     rng = np.random.default_rng(4)

@@ -170,3 +170,18 @@ def test_the_paper_configuration_has_no_dynamics_level():
     old = {k: v for k, v in paper.to_dict().items() if k not in {f.name for f in dataclasses.fields(DominoConfig)
                                                                  if f.name.startswith(("dynamics", "force"))}}
     assert DominoConfig.from_dict(old) == paper
+
+
+def test_predict_batch_by_batch_rolls_out_once_and_gives_the_forecast_of_one_call():
+    """The rollout runs once per observation, to the fusion's ``rollout_frames``; shorter requests are its
+    prefix, so the forecast does not depend on how ``predict`` is batched."""
+    obs, times = observation(), np.arange(30.0, 50.0)
+    whole = dynamics_forecaster()  # rollout_frames 0: rolls out exactly the 20 frames asked for
+    expected = whole.predict(obs, times)
+    batched = dynamics_forecaster()
+    batched.model.lead_fusion.rollout_frames.fill_(30)
+    lengths, forecast = [], batched.model.dynamics.forecast
+    batched.model.dynamics.forecast = lambda *args, **kw: lengths.append(args[3]) or forecast(*args, **kw)
+    got = np.concatenate([batched.predict(obs, times[lo:lo + 5]) for lo in range(0, 20, 5)])
+    assert lengths == [30]
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
