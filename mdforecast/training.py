@@ -41,6 +41,7 @@ from .fitting import fit_dynamics, fit_fusion
 from .model import Domino, DominoConfig, atom_kinds
 from .model.data import Series, draw_samples, make_batch, normalisation
 from .mdio import select_indices
+from .molecules import RigidGroups, rigid_waters
 from .model.features import resolve_kind_field
 from .pbc import box_matrix
 from .plots import plot_loss
@@ -59,7 +60,7 @@ _LOG_STEPS = 10  # optimiser steps between progress lines when stderr is a file 
 _LAYOUT = {"observe", "horizon", "strides", "levels"}
 #: model options of the dynamics level, which a fine-tuning run may add to a model without one
 _DYNAMICS = {"dynamics", "force_cutoff", "force_radial", "force_layers", "substeps", "members", "spread", "ar_lags",
-             "fusion_bins"}
+             "fusion_bins", "rigid_water"}
 
 
 #: the largest value of each count of :class:`TrainOptions` (samples are drawn and batched in memory)
@@ -544,7 +545,7 @@ def train(store: str | os.PathLike | Store, run_dir: str | os.PathLike, config: 
             run.state["dynamics"] = fit_dynamics(
                 run.model, run.train_series, run.kinds, pair_frames=opts.pair_frames, force_steps=opts.force_steps,
                 rollout_steps=opts.rollout_steps, rollout_frames=opts.rollout_frames, batch=opts.batch,
-                lr=opts.dynamics_lr, seed=opts.seed, log=log)
+                lr=opts.dynamics_lr, seed=opts.seed, rigid=_rigid_waters(run, store, log), log=log)
         with progress_bar("training", total=(opts.epochs - run.state["epoch"]) * run.steps * opts.batch,
                           enabled=progress and run.rank == 0, unit="samples",
                           log_every=_LOG_STEPS * opts.batch) as bar:
@@ -557,6 +558,17 @@ def train(store: str | os.PathLike | Store, run_dir: str | os.PathLike, config: 
             _remove_unfinished(run_dir)
         raise
     return _write_run(run)
+
+
+def _rigid_waters(run: _Run, store: Store, log) -> RigidGroups | None:
+    """The store's waters if the model moves them rigidly and every training trajectory shows them rigid."""
+    if not run.config.rigid_water:
+        return None
+    groups = [rigid_waters(store.topology, s.positions, s.boxes, log=log) for s in run.train_series]
+    if groups and all(g is not None for g in groups):
+        log(f"dynamics: {groups[0].n_molecules} waters moved as rigid bodies")
+        return groups[0]
+    return None
 
 
 def _fuse(run: _Run, store: Store, log) -> None:

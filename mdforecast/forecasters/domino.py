@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,8 @@ from ..checkpoint import load_model, model_name
 from ..errors import InputError
 from ..model import Domino, Window, input_vectors
 from ..model.features import last_box
+from ..model.rigid import RigidBodies
+from ..molecules import RigidGroups, rigid_waters
 from ..provenance import sha256
 from ..topology import Topology
 from .base import Forecaster, Observation, lead_time
@@ -66,6 +69,7 @@ class DominoForecaster(Forecaster):
         self.name = model_name(model)
         self.observe, self.horizon = model.config.observe, model.config.horizon
         self._rollouts: list[tuple[Observation, Observation]] = []  # (observation, next leg's), newest last
+        self._rigid_of: tuple[Observation, RigidGroups | None] | None = None  # (observation, its rigid waters)
 
     @property
     def dt_ps(self) -> float | None:
@@ -130,13 +134,42 @@ class DominoForecaster(Forecaster):
         """Positions at ``times`` within one horizon of ``observation`` (``end ≤ times ≤ end + H − 1``); with a
         dynamics level, the last observed frame plus the fused displacements of :meth:`sources`."""
         if not self.model.config.dynamics:
-            return self._hierarchy(observation, times)
+            return self._rigid_frames(observation, self._hierarchy(observation, times))
         t = lead_time(times, observation.end)
         fusion = self.model.lead_fusion
         used = fusion.weights.cpu().numpy()[fusion.bin(t)] != 0  # (K, J)
         displacements = self.sources(observation, times, used=used.any(0),
                                      rollout=int(t[used[:, 0]].max(initial=0.0) + 1))
-        return (observation.positions[-1] + fusion.combine(t, displacements)).astype(np.float32)
+        return self._rigid_frames(observation, observation.positions[-1] + fusion.combine(t, displacements))
+
+    def _rigid(self, observation: Observation) -> RigidGroups | None:
+        """The observation's rigid waters when the model moves them (``config.rigid_water``) and its frames show
+        them rigid (:func:`~mdforecast.molecules.rigid_waters`; a flexible water model warns once per
+        observation and is forecast atom by atom)."""
+        if not self.model.config.rigid_water:
+            return None
+        if self._rigid_of is None or self._rigid_of[0] is not observation:
+            self._rigid_of = (observation, rigid_waters(observation.topology, observation.positions,
+                                                        observation.boxes, log=warnings.warn))
+        return self._rigid_of[1]
+
+    def _rigid_frames(self, observation: Observation, positions: np.ndarray) -> np.ndarray:
+        """Forecast frames ``(K, N, 3)`` Å with every rigid molecule superposed from its geometry in the last
+        observed frame (float64, :class:`~mdforecast.model.rigid.RigidBodies`); frames equal to the last observed
+        one (persistence) are returned as they are. float32."""
+        groups = self._rigid(observation)
+        x0 = observation.positions[-1]
+        moved = np.flatnonzero((positions != x0).any(axis=(1, 2))) if groups is not None else []
+        out = np.array(positions, dtype=np.float32)
+        if len(moved):
+            box = last_box(observation.boxes)
+            x = torch.as_tensor(np.asarray(positions, np.float64)[moved])
+            boxes = None if box is None else torch.as_tensor(box)[None].expand(len(moved), -1, -1)
+            bodies = RigidBodies.from_groups(groups, x)
+            template = bodies.gather(torch.as_tensor(x0, dtype=torch.float64)[None], None if box is None
+                                     else boxes[:1])
+            out[moved] = bodies.project(x, template, boxes).numpy()
+        return out
 
     def sources(self, observation: Observation, times: np.ndarray, *, used: np.ndarray | None = None,
                 rollout: int | None = None) -> np.ndarray:
@@ -153,12 +186,14 @@ class DominoForecaster(Forecaster):
             frames = int(np.ceil(t.max())) if rollout is None else min(int(np.ceil(t.max())), rollout)
             param = next(model.parameters())
             box = last_box(observation.boxes)
+            rigid = self._rigid(observation)
             with torch.no_grad():
                 path = model.dynamics.forecast(
                     torch.as_tensor(observation.positions[-4:], dtype=param.dtype, device=param.device),
                     model.kind_index(observation.topology).to(param.device),
                     None if box is None else torch.as_tensor(box, dtype=param.dtype, device=param.device),
-                    frames, config.members, config.spread)
+                    frames, config.members, config.spread,
+                    rigid=None if rigid is None else RigidBodies.from_groups(rigid, param))
             path = np.concatenate([np.zeros((1,) + x0.shape), path.double().cpu().numpy()])  # leads 0 … frames
             inside = t <= frames
             lo = np.floor(t[inside]).astype(np.int64).clip(0, frames - 1)

@@ -69,6 +69,11 @@ class DominoConfig:
         substeps: velocity-Verlet steps per frame. members: rollouts averaged (an equivariant ensemble).
         spread: relative perturbation of the members' initial velocities. ar_lags: displacement vectors of the
         linear autoregression. fusion_bins: log-spaced lead bins of the fusion weights.
+        rigid_water: move waters as rigid bodies (:mod:`mdforecast.molecules`, :mod:`mdforecast.model.rigid`):
+            the dynamics level projects each step onto the molecules' geometry in the last observed frame, and
+            every forecast frame is projected onto it last, so O–H and H–O–H are exact; applied only when the
+            observed frames show rigid waters. ``False`` (the default, and every model saved before it existed):
+            atoms are forecast one by one.
     """
 
     observe: int = protocol.OBSERVE
@@ -96,6 +101,7 @@ class DominoConfig:
     spread: float = 0.02
     ar_lags: int = 3
     fusion_bins: int = 24
+    rigid_water: bool = False
 
     def __post_init__(self) -> None:
         for name, limit in _LIMITS.items():
@@ -122,6 +128,8 @@ class DominoConfig:
                 self.force_cutoff <= 0 or self.force_layers < 0 or self.spread < 0:
             raise InputError("force_radial, substeps, members, ar_lags, fusion_bins and force_cutoff must be positive, "
                              "force_layers and spread non-negative")
+        if not isinstance(self.rigid_water, bool):
+            raise InputError(f"rigid_water must be true or false, got {self.rigid_water!r}")
         if self.ar_lags >= self.observe:
             raise InputError(f"ar_lags {self.ar_lags} must be below --observe {self.observe}")
 
