@@ -69,6 +69,14 @@ SCALES = {
              "options": {"observe": 300, "horizon": 1000, "strides": (200, 20, 1), "epochs": 2,
                          "samples_per_epoch": 8, "val_samples": 4, "cutoff": 6.0}, "lgode": {"steps": 16}},
 }
+#: ``cpu-water`` (issue 15): ``cpu-short``'s data, with DoMiNO from the ``cpu-water`` preset (a dynamics level
+#: fitted in closed form, rigid waters, fusion by lead time) on a hierarchy given by ``--init`` (the one trained
+#: at ``cpu-short`` before, not trained again: 0 epochs); LG-ODE trained one epoch (its best at ``cpu-short``)
+SCALES["cpu-water"] = {**SCALES["cpu-short"], "domino": {"preset": "cpu-water", "options": {"epochs": 0}},
+                       "lgode": {"steps": 16, "epochs": 1},
+                       "note": SCALES["cpu-short"]["note"].replace(", and training to 3 epochs of 64 windows", "")
+                       + "; DoMiNO's hierarchy is the cpu-short one (3 epochs of 64 windows, --init), its dynamics "
+                         "level and fusion fitted in closed form (preset cpu-water); LG-ODE trained 1 epoch"}
 MODELS = ("domino", "lgode")
 #: offset of the unseen seed of the fresh-trajectory check (``seed + FRESH_SEED``; training used seed + i, i < 8)
 FRESH_SEED = 1000
@@ -78,9 +86,10 @@ FRESH_FRAMES = 400
 ABLATION = (0, 1)
 
 
-def plan(system: str, scale: str, device: str, epochs: int | None = None) -> dict:
+def plan(system: str, scale: str, device: str, epochs: int | None = None, init: str | None = None) -> dict:
     """What the run does: dataset arguments, each model's training options (``epochs`` overrides the
-    scale's), and the differences from the protocol (``{key: {"protocol": value, "used": value}}``)."""
+    scale's), and the differences from the protocol (``{key: {"protocol": value, "used": value}}``).
+    ``init``: DoMiNO starts from this model (its architecture and cutoff are the model's)."""
     from mdforecast.datasets import SYSTEMS
     from mdforecast.training import PRESETS
 
@@ -89,7 +98,11 @@ def plan(system: str, scale: str, device: str, epochs: int | None = None) -> dic
             "frames": chosen["frames"] or spec.frames, "twins": chosen["twins"]}
     options = {**SYSTEM_OPTIONS[system], **chosen["options"], **chosen.get("systems", {}).get(system, {}),
                **({"epochs": epochs} if epochs else {}), "device": device}
-    models = {"domino": {"preset": chosen["preset"], "options": {**options, "levels": 3}},
+    domino = chosen.get("domino", {})
+    models = {"domino": {"preset": domino.get("preset", chosen["preset"]),
+                         "options": {**{k: v for k, v in options.items() if not (init and k in SYSTEM_OPTIONS[system])},
+                                     **domino.get("options", {}), "levels": 3},
+                         **({"init": init} if init else {})},
               "lgode": {"preset": chosen["preset"], "options": {**options, "levels": 1, "strides": (1,),
                                                                  **chosen["lgode"]}}}
     protocol = {"trajectories": spec.trajectories, "frames": spec.frames, "observe": spec.frames // 5,
@@ -158,8 +171,9 @@ def _train(store: Path, run: Path, model: dict, progress: bool, threads: int | N
     if threads is not None:  # a worker process of --parallel
         torch.set_num_threads(threads)
     resume = (run / "state.json").exists()
-    result = train(store, run, *resolve_options(model["options"], preset=model["preset"]), resume=resume,
-                   progress=progress)
+    init = model.get("init")
+    result = train(store, run, *resolve_options(model["options"], preset=model["preset"], init=init), init=init,
+                   resume=resume, progress=progress)
     return {"run": str(run), "resumed": resume, **{k: v for k, v in result.to_dict().items() if k != "history"}}
 
 
@@ -245,7 +259,8 @@ def _timed(fn, *args):
 
 
 def run(system: str, scale: str, out: Path, *, device: str = "cpu", workers: int = 1, platform_name: str = "auto",
-        seed: int = 0, epochs: int | None = None, progress: bool = True, parallel_threads: int | None = None) -> dict:
+        seed: int = 0, epochs: int | None = None, progress: bool = True, parallel_threads: int | None = None,
+        init: str | None = None) -> dict:
     """The whole pipeline for ``system`` at ``scale`` into ``out/system``; returns the ``pretrain.json`` record.
     ``parallel_threads``: train DoMiNO and LG-ODE at once, in two processes with that many threads each."""
     from mdforecast import __version__
@@ -258,7 +273,7 @@ def run(system: str, scale: str, out: Path, *, device: str = "cpu", workers: int
     root = out / system
     root.mkdir(parents=True, exist_ok=True)
     path = root / "pretrain.json"
-    wanted = plan(system, scale, device, epochs)
+    wanted = plan(system, scale, device, epochs, init)
     record = json.loads(path.read_text()) if path.exists() else {}
     same = ("scale", "seed", "data", "models")
     if record and _json([record[k] for k in same]) != _json([{**wanted, "seed": seed}[k] for k in same]):
@@ -311,6 +326,7 @@ def card(record: dict, model_json: dict, box: list[float] | None) -> dict:
             "data": {"seed": record["seed"], **record["data"], "split": data["split"], "platform": data["platform"],
                      "fingerprint": model_json["data"]},
             "config": model_json["config"], "preset": record["models"]["domino"]["preset"],
+            **({"init": record["models"]["domino"]["init"]} if "init" in record["models"]["domino"] else {}),
             "training": {name: {k: record["stages"][f"train-{name}"][k] for k in ("epochs", "best_epoch", "best_loss",
                                                                                     "selected_on", "wall_s")}
                          for name in MODELS},
@@ -371,6 +387,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0, help="dataset seed (trajectory i uses seed + i)")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--epochs", type=int, help="training epochs of both models (default: the scale's)")
+    parser.add_argument("--init", help="DoMiNO starts from this model (a run directory or model file)")
     parser.add_argument("--parallel", action="store_true",
                         help="train DoMiNO and LG-ODE at once, one process each with --threads/2 threads")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -384,7 +401,7 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     record = run(args.system, args.scale, args.output, device=args.device, workers=args.workers,
                  platform_name=args.platform, seed=args.seed, epochs=args.epochs, progress=not args.quiet,
-                 parallel_threads=max(1, args.threads // 2) if args.parallel else None)
+                 parallel_threads=max(1, args.threads // 2) if args.parallel else None, init=args.init)
     print(json.dumps({"system": record["system"], "scale": record["scale"], "reductions": record["reductions"],
                       "wall_s": {k: v.get("wall_s") for k, v in record["stages"].items()},
                       "mse": record["stages"]["evaluate-domino"]["mse"]}, indent=2, default=list))

@@ -83,6 +83,7 @@ def fit_dynamics(model: Domino, series: list[Series], kinds: torch.Tensor, *, pa
         losses = []
         for step in range(steps):
             previous, last, target, boxes = _windows(series, _draw(series, batch, 1, frames, rng), frames, param)
+            previous = last if model.config.rollout_at_rest else previous
             pred = level.rollout(previous, last, kinds.to(param.device), boxes, frames, bodies)
             loss = ((pred - target) ** 2).mean()
             optimizer.zero_grad(set_to_none=True)

@@ -1,6 +1,6 @@
 """Molecular structure read from a topology: rigid waters and bonds.
 
-A **water** is a residue whose real atoms are one oxygen and two hydrogens (by element, else by the first
+A **water** is a residue (atoms sharing segment, residue name and number, in any order) whose real atoms are one oxygen and two hydrogens (by element, else by the first
 letter of the atom name), named like a water (:data:`WATER_RESNAMES`: ``HOH``, ``WAT``, ``SOL``, ``TIP3``,
 ``TIP4``…) or, when the topology has bonds, bonded O–H, O–H. Its atoms are ordered O, H, H; a massless extra
 site (TIP4P's M, when a store keeps it; mdforecast's own stores do not, PROTOCOL.md) follows as a fourth atom.
@@ -64,21 +64,20 @@ def find_waters(topology: Topology) -> RigidGroups | None:
     """The waters of ``topology`` (see the module docstring), or ``None`` when it has none."""
     elements = _elements(topology)
     segids = topology.segids if topology.segids is not None else np.full(topology.n_atoms, "")
-    starts = np.flatnonzero(np.r_[True, (topology.resids[1:] != topology.resids[:-1])
-                                  | (topology.resnames[1:] != topology.resnames[:-1]) | (segids[1:] != segids[:-1])])
-    ends = np.r_[starts[1:], topology.n_atoms]
+    keys = np.array([f"{g}\x00{r}\x00{i}" for g, r, i in zip(segids, topology.resnames, topology.resids)])
+    _, residue = np.unique(keys, return_inverse=True)  # residues by (segment, name, number), in any atom order
+    order = np.argsort(residue, kind="stable")
     masses = topology.masses
     bonded = {tuple(sorted(b)) for b in bonds(topology).tolist()}
     groups = []
-    for a, b in zip(starts, ends):
-        atoms = np.arange(a, b)
+    for atoms in np.split(order, np.flatnonzero(np.diff(residue[order])) + 1):
         real = atoms if masses is None else atoms[masses[atoms] > 0]
         extra = np.setdiff1d(atoms, real)
         if len(real) != 3 or sorted(elements[real].tolist()) != ["H", "H", "O"] or len(extra) > 1:
             continue
         oxygen = real[elements[real] == "O"][0]
         hydrogens = real[elements[real] == "H"]
-        named = str(topology.resnames[a]).upper() in WATER_RESNAMES
+        named = str(topology.resnames[atoms[0]]).upper() in WATER_RESNAMES
         if not (named or {tuple(sorted((oxygen, h))) for h in hydrogens.tolist()} <= bonded):
             continue
         groups.append([oxygen, *hydrogens, *extra])

@@ -193,7 +193,8 @@ class DominoForecaster(Forecaster):
                     model.kind_index(observation.topology).to(param.device),
                     None if box is None else torch.as_tensor(box, dtype=param.dtype, device=param.device),
                     frames, config.members, config.spread,
-                    rigid=None if rigid is None else RigidBodies.from_groups(rigid, param))
+                    rigid=None if rigid is None else RigidBodies.from_groups(rigid, param),
+                    at_rest=config.rollout_at_rest)
             path = np.concatenate([np.zeros((1,) + x0.shape), path.double().cpu().numpy()])  # leads 0 … frames
             inside = t <= frames
             lo = np.floor(t[inside]).astype(np.int64).clip(0, frames - 1)

@@ -118,8 +118,8 @@ class DynamicsLevel(nn.Module):
         return torch.stack(out)
 
     def forecast(self, recent: torch.Tensor, kinds: torch.Tensor, box: torch.Tensor | None, frames: int,
-                 members: int = 1, spread: float = 0.0, seed: int = 0, rigid: RigidBodies | None = None
-                 ) -> torch.Tensor:
+                 members: int = 1, spread: float = 0.0, seed: int = 0, rigid: RigidBodies | None = None,
+                 at_rest: bool = False) -> torch.Tensor:
         """Mean displacement ``(F, N, 3)`` Å of ``members`` rollouts at leads 1 … ``frames`` from the last of
         ``recent`` ``(M, N, 3)`` Å, the last M ≥ 4 observed frames.
 
@@ -129,13 +129,14 @@ class DynamicsLevel(nn.Module):
         one rollout; the chaos of the dynamics spreads the members, and their mean approaches the conditional mean
         of the future far better than one trajectory does (which decorrelates from the truth within ~50 frames).
         ``rigid``: move those molecules as rigid bodies (:meth:`rollout`); the mean of rigid members is not rigid.
+        ``at_rest``: :math:`x_0` replaces :math:`x_{-1}` above (member 0 starts with zero velocity).
         """
         recent = recent[-4:]
         u = recent[1:].flip(0) - recent[:-1].flip(0)  # (3, N, 3): x_0 − x_−1, x_−1 − x_−2, x_−2 − x_−3
         xi = torch.randn(members, 3, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
         xi = (spread * xi).to(recent.dtype).to(recent.device)
         xi[0] = 0.0
-        previous = recent[-2][None] - torch.einsum("mk,kni->mni", xi, u)
+        previous = recent[-1 if at_rest else -2][None] - torch.einsum("mk,kni->mni", xi, u)
         last = recent[-1][None].expand(members, -1, -1)
         boxes = None if box is None else box[None].expand(members, -1, -1)
         return (self.rollout(previous, last, kinds, boxes, frames, rigid) - last).mean(1)
