@@ -171,9 +171,9 @@ def _train(store: Path, run: Path, model: dict, progress: bool, threads: int | N
     if threads is not None:  # a worker process of --parallel
         torch.set_num_threads(threads)
     resume = (run / "state.json").exists()
-    init = model.get("init")
-    result = train(store, run, *resolve_options(model["options"], preset=model["preset"], init=init), init=init,
-                   resume=resume, progress=progress)
+    init, options = model.get("init"), {k: v for k, v in model["options"].items() if k != "device"}
+    result = train(store, run, *resolve_options(options, preset=model["preset"], init=init), init=init,
+                   resume=resume, progress=progress, device=model["options"].get("device", "cpu"))
     return {"run": str(run), "resumed": resume, **{k: v for k, v in result.to_dict().items() if k != "history"}}
 
 
