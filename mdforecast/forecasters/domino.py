@@ -168,8 +168,23 @@ class DominoForecaster(Forecaster):
             bodies = RigidBodies.from_groups(groups, x)
             template = bodies.gather(torch.as_tensor(x0, dtype=torch.float64)[None], None if box is None
                                      else boxes[:1])
-            out[moved] = bodies.project(x, template, boxes).numpy()
+            placed = bodies.project(x, template, boxes)
+            for chunk in range(0, len(moved), _CHUNK):  # molecules no closer than in the last observed frame
+                rows = slice(chunk, chunk + _CHUNK)
+                placed[rows] = bodies.separate(placed[rows], self._closest(bodies, x0, box),
+                                               None if boxes is None else boxes[rows])
+            out[moved] = placed.numpy()
         return out
+
+    @staticmethod
+    def _closest(bodies: RigidBodies, x0: np.ndarray, box: np.ndarray | None) -> float:
+        """The closest pair of the molecules' reference atoms in frame ``x0`` ``(N, 3)`` Å (minimum image)."""
+        o = np.asarray(x0, np.float64)[bodies.atoms[:, 0].numpy()]
+        d = o[None] - o[:, None]
+        if box is not None:
+            d = d - np.round(d @ np.linalg.inv(box)) @ box
+        r = np.linalg.norm(d, axis=-1) + np.eye(len(o)) * 1e9
+        return float(r.min())
 
     def sources(self, observation: Observation, times: np.ndarray, *, used: np.ndarray | None = None,
                 rollout: int | None = None) -> np.ndarray:
