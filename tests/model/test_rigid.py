@@ -30,6 +30,14 @@ def geometry(x: np.ndarray, box: float | None = None) -> tuple[np.ndarray, np.nd
     return length, np.degrees(np.arccos(np.clip(cos, -1, 1)))
 
 
+def closest_oxygens(x: np.ndarray) -> float:
+    """The closest O–O distance (Å, minimum image in the cubic box) over frames ``x`` ``(T, N, 3)``."""
+    o = x[:, ::3].astype(np.float64)
+    d = o[:, None] - o[:, :, None]
+    d -= BOX * np.round(d / BOX)
+    return float((np.linalg.norm(d, axis=-1) + np.eye(o.shape[1]) * 99).min())
+
+
 def bodies(n: int = 5) -> RigidBodies:
     return RigidBodies.from_groups(find_waters(water(n)), torch.zeros(1, dtype=torch.float64))
 
@@ -108,6 +116,7 @@ def test_every_forecast_frame_is_exactly_rigid(at_rest):
     # float32 positions (a rollout leg's template is a float32 forecast frame): 100 times inside issue 15's target
     np.testing.assert_allclose(length, OH, atol=5e-5)
     np.testing.assert_allclose(angle, HOH, atol=5e-3)
+    assert closest_oxygens(out[:4]) >= closest_oxygens(obs.positions[-1:]) - 1e-4  # the first leg's frames
 
 
 @pytest.mark.parametrize("box", [BOX, None])
@@ -140,3 +149,22 @@ def test_a_flexible_water_is_forecast_atom_by_atom_with_a_warning():
         out = forecaster.predict(flexible_obs, TIMES)
     assert np.abs(geometry(out)[0] - OH).max() > 1e-3
 
+
+
+def test_separation_moves_overlapping_molecules_rigidly_apart_and_nothing_else():
+    rng = np.random.default_rng(5)
+    turns = np.stack([random_rotation(rng) for _ in range(5)])
+    centres = np.array([[1.0, 1.0, 1.0], [2.0, 1.5, 1.0], [7.0, 7.0, 7.0], [11.5, 7.0, 7.0], [4.0, 9.0, 3.0]])
+    x = torch.as_tensor((np.einsum("mij,kj->mki", turns, WATER) + centres[:, None]).reshape(1, 15, 3))
+    boxes = torch.eye(3, dtype=torch.float64)[None] * BOX
+    rigid = bodies()
+    out = rigid.separate(x, 2.5, boxes)  # molecules 0-1 overlap; 2-3 are 4.5 Å apart only through the face
+    o = out[0, ::3].numpy()
+    d = o[None] - o[:, None]
+    d -= BOX * np.round(d / BOX)
+    r = np.linalg.norm(d, axis=-1) + np.eye(5) * 99
+    assert r.min() >= 2.5 - 1e-3
+    shift = (out - x)[0].reshape(5, 3, 3).numpy()
+    np.testing.assert_allclose(shift, np.repeat(shift[:, :1], 3, axis=1), atol=1e-12)  # rigid translations
+    np.testing.assert_array_equal(out[0, 6:], x[0, 6:])  # the others stay where they are
+    np.testing.assert_array_equal(rigid.separate(out, 2.4, boxes), out)  # nothing closer: unchanged
