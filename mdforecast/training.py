@@ -60,7 +60,8 @@ _LOG_STEPS = 10  # optimiser steps between progress lines when stderr is a file 
 _LAYOUT = {"observe", "horizon", "strides", "levels"}
 #: model options of the dynamics level, which a fine-tuning run may add to a model without one
 _DYNAMICS = {"dynamics", "force_cutoff", "force_radial", "force_layers", "substeps", "members", "spread", "ar_lags",
-             "fusion_bins", "rigid_water", "rollout_at_rest"}
+             "fusion_bins", "rigid_water", "rollout_at_rest",
+             "separate_molecules"}
 
 
 #: the largest value of each count of :class:`TrainOptions` (samples are drawn and batched in memory)

@@ -169,10 +169,10 @@ class DominoForecaster(Forecaster):
             template = bodies.gather(torch.as_tensor(x0, dtype=torch.float64)[None], None if box is None
                                      else boxes[:1])
             placed = bodies.project(x, template, boxes)
-            for chunk in range(0, len(moved), _CHUNK):  # molecules no closer than in the last observed frame
-                rows = slice(chunk, chunk + _CHUNK)
-                placed[rows] = bodies.separate(placed[rows], self._closest(bodies, x0, box),
-                                               None if boxes is None else boxes[rows])
+            closest = self._closest(bodies, x0, box) if self.model.config.separate_molecules else None
+            for chunk in range(0, len(moved) if closest is not None else 0, _CHUNK):
+                rows = slice(chunk, chunk + _CHUNK)  # molecules no closer than in the last observed frame
+                placed[rows] = bodies.separate(placed[rows], closest, None if boxes is None else boxes[rows])
             out[moved] = placed.numpy()
         return out
 

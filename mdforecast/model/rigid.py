@@ -63,29 +63,45 @@ class RigidBodies:
         placed = superpose(template.expand(x.shape[0], -1, -1, -1), self.gather(x, boxes), self.weights)
         return x.index_copy(1, self._flat, placed.reshape(x.shape[0], -1, 3))
 
-    def separate(self, x: torch.Tensor, closest: float, boxes: torch.Tensor | None, sweeps: int = 50) -> torch.Tensor:
+    def separate(self, x: torch.Tensor, closest: float, boxes: torch.Tensor | None, sweeps: int = 50,
+                 margin: float = 1.0) -> torch.Tensor:
         """``x`` with molecules translated rigidly apart until no two reference atoms are closer than ``closest``
         Å: each sweep moves both molecules of every such pair by half the shortfall along their (minimum-image)
-        separation, at most ``sweeps`` sweeps. A blended forecast (a mean of futures) draws neighbours together;
-        real molecules do not overlap. Equivariant, and a structure without such a pair is returned as it is."""
-        ref = self.atoms[:, 0]
+        separation, at most ``sweeps`` sweeps (the pairs within ``closest + margin`` are listed every 10 sweeps).
+        A blended forecast (a mean of futures) draws neighbours together; real molecules do not overlap.
+        Equivariant, and a structure without such a pair is returned as it is."""
+        ref, k = self.atoms[:, 0], self.atoms.shape[1]
+        inverse = None if boxes is None else torch.linalg.inv(boxes.to(x.dtype))
+
+        def image(d: torch.Tensor, frame: torch.Tensor) -> torch.Tensor:  # minimum image of d (P, 3) in its frame
+            if boxes is None:
+                return d
+            b = boxes.to(x.dtype)[frame]
+            return d - torch.einsum("pj,pji->pi", torch.round(torch.einsum("pi,pij->pj", d, inverse[frame])), b)
+
         moved = x.clone()
-        for _ in range(sweeps):
-            o = moved[:, ref]  # (S, M, 3)
-            d = o[:, None, :, :] - o[:, :, None, :]  # (S, M, M, 3): o_j − o_i
-            if boxes is not None:
-                b = boxes.to(x.dtype)
-                frac = torch.einsum("smni,sij->smnj", d, torch.linalg.inv(b))
-                d = d - torch.einsum("smnj,sji->smni", torch.round(frac), b)
-            r = d.norm(dim=-1) + torch.eye(len(ref), dtype=x.dtype, device=x.device) * (2 * closest + 1)
-            short = (closest - r).clamp_min(0)  # (S, M, M)
+        for sweep in range(sweeps):
+            if sweep % 10 == 0:  # list the close pairs (i < j) of every structure
+                o = moved[:, ref]
+                i, j = torch.triu_indices(len(ref), len(ref), 1, device=x.device)
+                frame = torch.arange(x.shape[0], device=x.device).repeat_interleave(len(i))
+                pi, pj = i.repeat(x.shape[0]), j.repeat(x.shape[0])
+                r = image(o[frame, pj] - o[frame, pi], frame).norm(dim=-1)
+                near = r < closest + margin
+                frame, pi, pj = frame[near], pi[near], pj[near]
+            o = moved[:, ref]
+            d = image(o[frame, pj] - o[frame, pi], frame)  # (P, 3): o_j − o_i
+            r = d.norm(dim=-1)
+            short = (closest - r).clamp_min(0)
             if not bool((short > 0).any()):
                 break
-            push = -(0.5 * short / r)[..., None] * d  # on molecule i, away from j
-            shift = push.sum(2)  # (S, M, 3)
-            moved = moved.index_add(1, self.atoms.reshape(-1),
-                                    shift[:, :, None, :].expand(-1, -1, self.atoms.shape[1], -1).reshape(
-                                        x.shape[0], -1, 3))
+            # half the shortfall (and 1e-4 Å more, so that a crowd does not creep towards the bound) on each side
+            push = (0.5 * (short + 1e-4 * (short > 0)) / r)[:, None] * d
+            shift = torch.zeros(x.shape[0], len(ref), 3, dtype=x.dtype, device=x.device)
+            shift.index_put_((frame, pj), push, accumulate=True)
+            shift.index_put_((frame, pi), -push, accumulate=True)
+            moved = moved.index_add(1, self.atoms.reshape(-1), shift[:, :, None, :].expand(-1, -1, k, -1).reshape(
+                x.shape[0], -1, 3))
         return moved
 
     def __repr__(self) -> str:

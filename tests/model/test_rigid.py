@@ -76,11 +76,12 @@ def test_projection_keeps_a_molecule_whole_across_box_faces():
 N_WATERS, OBSERVE = 6, 30
 
 
-def water_forecaster(weights: np.ndarray | None = None, at_rest: bool = False) -> DominoForecaster:
+def water_forecaster(weights: np.ndarray | None = None, at_rest: bool = False, separate: bool = True
+                     ) -> DominoForecaster:
     config = DominoConfig(observe=OBSERVE, horizon=24, strides=(12, 4, 1), features=16, vectors=8, encoder_layers=1,
                           radial=8, steps=3, lags=(1, 5), context=10, cutoff=5.0, checkpoint=False, dynamics=True,
                           force_cutoff=5.0, force_radial=8, force_layers=1, members=2, spread=0.05, fusion_bins=4,
-                          rigid_water=True, rollout_at_rest=at_rest)
+                          rigid_water=True, rollout_at_rest=at_rest, separate_molecules=separate)
     torch.manual_seed(0)
     model = Domino(config, Normalisation(1.0, (0.2, 0.6, 0.6), 3.0), ["H", "O"]).double()
     with torch.no_grad():
