@@ -29,7 +29,8 @@ WATER_TOLERANCE = {"oh_length": (0.02, "Å"), "hoh_angle": (2.0, "°")}
 _WATER_LABELS = {"oh_length": "O–H length", "hoh_angle": "H–O–H angle"}
 #: columns of the score tables: evaluate's names → headers
 COLUMNS = {"model": "DoMiNO", "lgode": "LG-ODE", "persistence": "persistence", "mean": "mean",
-           "velocity": "velocity", "damped-velocity": "damped velocity", "chaos floor": "chaos floor"}
+           "velocity": "velocity", "damped-velocity": "damped velocity", "linear-ar": "linear AR",
+           "chaos floor": "chaos floor"}
 
 
 def _number(value) -> str:
