@@ -421,7 +421,10 @@ def _set_up(store: Store, run_dir: Path, config: DominoConfig, opts: TrainOption
     if init is not None:
         base = _initial_model(init)
         model = Domino(config, base.norm, base.kinds)
-        missing, unexpected = model.load_state_dict(base.state_dict(), strict=False)
+        own = model.state_dict()  # a fusion fitted for another horizon is fitted again here, not kept
+        kept = {k: v for k, v in base.state_dict().items()
+                if not (k.startswith("lead_fusion.") and k in own and own[k].shape != v.shape)}
+        missing, unexpected = model.load_state_dict(kept, strict=False)
         if unexpected or any(not k.startswith(("dynamics.", "lead_fusion.")) for k in missing):
             raise InputError(f"--init model {init} does not fit this architecture (missing {missing}, unexpected "
                              f"{unexpected}); fine-tune with its own options")
