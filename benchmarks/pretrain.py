@@ -99,6 +99,14 @@ SCALES = {
              "options": {"observe": 300, "horizon": 1000, "strides": (200, 20, 1), "epochs": 2,
                          "samples_per_epoch": 8, "val_samples": 4, "cutoff": 6.0}, "lgode": {"steps": 16}},
 }
+#: ``cpu-water`` (issue 15): ``cpu-short``'s data, with DoMiNO from the ``cpu-water`` preset (a dynamics level
+#: fitted in closed form, rigid waters, fusion by lead time) on a hierarchy given by ``--init`` (the one trained
+#: at ``cpu-short`` before, not trained again: 0 epochs); LG-ODE trained one epoch (its best at ``cpu-short``)
+SCALES["cpu-water"] = {**SCALES["cpu-short"], "init": True, "domino": {"preset": "cpu-water", "options": {"epochs": 0}},
+                       "lgode": {"steps": 16, "epochs": 1},
+                       "note": SCALES["cpu-short"]["note"].replace(", and training to 3 epochs of 64 windows", "")
+                       + "; DoMiNO's hierarchy is the cpu-short one (3 epochs of 64 windows, --init), its dynamics "
+                         "level and fusion fitted in closed form (preset cpu-water); LG-ODE trained 1 epoch"}
 MODELS = ("domino", "lgode")  # a scale's ``models`` may train fewer
 #: offset of the unseen seed of the fresh-trajectory check (``seed + FRESH_SEED``; training used seed + i, i < 8)
 FRESH_SEED = 1000
@@ -111,20 +119,23 @@ ABLATION = (0, 1)
 def plan(system: str, scale: str, device: str, epochs: int | None = None, init: Path | None = None) -> dict:
     """What the run does: dataset arguments, each model's training options (``epochs`` overrides the
     scale's), and the differences from the protocol (``{key: {"protocol": value, "used": value}}``).
-    ``init``: the run directory of the trained DoMiNO a ``cpu-dynamics`` run starts from (required there)."""
+    ``init``: the run directory of the trained DoMiNO a scale with ``init`` (``cpu-dynamics``,
+    ``cpu-water``) starts from (required there; the architecture, cutoff included, is that model's)."""
     from mdforecast.datasets import SYSTEMS
     from mdforecast.training import PRESETS
 
     spec, chosen = SYSTEMS[system], SCALES[scale]
     if bool(chosen.get("init")) != (init is not None):
         raise SystemExit(f"scale {scale} needs --init RUN_DIR (a trained DoMiNO, e.g. OUT/{system}/runs/domino of "
-                         "--scale cpu)" if chosen.get("init") else f"--init is for --scale cpu-dynamics, not {scale}")
+                         "--scale cpu)" if chosen.get("init") else f"--init is for the scales {', '.join(k for k, v in SCALES.items() if v.get('init'))}, not {scale}")
     data = {"trajectories": min(chosen["trajectories"] or spec.trajectories, spec.trajectories),
             "frames": chosen["frames"] or spec.frames, "twins": chosen["twins"]}
-    # with --init the architecture (cutoff included) is the initial model's
-    options = {**({} if init else SYSTEM_OPTIONS[system]), **chosen["options"],
-               **chosen.get("systems", {}).get(system, {}), **({"epochs": epochs} if epochs else {}), "device": device}
-    models = {"domino": {"preset": chosen["preset"], "options": {**options, "levels": 3},
+    options = {**SYSTEM_OPTIONS[system], **chosen["options"], **chosen.get("systems", {}).get(system, {}),
+               **({"epochs": epochs} if epochs else {}), "device": device}
+    domino = chosen.get("domino", {})  # DoMiNO's own preset and options, where the scale gives them
+    models = {"domino": {"preset": domino.get("preset", chosen["preset"]),
+                         "options": {**{k: v for k, v in options.items() if not (init and k in SYSTEM_OPTIONS[system])},
+                                     **domino.get("options", {}), "levels": 3},
                          **({"init": _initial(init)} if init else {})},
               "lgode": {"preset": chosen["preset"], "options": {**options, "levels": 1, "strides": (1,),
                                                                  **chosen.get("lgode", {})}}}
@@ -443,7 +454,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--parallel", action="store_true",
                         help="train DoMiNO and LG-ODE at once, one process each with --threads/2 threads")
     parser.add_argument("--init", type=Path, metavar="RUN_DIR",
-                        help="--scale cpu-dynamics: the trained DoMiNO (run directory) to add the dynamics level to")
+                        help="--scale cpu-dynamics / cpu-water: the trained DoMiNO (run directory) to add the dynamics level to")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument("--ship", type=Path, metavar="DIR",
                         help="after the run, copy its DoMiNO model and model card to DIR (mdforecast/pretrained/NAME)")

@@ -34,6 +34,8 @@ from .forecasters.domino import DominoForecaster
 from .model import Domino, SOURCES
 from .model.data import Series
 from .model.dynamics import fit_pair_force
+from .model.rigid import RigidBodies
+from .molecules import RigidGroups
 from .topology import Topology
 
 __all__ = ["fit_dynamics", "fit_fusion"]
@@ -65,9 +67,10 @@ def _windows(series: list[Series], picks: list[tuple[int, int]], frames: int, pa
 
 def fit_dynamics(model: Domino, series: list[Series], kinds: torch.Tensor, *, pair_frames: int, force_steps: int,
                  rollout_steps: int, rollout_frames: int, batch: int, lr: float, seed: int,
-                 log=lambda message: None) -> dict:
+                 rigid: RigidGroups | None = None, log=lambda message: None) -> dict:
     """Fit ``model.dynamics`` on ``series`` (see the module docstring); returns a record of the fit: R² of the
-    pair term, and the mean teacher-forced and rollout losses (Å²) over the last tenth of their steps."""
+    pair term, and the mean teacher-forced and rollout losses (Å²) over the last tenth of their steps.
+    ``rigid``: molecules the rollouts move as rigid bodies (as the forecast does)."""
     start = time.perf_counter()
     level = model.dynamics
     param = level.pair
@@ -78,11 +81,13 @@ def fit_dynamics(model: Domino, series: list[Series], kinds: torch.Tensor, *, pa
     log(f"dynamics: pair term fitted in closed form, R² {r2:.4f} of the second differences")
     optimizer = torch.optim.Adam(level.parameters(), lr=lr)
     record = {"pair_r2": r2}
+    bodies = None if rigid is None else RigidBodies.from_groups(rigid, param)
     for name, steps, frames in (("teacher_forced", force_steps, 1), ("rollout", rollout_steps, rollout_frames)):
         losses = []
         for step in range(steps):
             previous, last, target, boxes = _windows(series, _draw(series, batch, 1, frames, rng), frames, param)
-            pred = level.rollout(previous, last, kinds.to(param.device), boxes, frames)
+            previous = last if model.config.rollout_at_rest else previous
+            pred = level.rollout(previous, last, kinds.to(param.device), boxes, frames, bodies)
             loss = ((pred - target) ** 2).mean()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

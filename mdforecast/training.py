@@ -42,6 +42,7 @@ from .fitting import fit_dynamics, fit_fusion
 from .model import Domino, DominoConfig, atom_kinds
 from .model.data import Series, draw_samples, make_batch, normalisation
 from .mdio import select_indices
+from .molecules import RigidGroups, rigid_waters
 from .model.features import resolve_kind_field
 from .model.superpose import kabsch_msd
 from .pbc import box_matrix
@@ -63,7 +64,8 @@ _LAYOUT = {"observe", "horizon", "strides", "levels"}
 _RESOLVED = ("kind_field", "loss", "conformations")
 #: model options of the dynamics level, which a fine-tuning run may add to a model without one
 _DYNAMICS = {"dynamics", "force_cutoff", "force_radial", "force_layers", "substeps", "members", "spread", "ar_lags",
-             "fusion_bins"}
+             "fusion_bins", "rigid_water", "rollout_at_rest",
+             "separate_molecules"}
 
 
 #: the largest value of each count of :class:`TrainOptions` (samples are drawn and batched in memory)
@@ -441,7 +443,10 @@ def _set_up(store: Store, run_dir: Path, config: DominoConfig, opts: TrainOption
     if init is not None:
         base = _initial_model(init)
         model = Domino(config, base.norm, base.kinds)
-        missing, unexpected = model.load_state_dict(base.state_dict(), strict=False)
+        own = model.state_dict()  # a fusion fitted for another horizon is fitted again here, not kept
+        kept = {k: v for k, v in base.state_dict().items()
+                if not (k.startswith("lead_fusion.") and k in own and own[k].shape != v.shape)}
+        missing, unexpected = model.load_state_dict(kept, strict=False)
         if unexpected or any(not k.startswith(("dynamics.", "lead_fusion.")) for k in missing):
             raise InputError(f"--init model {init} does not fit this architecture (missing {missing}, unexpected "
                              f"{unexpected}); fine-tune with its own options")
@@ -570,7 +575,7 @@ def train(store: str | os.PathLike | Store, run_dir: str | os.PathLike, config: 
             run.state["dynamics"] = fit_dynamics(
                 run.model, run.train_series, run.kinds, pair_frames=opts.pair_frames, force_steps=opts.force_steps,
                 rollout_steps=opts.rollout_steps, rollout_frames=opts.rollout_frames, batch=opts.batch,
-                lr=opts.dynamics_lr, seed=opts.seed, log=log)
+                lr=opts.dynamics_lr, seed=opts.seed, rigid=_rigid_waters(run, store, log), log=log)
         with progress_bar("training", total=(opts.epochs - run.state["epoch"]) * run.steps * opts.batch,
                           enabled=progress and run.rank == 0, unit="samples",
                           log_every=_LOG_STEPS * opts.batch) as bar:
@@ -583,6 +588,17 @@ def train(store: str | os.PathLike | Store, run_dir: str | os.PathLike, config: 
             _remove_unfinished(run_dir)
         raise
     return _write_run(run)
+
+
+def _rigid_waters(run: _Run, store: Store, log) -> RigidGroups | None:
+    """The store's waters if the model moves them rigidly and every training trajectory shows them rigid."""
+    if not run.config.rigid_water:
+        return None
+    groups = [rigid_waters(store.topology, s.positions, s.boxes, log=log) for s in run.train_series]
+    if groups and all(g is not None for g in groups):
+        log(f"dynamics: {groups[0].n_molecules} waters moved as rigid bodies")
+        return groups[0]
+    return None
 
 
 def _fuse(run: _Run, store: Store, log) -> None:

@@ -248,8 +248,8 @@ def test_a_shipped_water_model_fine_tunes_on_other_water(tmp_path):
     """Kinds are elements, so a TIP3P model takes any water (here: synthetic rigid waters named OW/HW1/HW2)."""
     from synth import make_store, rigid_waters, water
 
-    trajectories = {f"t{k}": rigid_waters(40, seed=k) for k in range(2)}
-    store = make_store(tmp_path / "w.zarr", water(4), trajectories, box=12.0)
+    trajectories = {f"t{k}": rigid_waters(40, seed=k, box=14.0) for k in range(2)}  # above 2 × tip3p's 6 Å force cutoff
+    store = make_store(tmp_path / "w.zarr", water(4), trajectories, box=14.0)
     layout = {"observe": 24, "horizon": 8, "strides": (4, 2, 1), "epochs": 1, "samples_per_epoch": 4, "batch": 4,
               "val_samples": 2, "segments": 1, "max_outputs": 2}
     result = train(store, tmp_path / "run", *resolve_options(layout, init="tip3p"), init="tip3p")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,8 @@ from ..checkpoint import load_model, model_name
 from ..errors import InputError
 from ..model import Domino, Window, input_vectors
 from ..model.features import last_box
+from ..model.rigid import RigidBodies
+from ..molecules import RigidGroups, rigid_waters
 from ..provenance import sha256
 from ..topology import Topology
 from .base import Forecaster, Observation, lead_time
@@ -75,6 +78,7 @@ class DominoForecaster(Forecaster):
         self.observe, self.horizon = model.config.observe, model.config.horizon
         self._rollouts: list[tuple[Observation, Observation]] = []  # (observation, next leg's), newest last
         self._path: tuple[Observation, np.ndarray] | None = None  # the dynamics level's last mean rollout
+        self._rigid_of: tuple[Observation, RigidGroups | None] | None = None  # (observation, its rigid waters)
 
     @property
     def dt_ps(self) -> float | None:
@@ -144,13 +148,57 @@ class DominoForecaster(Forecaster):
 
             return forecast(observation, times, self.model.lead_fusion, lambda t: self._hierarchy(observation, t))
         if not self.model.config.dynamics:
-            return self._hierarchy(observation, times)
+            return self._rigid_frames(observation, self._hierarchy(observation, times))
         t = lead_time(times, observation.end)
         fusion = self.model.lead_fusion
         used = fusion.weights.cpu().numpy()[fusion.bin(t)] != 0  # (K, J)
         displacements = self.sources(observation, times, used=used.any(0),
                                      rollout=int(t[used[:, 0]].max(initial=0.0) + 1))
-        return (observation.positions[-1] + fusion.combine(t, displacements)).astype(np.float32)
+        return self._rigid_frames(observation, observation.positions[-1] + fusion.combine(t, displacements))
+
+    def _rigid(self, observation: Observation) -> RigidGroups | None:
+        """The observation's rigid waters when the model moves them (``config.rigid_water``) and its frames show
+        them rigid (:func:`~mdforecast.molecules.rigid_waters`; a flexible water model warns once per
+        observation and is forecast atom by atom)."""
+        if not self.model.config.rigid_water:
+            return None
+        if self._rigid_of is None or self._rigid_of[0] is not observation:
+            self._rigid_of = (observation, rigid_waters(observation.topology, observation.positions,
+                                                        observation.boxes, log=warnings.warn))
+        return self._rigid_of[1]
+
+    def _rigid_frames(self, observation: Observation, positions: np.ndarray) -> np.ndarray:
+        """Forecast frames ``(K, N, 3)`` Å with every rigid molecule superposed from its geometry in the last
+        observed frame (float64, :class:`~mdforecast.model.rigid.RigidBodies`); frames equal to the last observed
+        one (persistence) are returned as they are. float32."""
+        groups = self._rigid(observation)
+        x0 = observation.positions[-1]
+        moved = np.flatnonzero((positions != x0).any(axis=(1, 2))) if groups is not None else []
+        out = np.array(positions, dtype=np.float32)
+        if len(moved):
+            box = last_box(observation.boxes)
+            x = torch.as_tensor(np.asarray(positions, np.float64)[moved])
+            boxes = None if box is None else torch.as_tensor(box)[None].expand(len(moved), -1, -1)
+            bodies = RigidBodies.from_groups(groups, x)
+            template = bodies.gather(torch.as_tensor(x0, dtype=torch.float64)[None], None if box is None
+                                     else boxes[:1])
+            placed = bodies.project(x, template, boxes)
+            closest = self._closest(bodies, x0, box) if self.model.config.separate_molecules else None
+            for chunk in range(0, len(moved) if closest is not None else 0, _CHUNK):
+                rows = slice(chunk, chunk + _CHUNK)  # molecules no closer than in the last observed frame
+                placed[rows] = bodies.separate(placed[rows], closest, None if boxes is None else boxes[rows])
+            out[moved] = placed.numpy()
+        return out
+
+    @staticmethod
+    def _closest(bodies: RigidBodies, x0: np.ndarray, box: np.ndarray | None) -> float:
+        """The closest pair of the molecules' reference atoms in frame ``x0`` ``(N, 3)`` Å (minimum image)."""
+        o = np.asarray(x0, np.float64)[bodies.atoms[:, 0].numpy()]
+        d = o[None] - o[:, None]
+        if box is not None:
+            d = d - np.round(d @ np.linalg.inv(box)) @ box
+        r = np.linalg.norm(d, axis=-1) + np.eye(len(o)) * 1e9
+        return float(r.min())
 
     def sources(self, observation: Observation, times: np.ndarray, *, used: np.ndarray | None = None,
                 rollout: int | None = None) -> np.ndarray:
@@ -187,12 +235,15 @@ class DominoForecaster(Forecaster):
         frames = max(frames, int(model.lead_fusion.rollout_frames))
         param = next(model.parameters())
         box = last_box(observation.boxes)
+        rigid = self._rigid(observation)
         with torch.no_grad():
             path = model.dynamics.forecast(
                 torch.as_tensor(observation.positions[-4:], dtype=param.dtype, device=param.device),
                 model.kind_index(observation.topology).to(param.device),
                 None if box is None else torch.as_tensor(box, dtype=param.dtype, device=param.device),
-                frames, model.config.members, model.config.spread)
+                frames, model.config.members, model.config.spread,
+                rigid=None if rigid is None else RigidBodies.from_groups(rigid, param),
+                at_rest=model.config.rollout_at_rest)
         path = np.concatenate([np.zeros((1,) + path.shape[1:]), path.double().cpu().numpy()])
         self._path = (observation, path)
         return path

@@ -40,6 +40,7 @@ from torch import nn
 
 from .graph import NeighborFn, batch_graphs, radius_graph
 from .layers import Interaction, RadialBasis, VectorLinear, vector_norm
+from .rigid import RigidBodies
 
 __all__ = ["DynamicsLevel", "fit_pair_force"]
 
@@ -91,23 +92,34 @@ class DynamicsLevel(nn.Module):
         return a.reshape(s, n, 3)
 
     def rollout(self, previous: torch.Tensor, last: torch.Tensor, kinds: torch.Tensor, boxes: torch.Tensor | None,
-                frames: int) -> torch.Tensor:
+                frames: int, rigid: RigidBodies | None = None) -> torch.Tensor:
+        """With ``rigid``, each step's positions are projected onto the molecules' geometry in ``last``
+        (:meth:`~mdforecast.model.rigid.RigidBodies.project`) and the velocity is the projected step's
+        (:math:`v' = (x' - x)/h + \\tfrac{h}{2} a(x')`, velocity Verlet when nothing is projected)."""
         h = 1.0 / self.substeps
         x = last
         a = self.acceleration(x, kinds, boxes)
         v = last - previous + 0.5 * a
+        template = None if rigid is None else rigid.gather(last, boxes)
         out = []
         for _ in range(frames):
             for _ in range(self.substeps):
-                x = x + h * v + 0.5 * h * h * a
-                a_next = self.acceleration(x, kinds, boxes)
-                v = v + 0.5 * h * (a + a_next)
+                if rigid is None:
+                    x = x + h * v + 0.5 * h * h * a
+                    a_next = self.acceleration(x, kinds, boxes)
+                    v = v + 0.5 * h * (a + a_next)
+                else:
+                    moved = rigid.project(x + h * v + 0.5 * h * h * a, template, boxes)
+                    a_next = self.acceleration(moved, kinds, boxes)
+                    v = (moved - x) / h + 0.5 * h * a_next
+                    x = moved
                 a = a_next
             out.append(x)
         return torch.stack(out)
 
     def forecast(self, recent: torch.Tensor, kinds: torch.Tensor, box: torch.Tensor | None, frames: int,
-                 members: int = 1, spread: float = 0.0, seed: int = 0) -> torch.Tensor:
+                 members: int = 1, spread: float = 0.0, seed: int = 0, rigid: RigidBodies | None = None,
+                 at_rest: bool = False) -> torch.Tensor:
         """Mean displacement ``(F, N, 3)`` Å of ``members`` rollouts at leads 1 … ``frames`` from the last of
         ``recent`` ``(M, N, 3)`` Å, the last M ≥ 4 observed frames.
 
@@ -116,16 +128,18 @@ class DynamicsLevel(nn.Module):
         \\mathrm{spread}^2)` scalars shared by all atoms (drawn from ``seed``), so the ensemble is equivariant like
         one rollout; the chaos of the dynamics spreads the members, and their mean approaches the conditional mean
         of the future far better than one trajectory does (which decorrelates from the truth within ~50 frames).
+        ``rigid``: move those molecules as rigid bodies (:meth:`rollout`); the mean of rigid members is not rigid.
+        ``at_rest``: :math:`x_0` replaces :math:`x_{-1}` above (member 0 starts with zero velocity).
         """
         recent = recent[-4:]
         u = recent[1:].flip(0) - recent[:-1].flip(0)  # (3, N, 3): x_0 − x_−1, x_−1 − x_−2, x_−2 − x_−3
         xi = torch.randn(members, 3, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
         xi = (spread * xi).to(recent.dtype).to(recent.device)
         xi[0] = 0.0
-        previous = recent[-2][None] - torch.einsum("mk,kni->mni", xi, u)
+        previous = recent[-1 if at_rest else -2][None] - torch.einsum("mk,kni->mni", xi, u)
         last = recent[-1][None].expand(members, -1, -1)
         boxes = None if box is None else box[None].expand(members, -1, -1)
-        return (self.rollout(previous, last, kinds, boxes, frames) - last).mean(1)
+        return (self.rollout(previous, last, kinds, boxes, frames, rigid) - last).mean(1)
 
     def extra_repr(self) -> str:
         return (f"kinds={self.n_kinds}, cutoff={self.cutoff} Å, radial={self.basis.n}, "
