@@ -66,6 +66,17 @@ def locked(target: Path) -> Iterator[None]:
         os.close(fd)
 
 
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this machine (another user's counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 #: what a local store directory holds; ``--force`` replaces nothing else
 _STORE_ENTRIES = {"zarr.json", "topology", "trajectories"}
 

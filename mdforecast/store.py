@@ -42,7 +42,7 @@ from zarr.codecs import BloscCodec, Crc32cCodec
 
 from .version import __version__
 from .errors import FormatVersionError, InputError, StoreError
-from .guards import check_replaceable, locked, os_errors, refuse_links, signals_deferred
+from .guards import check_replaceable, locked, os_errors, process_alive, refuse_links, signals_deferred
 from .topology import Topology
 
 __all__ = ["FORMAT_VERSION", "UNITS", "Store", "Trajectory", "TrajectoryWriter", "writing"]
@@ -643,19 +643,10 @@ def _remove_stale_partials(target: Path) -> None:
         return
     for name in names:
         pid = name[len(prefix):]
-        if pid.isdigit() and not _running(int(pid)) and not (target.parent / name).is_symlink():
+        if pid.isdigit() and not process_alive(int(pid)) and not (target.parent / name).is_symlink():
             shutil.rmtree(target.parent / name, ignore_errors=True)
 
 
-def _running(pid: int) -> bool:
-    """Whether a process ``pid`` exists (one of another user's counts)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 @contextlib.contextmanager

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError, MDForecastError, StoreError
+from ..guards import process_alive
 from ..progress import progress_bar
 from ..store import Store, is_remote, writing
 from . import simulation
@@ -124,7 +125,7 @@ def _scratch(output: str):
             raise InputError(f"directory {target.parent} does not exist; create it or choose another -o")
         for other in target.parent.glob(f".{target.name}.make-*"):
             pid = int(other.name.rsplit("-", 1)[1]) if other.name.rsplit("-", 1)[1].isdigit() else 0
-            if pid and pid != os.getpid() and _alive(pid):
+            if pid and pid != os.getpid() and process_alive(pid):
                 raise StoreError(f"another `datasets make` (pid {pid}) is writing {output}; wait for it to finish, "
                                  f"or if none is running delete {other}")
             shutil.rmtree(other, ignore_errors=True)  # left by a killed run
@@ -136,14 +137,6 @@ def _scratch(output: str):
         shutil.rmtree(path, ignore_errors=True)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def make(name: str, output: str | os.PathLike, *, trajectories: int | None = None, frames: int | None = None,

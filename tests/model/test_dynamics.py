@@ -102,12 +102,16 @@ def test_closed_form_pair_fit_recovers_the_force_of_a_one_step_integrator():
                                truth.acceleration(torch.as_tensor(path[5])[None], kinds, box))
 
 
-def dynamics_forecaster(members: int = 3, weights: np.ndarray | None = None) -> DominoForecaster:
-    config = DominoConfig(observe=30, horizon=24, strides=(12, 4, 1), features=16, vectors=8, encoder_layers=1,
-                          radial=8, steps=3, lags=(1, 5), context=10, cutoff=6.0, checkpoint=False, dynamics=True,
-                          force_cutoff=6.0, force_radial=8, members=members, spread=0.05, fusion_bins=4)
+def dynamics_forecaster(members: int = 3, weights: np.ndarray | None = None, *, kinds=("A", "B"), ar_std: float = 0.3,
+                        **options) -> DominoForecaster:
+    """A small double-precision model with a dynamics level and random (seeded) weights; ``options`` override
+    its config (e.g. ``rigid_water=True``)."""
+    config = DominoConfig(**{**dict(observe=30, horizon=24, strides=(12, 4, 1), features=16, vectors=8,
+                                    encoder_layers=1, radial=8, steps=3, lags=(1, 5), context=10, cutoff=6.0,
+                                    checkpoint=False, dynamics=True, force_cutoff=6.0, force_radial=8,
+                                    members=members, spread=0.05, fusion_bins=4), **options})
     torch.manual_seed(0)
-    model = Domino(config, Normalisation(1.0, (0.2, 0.6, 0.6), 3.0), ["A", "B"]).double()
+    model = Domino(config, Normalisation(1.0, (0.2, 0.6, 0.6), 3.0), list(kinds)).double()
     with torch.no_grad():
         for p in model.decoder.parameters():
             p.normal_(std=0.5)
@@ -116,7 +120,7 @@ def dynamics_forecaster(members: int = 3, weights: np.ndarray | None = None) -> 
         fusion = model.lead_fusion
         fusion.weights.copy_(torch.as_tensor(np.random.default_rng(0).uniform(0.2, 1.0, fusion.weights.shape)
                                              if weights is None else weights))
-        fusion.ar.normal_(std=0.3)
+        fusion.ar.normal_(std=ar_std)
     return DominoForecaster(model, meta={"dt_ps": 0.1})
 
 

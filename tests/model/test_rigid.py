@@ -6,11 +6,11 @@ import pytest
 import torch
 
 from mdforecast.forecasters import DominoForecaster, Observation
-from mdforecast.model import Domino, DominoConfig, Normalisation
 from mdforecast.model.rigid import RigidBodies
 from mdforecast.molecules import find_waters
 from mdforecast.testing import assert_equivariant, random_rotation
 from synth import WATER, rigid_waters, water
+from test_dynamics import dynamics_forecaster
 
 torch.set_num_threads(1)
 
@@ -78,22 +78,9 @@ N_WATERS, OBSERVE = 6, 30
 
 def water_forecaster(weights: np.ndarray | None = None, at_rest: bool = False, separate: bool = True
                      ) -> DominoForecaster:
-    config = DominoConfig(observe=OBSERVE, horizon=24, strides=(12, 4, 1), features=16, vectors=8, encoder_layers=1,
-                          radial=8, steps=3, lags=(1, 5), context=10, cutoff=5.0, checkpoint=False, dynamics=True,
-                          force_cutoff=5.0, force_radial=8, force_layers=1, members=2, spread=0.05, fusion_bins=4,
-                          rigid_water=True, rollout_at_rest=at_rest, separate_molecules=separate)
-    torch.manual_seed(0)
-    model = Domino(config, Normalisation(1.0, (0.2, 0.6, 0.6), 3.0), ["H", "O"]).double()
-    with torch.no_grad():
-        for p in model.decoder.parameters():
-            p.normal_(std=0.5)
-        model.dynamics.pair.normal_(std=0.01)
-        model.dynamics.out.weight.normal_(std=0.01)
-        fusion = model.lead_fusion
-        fusion.weights.copy_(torch.as_tensor(np.random.default_rng(0).uniform(0.2, 1.0, fusion.weights.shape)
-                                             if weights is None else weights))
-        fusion.ar.normal_(std=0.05)
-    return DominoForecaster(model, meta={"dt_ps": 0.1})
+    return dynamics_forecaster(2, weights, kinds=("H", "O"), ar_std=0.05, observe=OBSERVE, cutoff=5.0,
+                               force_cutoff=5.0, force_layers=1, rigid_water=True, rollout_at_rest=at_rest,
+                               separate_molecules=separate)
 
 
 def water_observation(box: float | None = BOX) -> Observation:
