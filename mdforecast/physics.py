@@ -20,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import InputError
+from .molecules import bonds as topology_bonds
 from .pbc import box_matrix, dimensions_from_box
 from .topology import Topology
 
@@ -261,7 +262,7 @@ def geometry_problems(topology: Topology, forecast: np.ndarray, truth: np.ndarra
                 f"forecast waters are not rigid: up to {oh.max():.3f} Å RMS in O–H length and {hoh.max():.1f}° in "
                 f"H–O–H angle from the true frames' (tolerance {tol['oh']} Å, {tol['hoh']}°; worst frame: mean "
                 f"H–O–H {angles(forecast[k:k + 1], triples).mean():.1f}° vs {angles(truth[k:k + 1], triples).mean():.1f}°)")
-    bonds = np.zeros((0, 2), np.int64) if topology.bonds is None else np.asarray(topology.bonds, np.int64)
+    bonds = topology_bonds(topology)
     in_water = np.isin(bonds, np.unique(triples)).any(axis=1) if len(triples) else np.zeros(len(bonds), bool)
     molecular = bonds[~in_water]
     if len(molecular):

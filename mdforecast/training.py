@@ -42,7 +42,7 @@ from .fitting import fit_dynamics, fit_fusion
 from .model import Domino, DominoConfig, atom_kinds
 from .model.data import Series, draw_samples, make_batch, normalisation
 from .mdio import select_indices
-from .molecules import RigidGroups, rigid_waters
+from .molecules import RigidGroups, bonds, rigid_waters
 from .model.features import resolve_kind_field
 from .model.superpose import kabsch_msd
 from .pbc import box_matrix
@@ -409,7 +409,7 @@ def _molecule_options(config: DominoConfig, series: list[Series], topology) -> D
     """``loss`` and ``conformations`` resolved from the data where not given: without a periodic box the
     Kabsch loss, and the conformation decode when the topology has bonds (:class:`~mdforecast.model.DominoConfig`)."""
     boxed = series[0].boxes is not None
-    bonded = topology.bonds is not None and len(topology.bonds) > 0
+    bonded = len(bonds(topology)) > 0
     config = dataclasses.replace(
         config, loss=config.loss or ("mse" if boxed else "kabsch"),
         conformations=(not boxed and bonded and not config.dynamics) if config.conformations is None

@@ -19,6 +19,7 @@ from ..model import Domino, Window, input_vectors
 from ..model.features import last_box
 from ..model.rigid import RigidBodies
 from ..molecules import RigidGroups, rigid_waters
+from ..pbc import minimum_image
 from ..provenance import sha256
 from ..topology import Topology
 from .base import Forecaster, Observation, lead_time
@@ -196,7 +197,7 @@ class DominoForecaster(Forecaster):
         o = np.asarray(x0, np.float64)[bodies.atoms[:, 0].numpy()]
         d = o[None] - o[:, None]
         if box is not None:
-            d = d - np.round(d @ np.linalg.inv(box)) @ box
+            d = minimum_image(d.reshape(-1, 3), box).reshape(d.shape)
         r = np.linalg.norm(d, axis=-1) + np.eye(len(o)) * 1e9
         return float(r.min())
 
