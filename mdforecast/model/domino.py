@@ -91,7 +91,7 @@ class DominoConfig:
             atoms are forecast one by one.
         separate_molecules: with ``rigid_water``, translate molecules rigidly apart after the projection until no
             two oxygens are closer than in the last observed frame (:meth:`~mdforecast.model.rigid.RigidBodies.
-            separate`; 0.3–0.6 s per frame of 258 waters on a loaded 2-core CPU).
+            separate`; sweeps over close pairs, slow for hundreds of waters).
         rollout_at_rest: start the dynamics level's rollouts at rest (:math:`v_0 = \\tfrac12 a(x_0)`) instead of
             from the last two frames' velocity: for frames far apart compared with the velocities' memory (water
             at 0.1 ps, librations ~50 fs), where :math:`x_0 - x_{-1}` is noise and the rollout's skill is the drift
