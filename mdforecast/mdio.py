@@ -203,6 +203,11 @@ def time_step(reader) -> float | None:
 
 _XTC_HEADER = struct.Struct(">iiif9fi")  # magic, natoms, step, time, box (nm), natoms: 56 bytes
 _XTC_COORDS = struct.Struct(">f3i3iii")  # precision, minint, maxint, smallidx, compressed bytes: 36 bytes
+_XTC_FRAME = struct.Struct(_XTC_HEADER.format + _XTC_COORDS.format.lstrip(">"))  # both: 92 bytes
+_XTC_WALK = struct.Struct(">ii44xi32xi")  # magic, natoms, natoms again, compressed bytes: what finds the next frame
+_XTC_DTYPE = np.dtype([("magic", ">i4"), ("natoms", ">i4"), ("step", ">i4"), ("time", ">f4"), ("box", ">f4", 9),
+                       ("natoms_again", ">i4"), ("precision", ">f4"), ("minint", ">i4", 3), ("maxint", ">i4", 3),
+                       ("smallidx", ">i4"), ("nbytes", ">i4")])  # _XTC_FRAME as a numpy record
 _XTC_MAGIC, _XTC_SMALLIDX = 1995, range(9, 73)  # smallidx indexes xdrfile's table of 73 magic integers
 
 
@@ -230,7 +235,7 @@ class XTCIndex:
 
 
 def check_xtc(path: str | Path) -> XTCIndex:
-    """Walk the frame headers of an XTC file before anything decodes it (a few µs per frame).
+    """Walk the frame headers of an XTC file before anything decodes it (about a µs per frame).
 
     xdrfile's C decoder trusts these headers: a garbled one can kill the process (SIGFPE, heap corruption).
     Raises :class:`InputError` at the first frame whose header is not XTC or holds impossible values (an atom
@@ -240,49 +245,89 @@ def check_xtc(path: str | Path) -> XTCIndex:
     valid header pass; decode them with :class:`XTCFrames`, which survives the decoder's crash.
     """
     path = Path(path)
-    size, offset, n_atoms, rows = path.stat().st_size, 0, None, []
+    size = path.stat().st_size
     if size == 0:  # nothing to walk (and nothing to map); MDAnalysis reports the empty file
         return XTCIndex(np.zeros(0, np.int64), np.zeros(0), np.zeros((0, 3, 3)), np.zeros((0, 2, 3)), 0, None)
-    unbounded = (-math.inf,) * 3 + (math.inf,) * 3
-    note = None
+    with open(path, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        n_atoms = _XTC_HEADER.unpack_from(data)[1] if size >= _XTC_HEADER.size else 0
+        # fast walk: only what finds the next frame is checked here (magic number, atom counts, compressed
+        # size); the other header values of all frames are checked at once below
+        starts, offset = [], 0
+        if n_atoms > 9:
+            walk, limit = _XTC_WALK.unpack_from, 16 * n_atoms + 64
+            while offset + _XTC_FRAME.size <= size:
+                magic, natoms, natoms_again, nbytes = walk(data, offset)
+                end = offset + _XTC_FRAME.size + (nbytes + 3) // 4 * 4
+                if magic != _XTC_MAGIC or natoms != n_atoms or natoms_again != n_atoms or not 0 <= nbytes <= limit \
+                        or end > size:
+                    break  # the careful walk below names what is wrong
+                starts.append(offset)
+                offset = end
+        starts = np.array(starts, dtype=np.int64)
+        raw = np.frombuffer(data, np.uint8)[starts[:, None] + np.arange(_XTC_FRAME.size)]
+        header = raw.view(_XTC_DTYPE)[:, 0]
+        time, box = header["time"].astype(np.float64), header["box"].astype(np.float64)
+        precision, smallidx = header["precision"].astype(np.float64), header["smallidx"]
+        low, high = header["minint"].astype(np.float64), header["maxint"].astype(np.float64)
+        values = np.concatenate([time[:, None], box], axis=1)
+        ok = (np.isfinite(values) & (values < 1e6) & (values > -1e6)).all(axis=1) & np.isfinite(precision) \
+            & (precision > 0) & (smallidx >= _XTC_SMALLIDX.start) & (smallidx < _XTC_SMALLIDX.stop) \
+            & ((high - low >= 0) & (high - low < 2**31 - 1)).all(axis=1)
+        if not ok.all():  # the careful walk of the first such frame raises the error naming it
+            first = int(np.argmin(ok))
+            _check_xtc_frame(path, data, int(starts[first]), first, n_atoms)
+        scale = 10.0 / precision[:, None]
+        rows = [np.concatenate([starts[:, None], time[:, None], box, low * scale, high * scale], axis=1)]
+        note = None
+        while offset < size:  # careful walk: frames of ≤ 9 atoms, the frame the fast walk stopped at, the end
+            length, row = _check_xtc_frame(path, data, offset, len(starts) + len(rows) - 1, n_atoms)
+            if row is None:
+                note = (f"{path} ends in an incomplete frame ({size - offset} bytes from byte {offset}); it was "
+                        f"dropped and the {len(starts) + len(rows) - 1} complete frames were read")
+                break
+            rows.append(np.array([row], dtype=np.float64))
+            offset += length
+    table = np.concatenate(rows)
+    return XTCIndex(offsets=table[:, 0].astype(np.int64), times=table[:, 1], boxes=10.0 * table[:, 2:11].reshape(-1, 3, 3),
+                    bounds=table[:, 11:].reshape(-1, 2, 3), n_atoms=n_atoms, note=note)
+
+
+def _check_xtc_frame(path: Path, data, offset: int, frame: int, n_atoms: int) -> tuple[int, list | None]:
+    """Check the header of frame ``frame`` of XTC file ``path`` (mapped as ``data``) at byte ``offset`` against
+    the first frame's atom count ``n_atoms``. Returns the frame's length in bytes and its row: offset, time
+    (ps), box (9 values, nm), lowest and highest x, y, z (Å); the row is None when the file ends inside the
+    frame. Raises :class:`InputError` naming the frame."""
 
     def bad(what: str) -> InputError:
-        return InputError(f"{path} is not a valid XTC file: frame {len(rows)} (byte {offset}) {what}; the file "
-                          f"is corrupt; repair it or cut it off before with --stop {len(rows)}")
+        return InputError(f"{path} is not a valid XTC file: frame {frame} (byte {offset}) {what}; the file "
+                          f"is corrupt; repair it or cut it off before with --stop {frame}")
 
-    with open(path, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
-        while offset < size:
-            raw = data[offset:offset + _XTC_HEADER.size + _XTC_COORDS.size]
-            length = size + 1  # incomplete unless the header says otherwise
-            if len(raw) >= _XTC_HEADER.size:
-                magic, natoms, _, time, *box, natoms_again = _XTC_HEADER.unpack_from(raw)
-                if magic != _XTC_MAGIC:
-                    raise bad(f"does not start with the XTC magic number {_XTC_MAGIC} (found {magic})")
-                n_atoms = natoms if n_atoms is None else n_atoms
-                if natoms != n_atoms or natoms_again != n_atoms or n_atoms <= 0:
-                    raise bad(f"has {natoms} atoms where frame 0 has {n_atoms}")
-                if not (math.isfinite(time + sum(box)) and max(time, *box) < 1e6 and min(time, *box) > -1e6):
-                    raise bad(f"has a non-finite or absurd time or box ({time} ps, box {box} nm)")
-                if natoms <= 9:
-                    length, limits = _XTC_HEADER.size + 12 * natoms, unbounded
-                elif len(raw) == _XTC_HEADER.size + _XTC_COORDS.size:
-                    precision, x0, y0, z0, x1, y1, z1, smallidx, nbytes = _XTC_COORDS.unpack_from(raw, _XTC_HEADER.size)
-                    if not (math.isfinite(precision) and precision > 0) or smallidx not in _XTC_SMALLIDX \
-                            or not (0 <= x1 - x0 < 2**31 - 1 and 0 <= y1 - y0 < 2**31 - 1 and 0 <= z1 - z0 < 2**31 - 1) \
-                            or not 0 <= nbytes <= 16 * natoms + 64:
-                        raise bad("has impossible compression parameters")
-                    scale = 10.0 / precision
-                    length, limits = len(raw) + (nbytes + 3) // 4 * 4, (x0 * scale, y0 * scale, z0 * scale,
-                                                                        x1 * scale, y1 * scale, z1 * scale)
-            if offset + length > size:
-                note = (f"{path} ends in an incomplete frame ({size - offset} bytes from byte {offset}); it was "
-                        f"dropped and the {len(rows)} complete frames were read")
-                break
-            rows.append((offset, time, *box, *limits))
-            offset += length
-    table = np.array(rows, dtype=np.float64).reshape(-1, 17)
-    return XTCIndex(offsets=table[:, 0].astype(np.int64), times=table[:, 1], boxes=10.0 * table[:, 2:11].reshape(-1, 3, 3),
-                    bounds=table[:, 11:].reshape(-1, 2, 3), n_atoms=n_atoms or 0, note=note)
+    raw = data[offset:offset + _XTC_FRAME.size]
+    if len(raw) < _XTC_HEADER.size:
+        return len(raw), None
+    magic, natoms, _, time, *box, natoms_again = _XTC_HEADER.unpack_from(raw)
+    if magic != _XTC_MAGIC:
+        raise bad(f"does not start with the XTC magic number {_XTC_MAGIC} (found {magic})")
+    if natoms != n_atoms or natoms_again != n_atoms or n_atoms <= 0:
+        raise bad(f"has {natoms} atoms where frame 0 has {n_atoms}")
+    if not (math.isfinite(time + sum(box)) and max(time, *box) < 1e6 and min(time, *box) > -1e6):
+        raise bad(f"has a non-finite or absurd time or box ({time} ps, box {box} nm)")
+    if natoms <= 9:  # stored uncompressed
+        length, limits = _XTC_HEADER.size + 12 * natoms, [-math.inf] * 3 + [math.inf] * 3
+    elif len(raw) < _XTC_FRAME.size:
+        return len(raw) + 1, None
+    else:
+        precision, x0, y0, z0, x1, y1, z1, smallidx, nbytes = _XTC_COORDS.unpack_from(raw, _XTC_HEADER.size)
+        if not (math.isfinite(precision) and precision > 0) or smallidx not in _XTC_SMALLIDX \
+                or not (0 <= x1 - x0 < 2**31 - 1 and 0 <= y1 - y0 < 2**31 - 1 and 0 <= z1 - z0 < 2**31 - 1) \
+                or not 0 <= nbytes <= 16 * natoms + 64:
+            raise bad("has impossible compression parameters")
+        scale = 10.0 / precision
+        length, limits = len(raw) + (nbytes + 3) // 4 * 4, [x0 * scale, y0 * scale, z0 * scale,
+                                                             x1 * scale, y1 * scale, z1 * scale]
+    if offset + length > len(data):
+        return length, None
+    return length, [offset, time, *box, *limits]
 
 
 class XTCFrames:

@@ -171,76 +171,108 @@ class Unwrapper:
     Valid while no reference atom moves half the image distance (:func:`image_distance`) between frames;
     :attr:`long_steps` counts reference steps longer than 0.4 of it, a sign of too sparsely saved frames.
 
+    Computed as ``u = w + (lattice shift)`` for a whole block of frames at once, with no loop over frames or
+    bond depths: the reference atoms' shifts are a running sum (float64, so nothing drifts over long files)
+    of their steps' image shifts; every other atom adds the image shifts of the bonds on its path to the
+    reference atom, summed by pointer jumping (log2 of the tree depth passes: none for water, whose
+    hydrogens hang on the oxygen). The result does not depend on where blocks end.
+
     Args:
         n_atoms: atoms per frame, N.
         bonds: ``(B, 2)`` atom indices; default none (every atom is its own molecule).
 
     Shapes: ``update(wrapped (T, N, 3) Å, boxes (T, 3) | (T, 3, 3) Å) -> (T, N, 3) float32 Å``; successive
-    calls continue where the previous block ended (the reference atoms' running positions are float64).
+    calls continue where the previous block ended.
     """
 
     #: reference steps longer than this fraction of the image distance are counted in :attr:`long_steps`
     LONG_STEP = 0.4
 
     def __init__(self, n_atoms: int, bonds: np.ndarray | None = None) -> None:
-        self.roots, self._parent, self._child, self._levels = _spanning_forest(n_atoms, bonds)
+        self.roots, up = _spanning_forest(n_atoms, bonds)
+        # columns of a frame's flat (3N,) coordinates: gathering 4-byte columns is numpy's fast path
+        self._root_columns = _columns(self.roots)
+        self._parent_columns = _columns(up)
+        # pointer jumping: after round k every atom holds the bond shifts of the first 2**k bonds up its path
+        self._jumps, ancestor = [], up
+        while not np.array_equal(ancestor[ancestor], ancestor):
+            self._jumps.append(_columns(ancestor))
+            ancestor = ancestor[ancestor]
+        molecule = np.empty(n_atoms, np.int64)
+        molecule[self.roots] = np.arange(len(self.roots))
+        self._molecule_columns = _columns(molecule[ancestor])  # ancestor: now each atom's reference atom
         self._last_wrapped: np.ndarray | None = None  # reference atoms, last frame, (R, 3) float32
-        self._offset: np.ndarray | None = None  # what unwrapping added to them so far, (R, 3) float64
+        self._offset: np.ndarray | None = None  # what unwrapping added to them so far, (3R,) float64
         self.n_steps = 0
         self.long_steps = 0
 
     def update(self, wrapped: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-        wrapped = np.asarray(wrapped, dtype=np.float32)
+        wrapped = np.ascontiguousarray(wrapped, dtype=np.float32)
         boxes = np.asarray(boxes)
-        ref = np.take(wrapped, self.roots, axis=1)
+        n_frames, n_roots = len(wrapped), len(self.roots)
+        flat = wrapped.reshape(n_frames, -1)
+        ref = np.take(flat, self._root_columns, axis=1)  # (T, 3R)
         if self._last_wrapped is None:  # the first frame is its own start: a zero step
-            self._last_wrapped, self._offset = ref[0], np.zeros(ref.shape[1:])
-            self.n_steps -= len(self.roots)
+            self._last_wrapped, self._offset = ref[0], np.zeros(ref.shape[1])
+            self.n_steps -= n_roots
         moves = np.empty_like(ref)
         np.subtract(ref[1:], ref[:-1], out=moves[1:])
         np.subtract(ref[0], self._last_wrapped, out=moves[0])
-        # u_t = u_{t-1} + mic(w_t - w_{t-1}) = w_t + (sum of the image shifts so far): positions stay float32,
-        # the running sum of shifts (whole box vectors) is float64, so nothing drifts over long files
+        # u_t = u_{t-1} + mic(w_t - w_{t-1}) = w_t + (the image shifts so far): positions stay float32, the
+        # running sum of shifts (whole box vectors) is float64
         shifts = _image_shifts(moves, boxes, np.float64)
         moves += shifts  # the minimum-image steps
+        squared = (moves * moves).reshape(n_frames, n_roots, 3)
+        squared = squared[..., 0] + squared[..., 1] + squared[..., 2]
         limit = self.LONG_STEP * image_distance(boxes, per_frame=True)
-        self.long_steps += int((np.einsum("tik,tik->ti", moves, moves) > (limit ** 2)[:, None]).sum())
-        self.n_steps += moves.shape[0] * moves.shape[1]
-        offset = np.cumsum(shifts, axis=0, out=shifts)
-        offset += self._offset
-        self._last_wrapped, self._offset = ref[-1], offset[-1].copy()
+        self.long_steps += int(np.count_nonzero(squared > (limit ** 2)[:, None]))
+        self.n_steps += n_frames * n_roots
+        shifts[0] += self._offset
+        for t in range(1, n_frames):  # a running sum, frame by frame (np.cumsum along frames is slower)
+            np.add(shifts[t], shifts[t - 1], out=shifts[t])
+        self._last_wrapped, self._offset = ref[-1], shifts[-1].copy()
 
-        out = np.empty(wrapped.shape, dtype=np.float32)
-        offset += ref
-        out[:, self.roots] = offset
-        if len(self._child):
-            bonds = np.take(wrapped, self._child, axis=1)
-            bonds -= np.take(wrapped, self._parent, axis=1)
-            bonds += _image_shifts(bonds, boxes, np.float32)
-            for lo, hi in self._levels:  # parents are placed before their children
-                placed = np.take(out, self._parent[lo:hi], axis=1)
-                placed += bonds[:, lo:hi]
-                out[:, self._child[lo:hi]] = placed
-        return out
+        # every atom: the shifts of the bonds up to its reference atom (reference atoms: a zero bond), ...
+        out = np.take(flat, self._parent_columns, axis=1)
+        np.subtract(flat, out, out=out)
+        out = _image_shifts(out, boxes, np.float32)
+        for columns in self._jumps:
+            out += np.take(out, columns, axis=1)
+        # ... plus the reference atom's own shift, plus its wrapped position
+        out += np.take(shifts.astype(np.float32), self._molecule_columns, axis=1)
+        out += flat
+        return out.reshape(wrapped.shape)
+
+
+def _columns(atoms: np.ndarray) -> np.ndarray:
+    """The columns ``(3K,)`` of atoms ``(K,)`` in frames flattened to ``(3N,)`` coordinates."""
+    return (3 * np.asarray(atoms, dtype=np.int64)[:, None] + np.arange(3)).ravel()
 
 
 def _image_shifts(delta: np.ndarray, boxes: np.ndarray, dtype) -> np.ndarray:
-    """Whole box vectors ``(T, M, 3)`` (``dtype``) that take displacements ``delta`` ``(T, M, 3)`` Å, float32, to
-    their minimum image in boxes ``(T, 3)``/``(T, 3, 3)`` Å: ``minimum_image(delta) - delta``.
-    Orthorhombic edges: rounded in float32, multiplied in ``dtype``; triclinic: :func:`minimum_image`."""
+    """Whole box vectors ``(T, 3M)`` (``dtype``) that take displacements ``delta`` ``(T, 3M)`` Å, float32 (M
+    displacements per frame, flattened), to their minimum image in boxes ``(T, 3)``/``(T, 3, 3)`` Å:
+    ``minimum_image(delta) - delta``. Orthorhombic edges: rounded in float32, multiplied in ``dtype``;
+    triclinic: :func:`minimum_image`."""
+    n_frames = len(delta)
     if boxes.ndim == 2:
-        edges = boxes[:, None, :]
+        edges = boxes.astype(dtype)
+        if (edges == edges[0]).all():  # one box for the block (NVT): one row of factors
+            edges = edges[:1]
+        # per column (x, y, z, x, y, z, ...): broadcasting a (T, 1, 3) box over atoms is several times slower
+        edges = np.take(edges, np.arange(delta.shape[1]) % 3, axis=1)
         images = np.multiply(delta, (1.0 / edges).astype(np.float32))
         np.rint(images, out=images)
         images = images.astype(dtype, copy=False)
-        images *= -edges.astype(dtype)
+        images *= -edges
         return images
-    return (minimum_image(delta, boxes, per_frame=True) - delta).astype(dtype, copy=False)
+    delta = delta.reshape(n_frames, -1, 3)
+    return (minimum_image(delta, boxes, per_frame=True) - delta).astype(dtype, copy=False).reshape(n_frames, -1)
 
 
 def _spanning_forest(n_atoms: int, bonds: np.ndarray | None):
-    """Reference atoms ``(R,)``, tree bonds as parent and child ``(N - R,)`` in breadth-first order, and the
-    ``[lo, hi)`` ranges of those bonds by depth, for the molecules (connected fragments) of ``bonds``.
+    """Reference atoms ``(R,)`` and each atom's parent ``(N,)`` in a spanning tree of its molecule (connected
+    fragment of ``bonds``) rooted at the reference atom (reference atoms: their own parent).
 
     Numpy only (scipy's graph module costs more to import than a short trajectory takes to ingest): the
     lowest atom index spreads along bonds to label each molecule, then one breadth-first step per depth
@@ -259,9 +291,9 @@ def _spanning_forest(n_atoms: int, bonds: np.ndarray | None):
     roots = np.flatnonzero(labels == np.arange(n_atoms))  # lowest index of each molecule
     order = np.argsort(tail, kind="stable")
     neighbours, first = head[order], np.searchsorted(tail[order], np.arange(n_atoms + 1))  # adjacency (CSR)
-    depth = np.full(n_atoms, -1)
-    depth[roots] = 0
-    parents, children, edges, shell = [], [], [0], roots
+    placed = np.zeros(n_atoms, dtype=bool)
+    placed[roots] = True
+    up, shell = np.arange(n_atoms), roots
     while True:  # the next shell: unplaced neighbours of the last one, each with one parent
         counts = first[shell + 1] - first[shell]
         total = int(counts.sum())
@@ -269,14 +301,10 @@ def _spanning_forest(n_atoms: int, bonds: np.ndarray | None):
             break
         at = np.repeat(first[shell] - np.cumsum(counts) + counts, counts) + np.arange(total)
         reached, source = neighbours[at], np.repeat(shell, counts)
-        new = depth[reached] < 0
+        new = ~placed[reached]
         shell, pick = np.unique(reached[new], return_index=True)
         if not len(shell):
             break
-        depth[shell] = len(edges)
-        children.append(shell)
-        parents.append(source[new][pick])
-        edges.append(edges[-1] + len(shell))
-    child = np.concatenate(children) if children else np.zeros(0, np.int64)
-    parent = np.concatenate(parents) if parents else np.zeros(0, np.int64)
-    return roots, parent, child, list(zip(edges[:-1], edges[1:]))
+        placed[shell] = True
+        up[shell] = source[new][pick]
+    return roots, up

@@ -320,6 +320,30 @@ def test_truncated_xtc_warns_and_garbled_xtc_is_refused(tmp_path, water_system):
     assert not [p for p in tmp_path.iterdir() if "partial" in p.name or p.name == "bad.zarr"]
 
 
+@pytest.mark.parametrize("field, at, value, needle", [("box", 16 + 4, np.nan, "non-finite or absurd time or box"),
+                                                       ("time", 12, 3e7, "non-finite or absurd time or box"),
+                                                       ("smallidx", 84, 99, "impossible compression parameters"),
+                                                       ("magic", 0, 1996, "XTC magic number")])
+def test_xtc_header_checks_name_the_first_bad_frame(tmp_path, water_system, field, at, value, needle):
+    import MDAnalysis as mda
+
+    from mdforecast.mdio import check_xtc
+
+    top = tmp_path / "top.pdb"
+    path = water_system.write(tmp_path / "w.xtc", wrap=True, topology=top)
+    index = check_xtc(path)
+    reader = mda.Universe(str(top), str(path)).trajectory
+    np.testing.assert_array_equal(index.offsets, reader._xdr.offsets)  # the walk finds MDAnalysis' frames
+    np.testing.assert_allclose(index.times, [ts.time for ts in reader], atol=1e-4)
+    data = bytearray(path.read_bytes())
+    for frame in (9, 5):  # frame 5 comes first
+        dtype = ">i4" if field in ("smallidx", "magic") else ">f4"
+        data[index.offsets[frame] + at:index.offsets[frame] + at + 4] = np.array([value], dtype).tobytes()
+    (tmp_path / "bad.xtc").write_bytes(bytes(data))
+    with pytest.raises(InputError, match=f"frame 5 \\(byte {index.offsets[5]}\\) .*{needle}"):
+        check_xtc(tmp_path / "bad.xtc")
+
+
 def test_xtc_frame_decoding_outside_its_declared_range_is_refused(tmp_path, water_system, monkeypatch):
     import dataclasses
     import importlib

@@ -139,3 +139,63 @@ def test_three_frames_of_edges_are_not_taken_for_one_triclinic_box():
     out = minimum_image(delta, edges, per_frame=True)
     np.testing.assert_allclose(out[:, 0, 0], [-2.0, 8.0, 8.0])
     np.testing.assert_allclose(image_distance(edges, per_frame=True), [10.0, 20.0, 30.0])
+
+
+def _unwrap_by_recursion(wrapped, boxes, parent):
+    """The definition, frame by frame: reference atoms (parent[i] == i) step by the minimum image of their
+    step; every other atom sits at the minimum image of its bond from its parent (parents first in ``order``)."""
+    order = [i for i in range(len(parent)) if parent[i] == i]
+    while len(order) < len(parent):
+        order += [i for i in range(len(parent)) if parent[i] in order and i not in order]
+    out = np.empty(wrapped.shape)
+    for t in range(len(wrapped)):
+        for i in order:
+            if parent[i] == i:
+                step = wrapped[t, i] - wrapped[t - 1, i] if t else 0.0
+                out[t, i] = out[t - 1, i] + minimum_image(step[None], boxes[t])[0] if t else wrapped[0, i]
+            else:
+                out[t, i] = out[t, parent[i]] + minimum_image((wrapped[t, i] - wrapped[t, parent[i]])[None], boxes[t])[0]
+    return out
+
+
+def test_unwrapper_blocks_equal_frames_one_by_one_and_the_recursion():
+    # NPT truncated octahedron; two waters and an 8-atom chain whose lowest-index atom is in its middle (tree
+    # depth 4 each way: pointer jumping needs passes), all wrapped per atom while they drift across faces
+    from MDAnalysis.lib.distances import apply_PBC
+
+    from mdsystems import WATER
+
+    rng = np.random.default_rng(5)
+    n_frames = 30
+    chain_order = np.array([7, 5, 3, 1, 0, 2, 4, 6]) + 6  # atom indices along the chain
+    bonds = np.array([[0, 1], [0, 2], [3, 4], [3, 5], *zip(chain_order[:-1], chain_order[1:])])
+    directions = rng.normal(size=(7, 3))
+    chain = np.concatenate([[[0.0, 0, 0]], np.cumsum(1.5 * directions / np.linalg.norm(directions, axis=1)[:, None], 0)])
+    centres = rng.uniform(0, 25, (3, 3)) + np.cumsum(rng.normal(0, 2.5, (n_frames, 3, 3)), axis=0)
+    truth = np.empty((n_frames, 14, 3))
+    truth[:, 0:3] = centres[:, 0, None] + WATER
+    truth[:, 3:6] = centres[:, 1, None] + WATER
+    truth[:, chain_order] = centres[:, 2, None] + chain
+    dims = [np.array(TRUNCATED_OCTAHEDRON) * [s, s, s, 1, 1, 1] for s in 1 + 0.01 * np.sin(np.arange(n_frames))]
+    wrapped = np.stack([apply_PBC(x.astype(np.float32), d.astype(np.float32)) for x, d in zip(truth, dims)])
+    boxes = box_vectors(np.array(dims)).astype(np.float32)
+    assert np.linalg.norm(np.diff(wrapped, axis=0), axis=-1).max() > 10  # the file has jumps
+
+    blocks = Unwrapper(14, bonds)
+    cuts = [0, 1, 8, 10, n_frames]
+    out = np.concatenate([blocks.update(wrapped[a:b], boxes[a:b]) for a, b in zip(cuts[:-1], cuts[1:])])
+    one_by_one = Unwrapper(14, bonds)
+    frames = np.concatenate([one_by_one.update(wrapped[t:t + 1], boxes[t:t + 1]) for t in range(n_frames)])
+    np.testing.assert_array_equal(out, frames)  # where blocks end changes nothing, to the last bit
+    assert (blocks.n_steps, blocks.long_steps) == (one_by_one.n_steps, one_by_one.long_steps) == (29 * 3, 0)
+
+    parent = np.arange(14)
+    parent[[1, 2, 4, 5]] = [0, 0, 3, 3]
+    root = list(chain_order).index(6)  # the chain's lowest index; each other chain atom hangs on its neighbour
+    for k, atom in enumerate(chain_order):
+        parent[atom] = atom if k == root else chain_order[k + 1 if k < root else k - 1]
+    np.testing.assert_allclose(out, _unwrap_by_recursion(wrapped.astype(np.float64), boxes.astype(np.float64), parent),
+                               atol=2e-4)
+    bond_lengths = np.linalg.norm(out[:, bonds[:, 0]] - out[:, bonds[:, 1]], axis=-1)
+    np.testing.assert_allclose(bond_lengths, np.linalg.norm(truth[:, bonds[:, 0]] - truth[:, bonds[:, 1]], axis=-1),
+                               atol=1e-4)  # every molecule whole in every frame
