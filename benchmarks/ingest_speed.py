@@ -75,7 +75,7 @@ def _child(kind: str, xtc: str, out: str) -> None:
     else:
         from mdforecast import ingest
 
-        result = ingest([xtc], out, topology=xtc.replace(".xtc", ".pdb"), force=True)
+        result = ingest([xtc], out, topology=xtc.replace(".xtc", ".pdb"))
         frames = sum(result.trajectories.values())
     seconds = time.perf_counter() - began
     usage = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
@@ -85,8 +85,12 @@ def _child(kind: str, xtc: str, out: str) -> None:
 
 
 def measure(kind: str, xtc: Path, out: Path) -> dict:
+    """One run in a fresh process; ingest writes a new store ``out`` (removed first, outside the timing: deleting
+    an old store is file-system work that plain MDAnalysis does not do either)."""
     import os
+    import shutil
 
+    shutil.rmtree(out, ignore_errors=True)
     load = os.getloadavg()[0]
     done = subprocess.run([sys.executable, __file__, "--child", kind, str(xtc), str(out)], capture_output=True,
                           text=True, check=True)

@@ -183,36 +183,55 @@ def _ingest_one(store: Store, universe, atoms, path: Path, name: str, frames: sl
     subset = chosen is not None and len(chosen) < len(needed)
     # the time of each frame: as the file records it, NaN when it records none, or frame × --dt
     clock = "file" if dt_ps is None and file_dt is not None else "none" if file_dt is None else "given"
+    bounds = None if xtc is None else xtc.bounds
+
+    def prepare(part: dict[str, np.ndarray]) -> None:
+        """Check, box and unwrap a block of frames in place, where it is decoded (an XTC's: in the decoding
+        process, while this one writes the block before)."""
+        index, positions = part["frame"], part["position"]
+        _check_block(positions, index, bounds, path)
+        if shape is not None:
+            part["stored_box"][:] = stored_boxes(part["dimensions"], shape, index, path)
+        if unwrap:
+            before = unwrapper.long_steps
+            positions[:] = unwrapper.update(positions, part["stored_box"])
+            part["long_steps"][:] = 0
+            part["long_steps"][0] = unwrapper.long_steps - before
+
+    fields = {"dimensions": ((6,), np.float64), "stored_box": (shape, np.float32)} if shape is not None else {}
+    fields.update({"long_steps": ((), np.int64)} if unwrap else {})
+    long_steps = 0
     with store.add_trajectory(name, velocities=velocities, box=shape, attrs=attrs,
                               expected_frames=len(keep)) as writer, \
             progress_bar(f"ingest {name}", len(visit), enabled=progress) as bar, quiet():
         size = writer.frames_per_chunk
-        block = {"frame": np.empty(size, np.int64), "position": np.empty((size, len(needed), 3), np.float32),
-                 "velocity": np.empty((size, atoms.n_atoms, 3), np.float32) if velocities else None,
-                 "box": np.full((size, 6), np.nan), "time": np.empty(size), "step": np.empty(size, np.int64)}
         subset_read = None if len(needed) == universe.atoms.n_atoms else needed
-        if xtc is not None and hasattr(os, "fork"):  # XTC: decoded in a child process (see XTCFrames)
-            frames = _xtc_blocks(XTCFrames(path, visit, offsets=xtc.offsets, atoms=subset_read,
-                                           n_atoms=universe.atoms.n_atoms, size=size), block, boxes=shape is not None)
+        if xtc is not None and hasattr(os, "fork"):  # XTC: decoded and prepared in a child process (XTCFrames)
+            decoded = XTCFrames(path, visit, offsets=xtc.offsets, atoms=subset_read, n_atoms=universe.atoms.n_atoms,
+                                size=size, fields=fields, prepare=_with_dimensions(prepare, shape is not None))
+            frames = iter(decoded)
         else:
+            block = {"frame": np.empty(size, np.int64), "position": np.empty((size, len(needed), 3), np.float32),
+                     "time": np.empty(size), "step": np.empty(size, np.int64),
+                     **({"velocity": np.empty((size, atoms.n_atoms, 3), np.float32)} if velocities else {}),
+                     **{key: np.full((size, *shape_), np.nan if key == "dimensions" else 0, dtype)
+                        for key, (shape_, dtype) in fields.items()}}
             frames = _timestep_blocks(reader, visit, block, subset_read, atoms.indices if velocities else None,
-                                      boxes=shape is not None)
+                                      prepare)
         try:
-            for n in frames:
-                index, positions = block["frame"][:n], block["position"][:n]
+            for n, part in frames:
+                index, positions = part["frame"], part["position"]
                 if clock == "none":
-                    block["time"][:n] = np.nan
+                    part["time"][:] = np.nan
                 elif clock == "given":
-                    block["time"][:n] = index * dt_ps
-                _check_block(positions, index, None if xtc is None else xtc.bounds, path)
-                boxes = stored_boxes(block["box"][:n], shape, index, path) if shape is not None else None
-                if unwrap:
-                    positions = unwrapper.update(positions, boxes)
-                    if subset:
-                        positions = positions[:, chosen]
+                    part["time"][:] = index * dt_ps
+                if subset:
+                    positions = positions[:, chosen]
+                boxes = part["stored_box"] if shape is not None else None
+                long_steps += int(part["long_steps"].sum()) if unwrap else 0
                 kept = slice(None) if keep.step == 1 else (index - keep.start) % keep.step == 0
-                writer.append(positions[kept], block["time"][:n][kept], block["step"][:n][kept],
-                              block["velocity"][:n][kept] if velocities else None,
+                writer.append(positions[kept], part["time"][kept], part["step"][kept],
+                              part["velocity"][kept] if velocities else None,
                               boxes[kept] if boxes is not None else None)
                 bar.advance(n)
         except _ReadError as err:  # the reader's; the store maps its own write errors
@@ -220,9 +239,10 @@ def _ingest_one(store: Store, universe, atoms, path: Path, name: str, frames: sl
             raise InputError(f"cannot read {path} at frame {frame}: {cause}; the file may be truncated, "
                              f"try --stop {frame}") from cause
         writer.set_attrs(sha256=sha256(path))
-    if unwrap and unwrapper.long_steps > _SPARSE_FRACTION * unwrapper.n_steps:
+    n_steps = (len(visit) - 1) * len(unwrapper.roots) if unwrap else 0  # each molecule, each frame but the first
+    if unwrap and long_steps > _SPARSE_FRACTION * n_steps:
         limit = Unwrapper.LONG_STEP * float(image_distance(box_vectors(dimensions)))
-        notes.append(f"{path}: {unwrapper.long_steps / unwrapper.n_steps:.2%} of the molecules' steps between "
+        notes.append(f"{path}: {long_steps / n_steps:.2%} of the molecules' steps between "
                      f"consecutive frames are longer than {limit:.1f} Å (0.4 of the distance to the nearest periodic "
                      "image): the file is probably saved too sparsely to unwrap reliably, so some box crossings may "
                      "be missed and diffusion under-counted; save frames more often, or pass --no-unwrap if the "
@@ -255,13 +275,16 @@ def _check_block(positions: np.ndarray, index: np.ndarray, bounds: np.ndarray | 
 
 
 def _timestep_blocks(reader, visit: range, block: dict, subset: np.ndarray | None,
-                     velocity_atoms: np.ndarray | None, *, boxes: bool):
-    """Fill ``block`` from MDAnalysis timesteps of frames ``visit``, a chunk at a time; yields the frames filled.
+                     velocity_atoms: np.ndarray | None, prepare):
+    """Fill ``block`` from MDAnalysis timesteps of frames ``visit``, a chunk at a time, and ``prepare`` it; yields
+    the frames filled and views of them.
 
     ``subset``: the atoms to read (default all); ``velocity_atoms``: those whose velocities to read, or None.
-    Box rows of frames without a box stay NaN. Raises :class:`_ReadError` when the reader fails.
+    Box rows (``dimensions``, when the block has them) of frames without a box stay NaN. Raises
+    :class:`_ReadError` when the reader fails.
     """
     size, n, frame = len(block["frame"]), 0, visit.start
+    boxes = "dimensions" in block
     try:
         for ts in reader[visit.start:visit.stop:visit.step]:
             frame = block["frame"][n] = ts.frame
@@ -272,33 +295,41 @@ def _timestep_blocks(reader, visit: range, block: dict, subset: np.ndarray | Non
             if velocity_atoms is not None:
                 np.take(ts.velocities, velocity_atoms, axis=0, out=block["velocity"][n])
             if boxes and ts.dimensions is not None:
-                block["box"][n] = ts.dimensions
+                block["dimensions"][n] = ts.dimensions
             block["time"][n] = ts.time
             block["step"][n] = ts.data.get("step", frame)
             n += 1
             if n == size:
-                yield n
+                yield n, _prepared(block, n, prepare)
                 n = 0
-                block["box"].fill(np.nan)
+                if boxes:
+                    block["dimensions"].fill(np.nan)
     except (OSError, EOFError) as err:
         raise _ReadError(frame, err) from err
     if n:
-        yield n
+        yield n, _prepared(block, n, prepare)
 
 
-def _xtc_blocks(decoded: XTCFrames, block: dict, *, boxes: bool):
-    """:func:`_timestep_blocks` for an XTC file decoded by :class:`XTCFrames` (MDAnalysis' low-level reader,
-    in a child process): skips MDAnalysis' per-frame Timestep work (box conversion, unit scaling of each
-    frame), which costs more than decoding a frame of a few thousand atoms."""
+def _prepared(block: dict, n: int, prepare) -> dict:
+    part = {key: value[:n] for key, value in block.items()}
+    prepare(part)
+    return part
+
+
+def _with_dimensions(prepare, boxes: bool):
+    """``prepare`` for blocks decoded by :class:`XTCFrames`, which hold box vectors: first fills their
+    ``dimensions`` as MDAnalysis would (converting one box once while it stays the same, as in NVT)."""
     last = None
-    for n, part in decoded:
-        for key in ("frame", "position", "time", "step"):
-            block[key][:n] = part[key]
+
+    def run(part: dict[str, np.ndarray]) -> None:
+        nonlocal last
         if boxes:
             vectors = part["box"]
-            if last is not None and (vectors == last[0]).all():  # the same box (NVT): convert it once
-                block["box"][:n] = last[1]
+            if last is not None and (vectors == last[0]).all():  # the same box: convert it once
+                part["dimensions"][:] = last[1]
             else:
-                block["box"][:n] = dimensions_from_box(vectors)
-                last = (vectors[-1].copy(), block["box"][n - 1].copy()) if (vectors == vectors[-1]).all() else None
-        yield n
+                part["dimensions"][:] = dimensions_from_box(vectors)
+                last = (vectors[-1].copy(), part["dimensions"][-1].copy()) if (vectors == vectors[-1]).all() else None
+        prepare(part)
+
+    return run

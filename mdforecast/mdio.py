@@ -16,6 +16,7 @@ import re
 import signal
 import struct
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -56,6 +57,19 @@ def _require_file(path: str | Path, what: str) -> Path:
     return path
 
 
+def _format_of(path: Path) -> str | None:
+    """MDAnalysis' format name for ``path`` from its extension, or None (MDAnalysis then guesses and reports).
+
+    Naming it skips MDAnalysis' format hints, which import OpenMM (tens of ms) to test whether a file name is
+    an OpenMM object."""
+    from MDAnalysis.lib.util import guess_format
+
+    try:
+        return guess_format(str(path))
+    except ValueError:
+        return None
+
+
 def open_universe(trajectory: str | Path, topology: str | Path | None = None, fmt: str | None = None):
     """An MDAnalysis ``Universe`` of ``trajectory`` (with ``topology`` when given), or a clear InputError.
 
@@ -68,7 +82,8 @@ def open_universe(trajectory: str | Path, topology: str | Path | None = None, fm
     top = _require_file(topology, "topology") if topology is not None else trajectory
     with quiet():
         try:
-            universe = mda.Universe(str(top), **({"format": fmt} if fmt and topology is None else {}))
+            universe = mda.Universe(str(top), topology_format=_format_of(top),
+                                    format=fmt if fmt and topology is None else _format_of(top))
         except _READ_ERRORS as err:
             hint = "give a topology MDAnalysis reads (PDB, GRO, PSF, PRMTOP, TPR, …) with --top"
             if topology is None:
@@ -76,7 +91,7 @@ def open_universe(trajectory: str | Path, topology: str | Path | None = None, fm
             raise InputError(f"cannot read topology {top}: {_first_line(err)}; {hint}") from err
         if topology is not None:
             try:
-                universe.load_new(str(trajectory), format=fmt)
+                universe.load_new(str(trajectory), format=fmt or _format_of(trajectory))
             except _READ_ERRORS as err:
                 message = str(err)
                 if "same number of atoms" in message:
@@ -335,30 +350,39 @@ class XTCFrames:
 
     xdrfile's C decoder trusts the compressed coordinates: corrupt ones behind a valid header can kill the
     process (SIGFPE, SIGSEGV) where no Python code can catch it. Here only the child dies, and the caller gets
-    an :class:`InputError` naming the file and the frame. The child also decodes the next block while the
-    caller works on the last one. Iterate once; every block is reused once the iteration moves on.
+    an :class:`InputError` naming the file and the frame. The child also decodes (and ``prepare``\ s) the next
+    block while the caller works on the last one: two cores share the work. Iterate once; every block is
+    reused once the iteration moves on.
 
     Args:
         path: the XTC file. frames: the frames to decode, increasing (a range).
         offsets: byte offset of every frame (:attr:`XTCIndex.offsets`); needed unless ``frames`` starts at 0.
         atoms: the atom indices to keep ``(M,)``, or ``None`` for all. size: frames per block.
+        fields: more per-frame arrays in each block, name to (shape of a frame's value, dtype), for ``prepare``.
+        prepare: called in the child with each decoded block (the dict yielded below) before it is handed over;
+            it may change the block in place (e.g. unwrap positions) and fill ``fields``. An
+            :class:`InputError` it raises reaches the caller with its message.
 
     Yields ``n`` and the block, a dict of views of its first ``n`` frames: ``frame`` ``(n,)`` int64,
     ``position`` ``(n, M, 3)`` float32 Å, ``box`` ``(n, 3, 3)`` float32 Å (box vectors as rows; zeros without a
-    box), ``time`` ``(n,)`` float64 ps, ``step`` ``(n,)`` int64.
+    box), ``time`` ``(n,)`` float64 ps, ``step`` ``(n,)`` int64, and ``fields``.
     """
 
     #: blocks in shared memory: one the caller holds, one being decoded, one ready
     SLOTS = 3
-    _MESSAGE = struct.Struct("=qq")  # (slot, frames) ready; (-1, 0) done; (-2, frame) read error, text follows
+    # (slot, frames) ready; (-1, 0) done; (-2, frame) read error, (-3, frame) prepare's InputError, (-4, frame)
+    # another error of prepare's: text follows
+    _MESSAGE = struct.Struct("=qq")
 
     def __init__(self, path: str | Path, frames: range, *, offsets: np.ndarray | None, atoms: np.ndarray | None,
-                 n_atoms: int, size: int) -> None:
+                 n_atoms: int, size: int, fields: dict[str, tuple[tuple[int, ...], type]] | None = None,
+                 prepare: Callable[[dict[str, np.ndarray]], None] | None = None) -> None:
         self.path, self.frames, self.offsets, self.atoms, self.size = Path(path), frames, offsets, atoms, size
-        self.n_atoms = n_atoms
+        self.n_atoms, self.prepare = n_atoms, prepare
         width = n_atoms if atoms is None else len(atoms)
         self._fields = {"frame": ((), np.int64), "position": ((width, 3), np.float32),
-                        "box": ((3, 3), np.float32), "time": ((), np.float64), "step": ((), np.int64)}
+                        "box": ((3, 3), np.float32), "time": ((), np.float64), "step": ((), np.int64),
+                        **(fields or {})}
         slot_bytes = sum(size * int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
                          for shape, dtype in self._fields.values())
         # shared between parent and child (an anonymous mapping is MAP_SHARED); 8 bytes first: the frame being decoded
@@ -403,8 +427,12 @@ class XTCFrames:
                 slot, count = self._MESSAGE.unpack(message)
                 if slot == -1:
                     return
-                if slot == -2:
+                if slot < -1:
                     text = _read_exactly(ready_r, 4096).decode("utf-8", "replace")
+                    if slot == -3:
+                        raise InputError(text)
+                    if slot == -4:
+                        raise RuntimeError(f"preparing frames of {self.path} near frame {count} failed: {text}")
                     raise InputError(f"cannot read {self.path} at frame {count}: {text}; the file may be "
                                      f"truncated, try --stop {count}")
                 yield count, {key: value[:count] for key, value in self._slots[slot].items()}
@@ -442,6 +470,16 @@ class XTCFrames:
                 if n == self.size or frame == self.frames[-1]:
                     slot["position"][:n] *= np.float32(10.0)  # nm to Å, as MDAnalysis scales (float32)
                     slot["box"][:n] *= np.float32(10.0)
+                    if self.prepare is not None:
+                        try:
+                            self.prepare({key: value[:n] for key, value in slot.items()})
+                        except InputError as err:
+                            os.write(ready_w, self._MESSAGE.pack(-3, frame) + str(err).encode()[:4096])
+                            return
+                        except Exception as err:  # noqa: BLE001  (a bug: the caller raises it with its text)
+                            os.write(ready_w, self._MESSAGE.pack(-4, frame)
+                                     + f"{type(err).__name__}: {err}".encode()[:4096])
+                            return
                     os.write(ready_w, self._MESSAGE.pack(slot_id, n))
                     if frame != self.frames[-1]:
                         if not free:  # wait for the parent to hand a block back (it has exited if it never does)
