@@ -57,6 +57,34 @@ def test_writer_flushes_chunk_by_chunk(tmp_path):
     assert Store.open(tmp_path / "s.zarr").trajectory().n_frames == chunk + 3
 
 
+def test_whole_chunks_written_directly_are_the_bytes_zarr_writes(tmp_path):
+    # positions and velocities go straight to their chunk files (no zarr machinery): byte for byte what zarr
+    # itself writes for the same values and codecs, and read back as zarr's own
+    from mdforecast.store import _COMPRESSORS, _ChunkWriter
+
+    n = 774  # 112 frames of 12 × 774 bytes per 1 MiB chunk: 3 whole chunks and a partial one
+    positions = np.cumsum(np.random.default_rng(1).normal(size=(400, n, 3)), axis=0).astype(np.float32)
+    with writing(tmp_path / "s.zarr", topology=topology(n)) as store:
+        with store.add_trajectory("a", velocities=True, box=None, expected_frames=400) as writer:
+            assert set(writer._direct) == {"position", "velocity"}
+            for start in range(0, 400, 50):
+                part = slice(start, start + 50)
+                writer.append(positions[part], np.arange(400)[part] * 0.1, np.arange(400)[part],
+                              velocities=-positions[part])
+    ours = zarr.open_group(str(tmp_path / "s.zarr"), mode="r")["trajectories/a/particles/all/position/value"]
+    theirs = zarr.open_group(str(tmp_path / "z.zarr"), mode="w").create_array(
+        "p", shape=ours.shape, chunks=ours.chunks, dtype="float32", compressors=_COMPRESSORS)
+    theirs[...] = positions
+    chunk = ours.chunks[0]
+    assert chunk == 112 and _ChunkWriter.of(theirs) is not None
+    for index in range(4):
+        key = ours.metadata.encode_chunk_key((index, 0, 0))
+        assert (tmp_path / "s.zarr" / ours.path / key).read_bytes() == (tmp_path / "z.zarr" / "p" / key).read_bytes()
+    traj = Store.open(tmp_path / "s.zarr").trajectory()
+    np.testing.assert_array_equal(traj.positions(), positions)
+    np.testing.assert_array_equal(traj.velocities(100, 300), -positions[100:300])
+
+
 def test_a_chunk_the_writing_thread_fails_to_write_ends_the_store_in_one_line(tmp_path, monkeypatch):
     import errno
 
