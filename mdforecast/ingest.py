@@ -26,7 +26,7 @@ from .mdio import (XTCFrames, XTCIndex, box_shape, check_xtc, guess_bonds, molec
 from .pbc import Unwrapper, box_vectors, dimensions_from_box, image_distance
 from .progress import progress_bar
 from .provenance import sha256
-from .store import Store, writing
+from .store import Store, frames_per_chunk, writing
 from .topology import Topology
 
 __all__ = ["ingest", "IngestResult"]
@@ -128,19 +128,26 @@ def ingest(trajectories: Sequence[str | Path], output: str | Path, *, topology: 
 
     mode = "append" if append else "overwrite" if force else "create"
     written: dict[str, int] = {}
-    with writing(output, topology=top, attrs=attrs, mode=mode) as store:
-        added: list[str] = []
-        try:
-            names = list(names) if names is not None else _default_names(paths, store.trajectory_names)
-            for universe, atoms, path, name in zip(universes, selections, paths, names):
-                written[name] = _ingest_one(store, universe, atoms, path, name, slice(start, stop, stride),
-                                            unwrap=unwrap, dt_ps=dt_ps, xtc=xtcs.get(path), notes=notes,
-                                            progress=progress)
-                added.append(name)
-        except BaseException:
-            if append:  # roll back what this call added to an existing store
-                store.remove_trajectories(added)
-            raise
+
+    def plan(k: int) -> _OneFile:
+        return _OneFile(universes[k], selections[k], paths[k], slice(start, stop, stride), unwrap=unwrap,
+                        dt_ps=dt_ps, xtc=xtcs.get(paths[k]), frames_per_chunk=frames_per_chunk(top.n_atoms))
+
+    first = plan(0)  # an XTC's decoding process starts now: it decodes while the store is set up
+    try:
+        with writing(output, topology=top, attrs=attrs, mode=mode) as store:
+            added: list[str] = []
+            try:
+                names = list(names) if names is not None else _default_names(paths, store.trajectory_names)
+                for k, name in enumerate(names):
+                    written[name] = (first if k == 0 else plan(k)).write(store, name, notes=notes, progress=progress)
+                    added.append(name)
+            except BaseException:
+                if append:  # roll back what this call added to an existing store
+                    store.remove_trajectories(added)
+                raise
+    finally:
+        first.close()
     return IngestResult(store=str(output), n_atoms=top.n_atoms, trajectories=written,
                         seconds=time.perf_counter() - began, warnings=notes)
 
@@ -149,68 +156,69 @@ def ingest(trajectories: Sequence[str | Path], output: str | Path, *, topology: 
 _SPARSE_FRACTION = 1e-4
 
 
-def _ingest_one(store: Store, universe, atoms, path: Path, name: str, frames: slice, *, unwrap: bool,
-                dt_ps: float | None, xtc: XTCIndex | None, notes: list[str], progress: bool) -> int:
-    """Stream one file into the store as trajectory ``name``; one-line warnings about it go to ``notes``.
+class _OneFile:
+    """One trajectory file on its way into the store: planned (and, for an XTC, its decoding process started)
+    on creation, written by :meth:`write`.
 
     ``xtc``: what an XTC file's frame headers declare (:func:`check_xtc`), else ``None``. Frames of an XTC are
     decoded only in a child process (:class:`XTCFrames`), never here: corrupt ones can crash the decoder.
     """
-    reader = universe.trajectory
-    # an XTC's incomplete last frame counts in MDAnalysis' n_frames (its iteration then stops before it)
-    total = reader.n_frames if xtc is None else min(reader.n_frames, len(xtc.offsets))
-    keep = range(*frames.indices(total))
-    if len(keep) == 0:
-        raise InputError(f"no frames of {path} ({total} frames) fall in --start/--stop/--stride "
-                         f"{frames.start}:{frames.stop}:{frames.step}; choose a range inside the file")
-    file_dt = dt_ps if dt_ps is not None else time_step(reader) if xtc is None else xtc.dt_ps
-    if xtc is None:
-        with quiet():
-            first = reader[keep.start]
-        dimensions, velocities = first.dimensions, first.has_velocities
-    else:  # from the frame's header: MDAnalysis would decode it here
-        box = xtc.boxes[keep.start]
-        dimensions, velocities = dimensions_from_box(box) if box.any() else None, False
-    shape = box_shape(dimensions)
-    unwrap = unwrap and shape is not None
-    # unwrapping must see every frame to follow molecules across faces; otherwise read only the kept ones
-    visit = range(keep.start, keep.stop, 1) if unwrap else keep
-    attrs = {"source": str(path.resolve()), "dt_ps": None if file_dt is None else file_dt * keep.step,
-             "unwrapped": unwrap, "frames": {"start": keep.start, "stop": keep.stop, "stride": keep.step}}
-    # the atoms read: with unwrapping, whole molecules of the selection (placed along their bonds)
-    needed, bonds, chosen = molecules(universe, atoms) if unwrap else (atoms.indices, None, None)
-    unwrapper = Unwrapper(len(needed), bonds) if unwrap else None
-    subset = chosen is not None and len(chosen) < len(needed)
-    # the time of each frame: as the file records it, NaN when it records none, or frame × --dt
-    clock = "file" if dt_ps is None and file_dt is not None else "none" if file_dt is None else "given"
-    bounds = None if xtc is None else xtc.bounds
 
-    def prepare(part: dict[str, np.ndarray]) -> None:
-        """Check, box and unwrap a block of frames in place, where it is decoded (an XTC's: in the decoding
-        process, while this one writes the block before)."""
-        index, positions = part["frame"], part["position"]
-        _check_block(positions, index, bounds, path)
-        if shape is not None:
-            part["stored_box"][:] = stored_boxes(part["dimensions"], shape, index, path)
-        if unwrap:
-            before = unwrapper.long_steps
-            positions[:] = unwrapper.update(positions, part["stored_box"])
-            part["long_steps"][:] = 0
-            part["long_steps"][0] = unwrapper.long_steps - before
+    def __init__(self, universe, atoms, path: Path, frames: slice, *, unwrap: bool, dt_ps: float | None,
+                 xtc: XTCIndex | None, frames_per_chunk: int) -> None:
+        reader = universe.trajectory
+        # an XTC's incomplete last frame counts in MDAnalysis' n_frames (its iteration then stops before it)
+        total = reader.n_frames if xtc is None else min(reader.n_frames, len(xtc.offsets))
+        keep = range(*frames.indices(total))
+        if len(keep) == 0:
+            raise InputError(f"no frames of {path} ({total} frames) fall in --start/--stop/--stride "
+                             f"{frames.start}:{frames.stop}:{frames.step}; choose a range inside the file")
+        file_dt = dt_ps if dt_ps is not None else time_step(reader) if xtc is None else xtc.dt_ps
+        if xtc is None:
+            with quiet():
+                first = reader[keep.start]
+            dimensions, velocities = first.dimensions, first.has_velocities
+        else:  # from the frame's header: MDAnalysis would decode it here
+            box = xtc.boxes[keep.start]
+            dimensions, velocities = dimensions_from_box(box) if box.any() else None, False
+        shape = box_shape(dimensions)
+        unwrap = unwrap and shape is not None
+        # unwrapping must see every frame to follow molecules across faces; otherwise read only the kept ones
+        visit = range(keep.start, keep.stop, 1) if unwrap else keep
+        attrs = {"source": str(path.resolve()), "dt_ps": None if file_dt is None else file_dt * keep.step,
+                 "unwrapped": unwrap, "frames": {"start": keep.start, "stop": keep.stop, "stride": keep.step}}
+        # the atoms read: with unwrapping, whole molecules of the selection (placed along their bonds)
+        needed, bonds, chosen = molecules(universe, atoms) if unwrap else (atoms.indices, None, None)
+        unwrapper = Unwrapper(len(needed), bonds) if unwrap else None
+        subset = chosen is not None and len(chosen) < len(needed)
+        # the time of each frame: as the file records it, NaN when it records none, or frame × --dt
+        clock = "file" if dt_ps is None and file_dt is not None else "none" if file_dt is None else "given"
+        bounds = None if xtc is None else xtc.bounds
 
-    fields = {"dimensions": ((6,), np.float64), "stored_box": (shape, np.float32)} if shape is not None else {}
-    fields.update({"long_steps": ((), np.int64)} if unwrap else {})
-    long_steps = 0
-    with store.add_trajectory(name, velocities=velocities, box=shape, attrs=attrs,
-                              expected_frames=len(keep)) as writer, \
-            progress_bar(f"ingest {name}", len(visit), enabled=progress) as bar, quiet():
-        size = writer.frames_per_chunk
+        def prepare(part: dict[str, np.ndarray]) -> None:
+            """Check, box and unwrap a block of frames in place, where it is decoded (an XTC's: in the decoding
+            process, while this one writes the block before)."""
+            index, positions = part["frame"], part["position"]
+            _check_block(positions, index, bounds, path)
+            if shape is not None:
+                part["stored_box"][:] = stored_boxes(part["dimensions"], shape, index, path)
+            if unwrap:
+                before = unwrapper.long_steps
+                positions[:] = unwrapper.update(positions, part["stored_box"])
+                part["long_steps"][:] = 0
+                part["long_steps"][0] = unwrapper.long_steps - before
+
+        fields = {"dimensions": ((6,), np.float64), "stored_box": (shape, np.float32)} if shape is not None else {}
+        fields.update({"long_steps": ((), np.int64)} if unwrap else {})
+        size = frames_per_chunk
         subset_read = None if len(needed) == universe.atoms.n_atoms else needed
         if xtc is not None and hasattr(os, "fork"):  # XTC: decoded and prepared in a child process (XTCFrames)
-            decoded = XTCFrames(path, visit, offsets=xtc.offsets, atoms=subset_read, n_atoms=universe.atoms.n_atoms,
+            decoder = XTCFrames(path, visit, offsets=xtc.offsets, atoms=subset_read, n_atoms=universe.atoms.n_atoms,
                                 size=size, fields=fields, prepare=_with_dimensions(prepare, shape is not None))
-            frames = iter(decoded)
+            decoder.start()
+            frames = iter(decoder)
         else:
+            decoder = None
             block = {"frame": np.empty(size, np.int64), "position": np.empty((size, len(needed), 3), np.float32),
                      "time": np.empty(size), "step": np.empty(size, np.int64),
                      **({"velocity": np.empty((size, atoms.n_atoms, 3), np.float32)} if velocities else {}),
@@ -218,36 +226,56 @@ def _ingest_one(store: Store, universe, atoms, path: Path, name: str, frames: sl
                         for key, (shape_, dtype) in fields.items()}}
             frames = _timestep_blocks(reader, visit, block, subset_read, atoms.indices if velocities else None,
                                       prepare)
+
+        def write(store: Store, name: str, notes: list[str], progress: bool) -> int:
+            long_steps = 0
+            with store.add_trajectory(name, velocities=velocities, box=shape, attrs=attrs,
+                                      expected_frames=len(keep)) as writer, \
+                    progress_bar(f"ingest {name}", len(visit), enabled=progress) as bar, quiet():
+                try:
+                    for n, part in frames:
+                        index, positions = part["frame"], part["position"]
+                        if clock == "none":
+                            part["time"][:] = np.nan
+                        elif clock == "given":
+                            part["time"][:] = index * dt_ps
+                        if subset:
+                            positions = positions[:, chosen]
+                        boxes = part["stored_box"] if shape is not None else None
+                        long_steps += int(part["long_steps"].sum()) if unwrap else 0
+                        kept = slice(None) if keep.step == 1 else (index - keep.start) % keep.step == 0
+                        writer.append(positions[kept], part["time"][kept], part["step"][kept],
+                                      part["velocity"][kept] if velocities else None,
+                                      boxes[kept] if boxes is not None else None)
+                        bar.advance(n)
+                except _ReadError as err:  # the reader's; the store maps its own write errors
+                    frame, cause = err.args
+                    raise InputError(f"cannot read {path} at frame {frame}: {cause}; the file may be truncated, "
+                                     f"try --stop {frame}") from cause
+                writer.set_attrs(sha256=sha256(path))
+            n_steps = (len(visit) - 1) * len(unwrapper.roots) if unwrap else 0  # each molecule, each frame but the first
+            if unwrap and long_steps > _SPARSE_FRACTION * n_steps:
+                limit = Unwrapper.LONG_STEP * float(image_distance(box_vectors(dimensions)))
+                notes.append(f"{path}: {long_steps / n_steps:.2%} of the molecules' steps between "
+                             f"consecutive frames are longer than {limit:.1f} Å (0.4 of the distance to the nearest periodic "
+                             "image): the file is probably saved too sparsely to unwrap reliably, so some box crossings may "
+                             "be missed and diffusion under-counted; save frames more often, or pass --no-unwrap if the "
+                             "file is already unwrapped")
+            return writer.n_frames
+
+        self._decoder, self._write = decoder, write
+
+    def write(self, store: Store, name: str, *, notes: list[str], progress: bool) -> int:
+        """Stream the file into ``store`` as trajectory ``name``; one-line warnings about it go to ``notes``."""
         try:
-            for n, part in frames:
-                index, positions = part["frame"], part["position"]
-                if clock == "none":
-                    part["time"][:] = np.nan
-                elif clock == "given":
-                    part["time"][:] = index * dt_ps
-                if subset:
-                    positions = positions[:, chosen]
-                boxes = part["stored_box"] if shape is not None else None
-                long_steps += int(part["long_steps"].sum()) if unwrap else 0
-                kept = slice(None) if keep.step == 1 else (index - keep.start) % keep.step == 0
-                writer.append(positions[kept], part["time"][kept], part["step"][kept],
-                              part["velocity"][kept] if velocities else None,
-                              boxes[kept] if boxes is not None else None)
-                bar.advance(n)
-        except _ReadError as err:  # the reader's; the store maps its own write errors
-            frame, cause = err.args
-            raise InputError(f"cannot read {path} at frame {frame}: {cause}; the file may be truncated, "
-                             f"try --stop {frame}") from cause
-        writer.set_attrs(sha256=sha256(path))
-    n_steps = (len(visit) - 1) * len(unwrapper.roots) if unwrap else 0  # each molecule, each frame but the first
-    if unwrap and long_steps > _SPARSE_FRACTION * n_steps:
-        limit = Unwrapper.LONG_STEP * float(image_distance(box_vectors(dimensions)))
-        notes.append(f"{path}: {long_steps / n_steps:.2%} of the molecules' steps between "
-                     f"consecutive frames are longer than {limit:.1f} Å (0.4 of the distance to the nearest periodic "
-                     "image): the file is probably saved too sparsely to unwrap reliably, so some box crossings may "
-                     "be missed and diffusion under-counted; save frames more often, or pass --no-unwrap if the "
-                     "file is already unwrapped")
-    return writer.n_frames
+            return self._write(store, name, notes, progress)
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """End the decoding process, if any (writing does; call it when the file will not be written)."""
+        if self._decoder is not None:
+            self._decoder.close()
 
 
 class _ReadError(Exception):

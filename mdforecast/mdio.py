@@ -368,8 +368,9 @@ class XTCFrames:
     box), ``time`` ``(n,)`` float64 ps, ``step`` ``(n,)`` int64, and ``fields``.
     """
 
-    #: blocks in shared memory: one the caller holds, one being decoded, one ready
-    SLOTS = 3
+    #: blocks in shared memory: one the caller holds, one being decoded, the others ready (decoding runs
+    #: ahead while the caller sets up, or waits for its disk)
+    SLOTS = 8
     # (slot, frames) ready; (-1, 0) done; (-2, frame) read error, (-3, frame) prepare's InputError, (-4, frame)
     # another error of prepare's: text follows
     _MESSAGE = struct.Struct("=qq")
@@ -379,6 +380,7 @@ class XTCFrames:
                  prepare: Callable[[dict[str, np.ndarray]], None] | None = None) -> None:
         self.path, self.frames, self.offsets, self.atoms, self.size = Path(path), frames, offsets, atoms, size
         self.n_atoms, self.prepare = n_atoms, prepare
+        self._child: tuple[int, int, int] | None = None  # the decoding process and the pipes to it, once started
         width = n_atoms if atoms is None else len(atoms)
         self._fields = {"frame": ((), np.int64), "position": ((width, 3), np.float32),
                         "box": ((3, 3), np.float32), "time": ((), np.float64), "step": ((), np.int64),
@@ -397,7 +399,11 @@ class XTCFrames:
                 at += count * np.dtype(dtype).itemsize
             self._slots.append(slot)
 
-    def __iter__(self):
+    def start(self) -> None:
+        """Fork the decoding process now (iterating does it otherwise), so that it decodes ahead while the
+        caller does other work; :meth:`close` ends it if the iteration never runs."""
+        if self._child is not None:
+            return
         from MDAnalysis.lib.formats.libmdaxdr import XTCFile  # imported here, once: the child inherits it
 
         ready_r, ready_w = os.pipe()
@@ -419,6 +425,20 @@ class XTCFrames:
                 os._exit(code)
         os.close(ready_w)
         os.close(free_r)
+        self._child = (pid, ready_r, free_w)
+
+    def close(self) -> None:
+        """End the decoding process (killing it if it still runs) and close the pipes to it."""
+        if self._child is not None:
+            pid, ready_r, free_w = self._child
+            self._child = None
+            os.close(ready_r)
+            os.close(free_w)
+            _end(pid)
+
+    def __iter__(self):
+        self.start()
+        pid, ready_r, free_w = self._child
         try:
             while True:
                 message = _read_exactly(ready_r, self._MESSAGE.size)
@@ -439,9 +459,7 @@ class XTCFrames:
                 with contextlib.suppress(BrokenPipeError):  # not after the child's last block: it has exited
                     os.write(free_w, struct.pack("=q", slot))
         finally:
-            os.close(ready_r)
-            os.close(free_w)
-            _end(pid)
+            self.close()
 
     def _decode(self, XTCFile, ready_w: int, free_r: int) -> None:  # noqa: N803  (MDAnalysis' class)
         """The child's loop: decode into free slots, report each full one; a read error is reported as text."""

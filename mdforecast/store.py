@@ -38,13 +38,30 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
-import zarr
-from zarr.codecs import BloscCodec, Crc32cCodec
 
 from .version import __version__
 from .errors import FormatVersionError, InputError, StoreError
 from .guards import check_replaceable, locked, os_errors, process_alive, refuse_links, signals_deferred
 from .topology import Topology
+
+
+def _import_on_first_use(name: str):
+    """Module ``name``, executed on first attribute access (importlib's LazyLoader): zarr takes about 0.15 s
+    to import, which ``import mdforecast`` does not pay, and ingest pays while its decoding process already
+    reads the trajectory."""
+    import importlib.util
+
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.find_spec(name)
+    spec.loader = importlib.util.LazyLoader(spec.loader)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+zarr = _import_on_first_use("zarr")
 
 __all__ = ["FORMAT_VERSION", "UNITS", "Store", "Trajectory", "TrajectoryWriter", "writing"]
 
@@ -56,7 +73,10 @@ _CHUNK_BYTES = 1 << 20
 #: chunks a TrajectoryWriter queues for its writing thread before append() waits
 _PENDING = 2
 # blosc is fast enough to keep up with XTC decoding; the checksum is verified before blosc sees a chunk
-_COMPRESSORS = (BloscCodec(cname="lz4", clevel=5, shuffle="shuffle"), Crc32cCodec())
+@functools.cache
+def _compressors() -> tuple:
+    """Blosc (lz4, byte shuffle) and a CRC-32C checksum: the codecs of every array written."""
+    return zarr.codecs.BloscCodec(cname="lz4", clevel=5, shuffle="shuffle"), zarr.codecs.Crc32cCodec()
 _ATTRS = "mdforecast"
 _PARTICLES = "particles/all"
 
@@ -71,7 +91,8 @@ def _codecs(array: zarr.Array) -> list[type]:
     return [type(c) for c in getattr(array.metadata, "codecs", ())]
 
 
-def _frame_chunk(n_atoms: int) -> int:
+def frames_per_chunk(n_atoms: int) -> int:
+    """Frames per stored chunk of positions of ``n_atoms`` atoms (about 1 MiB, at most 1024 frames)."""
     return int(np.clip(_CHUNK_BYTES // max(1, n_atoms * 12), 1, 1024))
 
 
@@ -104,7 +125,7 @@ class Trajectory:
                                                               "velocity/value", "box/edges/value")
                    if path in self._particles]
         for path, arr in arrays:
-            if not (path.endswith("value") or Crc32cCodec in _codecs(arr)):
+            if not (path.endswith("value") or zarr.codecs.Crc32cCodec in _codecs(arr)):
                 continue
             missing = arr.nchunks - arr.nchunks_initialized
             if missing > 0:
@@ -143,7 +164,7 @@ class Trajectory:
 
     def _read(self, array: zarr.Array, start: int | None, stop: int | None, stride: int | None) -> np.ndarray:
         codecs = _codecs(array)
-        if BloscCodec in codecs and Crc32cCodec not in codecs:
+        if zarr.codecs.BloscCodec in codecs and zarr.codecs.Crc32cCodec not in codecs:
             self._check_blosc_sizes(array, range(*slice(start, stop, stride).indices(array.shape[0])))
         try:
             return np.asarray(array[slice(start, stop, stride)])
@@ -261,7 +282,7 @@ class TrajectoryWriter:
         self._group = parent.create_group(name)
         self._group.attrs[_ATTRS] = attrs
         n_atoms = store.topology.n_atoms
-        chunk = _frame_chunk(n_atoms)
+        chunk = frames_per_chunk(n_atoms)
         # per-frame arrays without an atom axis (steps, times, boxes: at most 72 bytes a frame) hold a whole
         # multiple of that many frames per chunk, at most about 1 MiB: a few files per trajectory, not hundreds
         small = chunk * max(1, _CHUNK_BYTES // 72 // chunk)
@@ -270,7 +291,7 @@ class TrajectoryWriter:
         def array(path: str, shape: tuple[int, ...], dtype, unit: str | None) -> zarr.Array:
             frames = chunk if len(shape) == 2 and shape[0] == n_atoms else small
             arr = particles.create_array(path, shape=(expected_frames,) + shape, chunks=(frames,) + shape,
-                                         dtype=dtype, compressors=_COMPRESSORS,
+                                         dtype=dtype, compressors=_compressors(),
                                          config={"write_empty_chunks": True})  # every chunk stored: a gap is damage
             if unit:
                 arr.attrs["unit"] = unit
@@ -433,7 +454,7 @@ class _ChunkWriter:
 
         codecs = list(getattr(array.metadata, "codecs", ()))
         if not isinstance(array.store, zarr.storage.LocalStore) or [type(c) for c in codecs] != [
-                BytesCodec, BloscCodec, Crc32cCodec] or getattr(codecs[0].endian, "name", "little") != "little" \
+                BytesCodec, zarr.codecs.BloscCodec, zarr.codecs.Crc32cCodec] or getattr(codecs[0].endian, "name", "little") != "little" \
                 or not array.dtype.isnative or codecs[1].typesize != array.dtype.itemsize or sys.byteorder != "little":
             return None
         blosc = codecs[1]

@@ -344,6 +344,49 @@ def test_xtc_header_checks_name_the_first_bad_frame(tmp_path, water_system, fiel
         check_xtc(tmp_path / "bad.xtc")
 
 
+def test_the_decoding_process_prepares_blocks_and_reports_their_errors(tmp_path, water_system):
+    from mdforecast.mdio import XTCFrames, check_xtc
+
+    path = water_system.write(tmp_path / "w.xtc", topology=tmp_path / "top.pdb")
+    index = check_xtc(path)
+
+    def prepare(part):  # runs in the decoding process
+        if part["frame"][0] == 4:
+            raise InputError("frame 4 refused; fix it")
+        if part["frame"][0] == 8:
+            raise ZeroDivisionError("a bug")
+        part["position"][:] = 1.0
+        part["twice"][:] = 2 * part["frame"]
+
+    for first, error, match in [(0, InputError, "^frame 4 refused; fix it$"),
+                                (8, RuntimeError, "ZeroDivisionError: a bug")]:
+        decoder = XTCFrames(path, range(first, 12), offsets=index.offsets, atoms=None, n_atoms=index.n_atoms,
+                            size=4, fields={"twice": ((), np.int64)}, prepare=prepare)
+        seen = []
+        with pytest.raises(error, match=match):
+            for n, part in decoder:
+                assert (part["position"] == 1.0).all()
+                seen.append(part["twice"].tolist())
+        assert seen == ([[0, 2, 4, 6]] if first == 0 else [])
+
+
+def test_a_box_turning_triclinic_in_an_xtc_is_refused_in_one_line(tmp_path, water_system):
+    import MDAnalysis as mda
+
+    top = tmp_path / "top.pdb"
+    path = water_system.write(tmp_path / "w.xtc", topology=top)
+    universe = mda.Universe(str(top), str(path))
+    with mda.Writer(str(tmp_path / "skew.xtc"), universe.atoms.n_atoms) as writer:
+        for ts in universe.trajectory:
+            if ts.frame >= 6:
+                ts.dimensions = [*ts.dimensions[:3], 90, 90, 60]
+            writer.write(universe.atoms)
+    with pytest.raises(InputError, match="frame 6 of .* has a triclinic box while earlier frames") as failure:
+        ingest([tmp_path / "skew.xtc"], tmp_path / "s.zarr", topology=top)
+    assert "\n" not in str(failure.value)
+    assert not [p for p in tmp_path.iterdir() if "zarr" in p.name]
+
+
 def test_xtc_frame_decoding_outside_its_declared_range_is_refused(tmp_path, water_system, monkeypatch):
     import dataclasses
     import importlib

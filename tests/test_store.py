@@ -60,7 +60,7 @@ def test_writer_flushes_chunk_by_chunk(tmp_path):
 def test_whole_chunks_written_directly_are_the_bytes_zarr_writes(tmp_path):
     # positions and velocities go straight to their chunk files (no zarr machinery): byte for byte what zarr
     # itself writes for the same values and codecs, and read back as zarr's own
-    from mdforecast.store import _COMPRESSORS, _ChunkWriter
+    from mdforecast.store import _ChunkWriter, _compressors
 
     n = 774  # 112 frames of 12 × 774 bytes per 1 MiB chunk: 3 whole chunks and a partial one
     positions = np.cumsum(np.random.default_rng(1).normal(size=(400, n, 3)), axis=0).astype(np.float32)
@@ -73,7 +73,7 @@ def test_whole_chunks_written_directly_are_the_bytes_zarr_writes(tmp_path):
                               velocities=-positions[part])
     ours = zarr.open_group(str(tmp_path / "s.zarr"), mode="r")["trajectories/a/particles/all/position/value"]
     theirs = zarr.open_group(str(tmp_path / "z.zarr"), mode="w").create_array(
-        "p", shape=ours.shape, chunks=ours.chunks, dtype="float32", compressors=_COMPRESSORS)
+        "p", shape=ours.shape, chunks=ours.chunks, dtype="float32", compressors=_compressors())
     theirs[...] = positions
     chunk = ours.chunks[0]
     assert chunk == 112 and _ChunkWriter.of(theirs) is not None
