@@ -3,7 +3,8 @@
 Each trajectory file becomes one trajectory of the store. Frames are read and written a chunk at a time, so
 memory stays bounded whatever the trajectory's length. XTC frames are decoded in a child process
 (:class:`mdforecast.mdio.XTCFrames`): corrupt compressed coordinates can crash xdrfile's decoder, which then
-ends in a one-line error naming the frame instead of killing ingest, and decoding overlaps the rest. With a periodic box, every frame is
+ends in a one-line error naming the frame instead of killing ingest; the child also checks and unwraps each
+block while this process writes the one before, and it starts before the store is set up. With a periodic box, every frame is
 unwrapped by molecule (:class:`mdforecast.pbc.Unwrapper`): each molecule's reference atom follows the
 minimum-image step from the frame before, and its other atoms are placed around it along its bonds (from the
 topology, or guessed), so molecules are whole in every stored frame, in any triclinic box.
