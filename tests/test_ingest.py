@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import pytest
 
@@ -29,6 +31,7 @@ def test_round_trip_through_format(tmp_path, water_system, fmt):
     result = ingest([path], tmp_path / "s.zarr", topology=top)
     traj = Store.open(tmp_path / "s.zarr").trajectory()
     assert result.trajectories == {"traj": len(water_system.positions)}
+    assert traj.attrs["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()  # of the file ingested
     np.testing.assert_allclose(traj.positions(), water_system.positions, atol=tol, rtol=0)
     if has_box:
         np.testing.assert_allclose(traj.boxes(), np.tile(water_system.dimensions[:3], (traj.n_frames, 1)), atol=tol)
