@@ -72,11 +72,6 @@ UNITS = {"length": "angstrom", "time": "ps", "velocity": "angstrom/ps", "mass": 
 _CHUNK_BYTES = 1 << 20
 #: chunks a TrajectoryWriter queues for its writing thread before append() waits
 _PENDING = 2
-# blosc is fast enough to keep up with XTC decoding; the checksum is verified before blosc sees a chunk
-@functools.cache
-def _compressors() -> tuple:
-    """Blosc (lz4, byte shuffle) and a CRC-32C checksum: the codecs of every array written."""
-    return zarr.codecs.BloscCodec(cname="lz4", clevel=5, shuffle="shuffle"), zarr.codecs.Crc32cCodec()
 _ATTRS = "mdforecast"
 _PARTICLES = "particles/all"
 
@@ -84,6 +79,13 @@ _PARTICLES = "particles/all"
 def is_remote(path: str | os.PathLike) -> bool:
     """True for URLs (``s3://…``, ``memory://…``); False for local paths."""
     return "://" in str(path)
+
+
+@functools.cache
+def _compressors() -> tuple:
+    """Blosc (lz4, byte shuffle) and a CRC-32C checksum: the codecs of every array written. Blosc is fast
+    enough to keep up with XTC decoding; the checksum is verified before blosc sees a chunk."""
+    return zarr.codecs.BloscCodec(cname="lz4", clevel=5, shuffle="shuffle"), zarr.codecs.Crc32cCodec()
 
 
 def _codecs(array: zarr.Array) -> list[type]:
@@ -403,7 +405,7 @@ class TrajectoryWriter:
         """Write frames [lo, hi) of the arrays in ``blocks``: the only place frames reach the disk."""
         for key, values in blocks.items():
             arr = self._arrays[key]
-            if hi > arr.shape[0]:  # more frames than expected: grow (appends arrays arrive in order)
+            if hi > arr.shape[0]:  # more frames than expected: grow (appends arrive in order)
                 arr.resize((hi,) + arr.shape[1:])
             chunk = arr.chunks[0]
             if hi - lo == chunk and lo % chunk == 0 and key in self._direct:
@@ -442,7 +444,8 @@ class _ChunkWriter:
     """Writes whole chunks of a local array straight to their files, encoded as the array's codecs say (bytes,
     Blosc, CRC-32C: the same bytes zarr writes), without zarr's asynchronous machinery, which costs more than
     compressing and writing a 1 MiB chunk. Only for arrays whose codecs are exactly those; zarr reads the
-    chunks as its own."""
+    chunks as its own. Unlike zarr a chunk is not written to a temporary file first: a trajectory is visible
+    only once committed, and an aborted one is deleted whole."""
 
     def __init__(self, directory: Path, key, blosc, dtype: np.dtype) -> None:
         self._directory, self._key, self._blosc, self._dtype = directory, key, blosc, dtype
@@ -450,17 +453,21 @@ class _ChunkWriter:
     @classmethod
     def of(cls, array: zarr.Array) -> "_ChunkWriter | None":
         from numcodecs import Blosc
-        from zarr.codecs import BytesCodec
 
         codecs = list(getattr(array.metadata, "codecs", ()))
-        if not isinstance(array.store, zarr.storage.LocalStore) or [type(c) for c in codecs] != [
-                BytesCodec, zarr.codecs.BloscCodec, zarr.codecs.Crc32cCodec] or getattr(codecs[0].endian, "name", "little") != "little" \
-                or not array.dtype.isnative or codecs[1].typesize != array.dtype.itemsize or sys.byteorder != "little":
+        expected = [zarr.codecs.BytesCodec, zarr.codecs.BloscCodec, zarr.codecs.Crc32cCodec]
+        if not isinstance(array.store, zarr.storage.LocalStore) or [type(c) for c in codecs] != expected:
+            return None
+        little = sys.byteorder == "little" and getattr(codecs[0].endian, "name", "little") == "little"
+        if not (little and array.dtype.isnative and codecs[1].typesize == array.dtype.itemsize):
             return None
         blosc = codecs[1]
         shuffle = {"noshuffle": 0, "shuffle": 1, "bitshuffle": 2}[blosc.shuffle.name]
-        encoder = Blosc.from_config({"cname": blosc.cname.name, "clevel": blosc.clevel, "shuffle": shuffle,
-                                     "blocksize": blosc.blocksize, "typesize": blosc.typesize})
+        try:  # numcodecs before 0.16 has no typesize: it would shuffle otherwise than zarr
+            encoder = Blosc.from_config({"cname": blosc.cname.name, "clevel": blosc.clevel, "shuffle": shuffle,
+                                         "blocksize": blosc.blocksize, "typesize": blosc.typesize})
+        except TypeError:
+            return None
         return cls(Path(array.store.root) / array.path, array.metadata.encode_chunk_key, encoder, array.dtype)
 
     def write(self, index: int, values: np.ndarray) -> None:
