@@ -119,6 +119,13 @@ class LeadFusion(nn.Module):
         edges = self.edges.cpu().numpy()
         return np.clip(np.searchsorted(edges, np.asarray(t, dtype=np.float64), side="right") - 1, 0, self.bins - 1)
 
+    def reach(self, source: int) -> int:
+        """Frames of a source's path that serve every lead where its weight is non-zero: the end of its last
+        non-zero bin, ``edges[b + 1]`` (exclusive, so real-valued leads up to it interpolate between frames);
+        0 when every weight of the source is zero."""
+        nonzero = np.flatnonzero(self.weights[:, source].cpu().numpy())
+        return int(self.edges[nonzero[-1] + 1]) if len(nonzero) else 0
+
     def combine(self, t: np.ndarray, displacements: np.ndarray) -> np.ndarray:
         w = self.weights.cpu().numpy()[self.bin(t)]  # (Q, J)
         return np.einsum("qj,jqnx->qnx", w, displacements)

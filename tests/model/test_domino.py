@@ -119,8 +119,42 @@ def test_one_far_frame_solves_one_segment_per_level():
     forecaster.predict(obs, np.array([50.0]))
     assert solved == [(0, 14), (1, 14), (2, 14)]
     solved.clear()
-    forecaster.predict(obs, np.arange(30, 54))  # the whole horizon: 1 + 2 + 6 segments
+    forecaster.predict(observation(), np.arange(30, 54))  # the whole horizon: 1 + 2 + 6 segments
     assert [n // 14 for _, n in solved] == [1, 2, 6]
+    solved.clear()
+    forecaster.predict(obs, np.arange(30, 54))  # the same observation again: only what frame 50 did not need
+    assert [(level, n // 14) for level, n in solved] == [(1, 1), (2, 6)]
+
+
+def _count_solves(forecaster: DominoForecaster) -> list[int]:
+    """Segments solved per level, counted as ``forecaster`` predicts."""
+    solved = [0] * len(forecaster.model.odes)
+    for level, ode in enumerate(forecaster.model.odes):
+        original = ode.solve
+        def counting(h, v, g, original=original, level=level):
+            solved[level] += g.n_nodes // 14
+            return original(h, v, g)
+        ode.solve = counting
+    return solved
+
+
+def test_predict_batch_by_batch_solves_each_coarse_segment_once_and_gives_the_forecast_of_one_call():
+    """The encoding and the coarse levels are kept per observation: batches of 5 frames (which split the
+    finest 4-frame segments) solve level 0 once and level 1's two segments once, and forecast what one call does."""
+    obs, times = observation(), np.arange(30.0, 53.5, 0.5)  # one leg: frames 30 … 53
+    expected = random_forecaster().predict(obs, times)
+    batched = random_forecaster()
+    solved = _count_solves(batched)
+    encoded = []
+    encoder = batched.model.encoder.forward
+    batched.model.encoder.forward = lambda *args: encoded.append(1) or encoder(*args)
+    got = np.concatenate([batched.predict(obs, times[lo:lo + 10]) for lo in range(0, len(times), 10)])
+    assert solved[:2] == [1, 2] and solved[2] > 6 and len(encoded) == 1
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
+    assert np.abs(got - obs.positions[-1]).max() > 0.1  # not persistence
+    other = observation(n_atoms=14)  # another observation (equal values, new object) is encoded and solved anew
+    batched.predict(other, times[:2])
+    assert solved[:2] == [2, 3] and len(encoded) == 2
 
 
 def test_unknown_atom_kind_is_a_clear_error():
