@@ -119,7 +119,7 @@ class Interaction(nn.Module):
             training data (sums are divided by its square root so scales do not depend on density).
 
     Shapes: ``h (M, F), v (M, C, 3), graph (E edges), radial (E, R) -> h (M, F), v (M, C, 3)``; ``v = None``:
-    zero vectors (the messages skip :math:`\mathbf b_{ij} \odot v_j`, which is zero).
+    zero vectors (the messages skip :math:`\\mathbf b_{ij} \\odot \\mathbf v_j`, which is zero).
     """
 
     def __init__(self, features: int, vectors: int, radial: int, avg_neighbors: float = 1.0) -> None:

@@ -26,16 +26,16 @@ Q queries.
 
 from __future__ import annotations
 
-import torch
-from torch import nn
 from collections.abc import Callable
 
+import torch
+from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from .graph import Graph
 from .layers import Interaction, RadialBasis, edge_features
 
-__all__ = ["SOLVERS", "LatentODE", "interpolate"]
+__all__ = ["SOLVERS", "LatentODE", "integrate", "interpolate"]
 
 State = tuple[torch.Tensor, ...]
 _THIRD = 1 / 3
