@@ -80,6 +80,7 @@ class DominoForecaster(Forecaster):
         self._rollouts: list[tuple[Observation, Observation]] = []  # (observation, next leg's), newest last
         self._path: tuple[Observation, np.ndarray] | None = None  # the dynamics level's last mean rollout
         self._rigid_of: tuple[Observation, RigidGroups | None] | None = None  # (observation, its rigid waters)
+        self._memos: list[tuple[Observation, dict]] = []  # (observation, its hierarchy's memo), newest last
 
     @property
     def dt_ps(self) -> float | None:
@@ -228,12 +229,13 @@ class DominoForecaster(Forecaster):
     def _dynamics_path(self, observation: Observation, frames: int) -> np.ndarray:
         """The dynamics level's mean displacement ``(F + 1, N, 3)`` float64 Å at leads 0 … F ≥ ``frames`` from the
         last observed frame. One rollout per observation: the first runs at least to the fusion's
-        ``rollout_frames``, and a shorter request is a prefix of it (the rollout is deterministic), so ``predict``
-        called batch by batch does not roll out again for every batch."""
+        ``rollout_frames`` and to the end of the last lead bin where the rollout's weight is non-zero
+        (:meth:`~mdforecast.model.fusion.LeadFusion.reach`), and a shorter request is a prefix of it (the rollout
+        is deterministic), so ``predict`` called batch by batch rolls out once, whatever the batches."""
         if self._path is not None and self._path[0] is observation and len(self._path[1]) > frames:
             return self._path[1]
         model = self.model
-        frames = max(frames, int(model.lead_fusion.rollout_frames))
+        frames = max(frames, int(model.lead_fusion.rollout_frames), model.lead_fusion.reach(0))
         param = next(model.parameters())
         box = last_box(observation.boxes)
         rigid = self._rigid(observation)
@@ -249,8 +251,20 @@ class DominoForecaster(Forecaster):
         self._path = (observation, path)
         return path
 
+    def _memo(self, observation: Observation) -> dict:
+        """The hierarchy's memo of ``observation`` (:meth:`Domino.forward`): its encoding and solved coarse
+        segments, kept for the last two observations (a batch of ``predict`` may span two rollout legs)."""
+        for seen, memo in self._memos:
+            if seen is observation:
+                return memo
+        memo: dict = {}
+        self._memos = [*self._memos[-1:], (observation, memo)]
+        return memo
+
     def _hierarchy(self, observation: Observation, times: np.ndarray) -> np.ndarray:
-        """The hierarchy's positions at ``times`` within one horizon of ``observation``."""
+        """The hierarchy's positions at ``times`` within one horizon of ``observation``; the encoding and the
+        coarse levels' segments are solved once per observation (:meth:`_memo`), so ``predict`` called batch by
+        batch solves each of them once."""
         config, model = self.model.config, self.model
         t = lead_time(times, observation.end)
         param = next(model.parameters())
@@ -264,11 +278,13 @@ class DominoForecaster(Forecaster):
         depth = self.depth
         finest = model.hierarchy.segment_of(depth, t)
         unique = np.unique(finest)
+        memo = self._memo(observation)
         with torch.no_grad():
             chunk = segments_per_pass(observation.positions.shape[1])
             for start in range(0, len(unique), chunk):
                 sel = np.isin(finest, unique[start:start + chunk])
-                positions, _ = model(window, np.zeros(sel.sum(), np.int64), t[sel], np.full(sel.sum(), depth))
+                positions, _ = model(window, np.zeros(sel.sum(), np.int64), t[sel], np.full(sel.sum(), depth),
+                                     memo=memo)
                 out[sel] = positions.float().cpu().numpy()
         return out
 

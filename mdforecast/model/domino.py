@@ -44,8 +44,10 @@ CONFORMATION_SOURCES = ("hierarchy", "linear-ar", "mean")
 LOSSES = ("mse", "kabsch")
 
 
-#: bytes of the per-level states of the queries decoded at once (:meth:`Domino.decode_chunk`)
-DECODE_BYTES = 64 * 2**20
+#: bytes of the per-level states of the queries decoded at once (:meth:`Domino.decode_chunk`): a few MiB, so the
+#: decoder's intermediates stay in the CPU's caches (64 MiB took ~30 % more CPU time to decode the shipped lj
+#: model's 250 atoms; the decoded values do not depend on it)
+DECODE_BYTES = 4 * 2**20
 
 #: the largest value of each integer model option (bounds memory and time; the paper's are far below)
 _LIMITS = {"observe": 10**6, "horizon": 10**7, "features": 4096, "vectors": 1024, "encoder_layers": 64,
@@ -309,30 +311,35 @@ class Domino(nn.Module):
         return out * self.scale(t).to(out.dtype)[:, None, None]
 
     def forward(self, window: Window, sample: np.ndarray, t: np.ndarray, depth: np.ndarray,
-                generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                generator: torch.Generator | None = None, memo: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``memo`` (inference on one ``window``, no gradients): the encoding and the solved segments of every
+        level coarser than the finest one planned, kept across calls with the same ``window`` and reused, so
+        queries answered call by call solve each coarse segment once (the caller keeps one memo per window)."""
         b, n = window.last.shape[:2]
         device = window.last.device
-        graph0 = self._graph(window.last, window.boxes)
-        inputs = (window.inputs / self.input_scale[:, None]).reshape(b * n, -1, 3)
-        h0, v0, kl = self.encoder(window.kinds.repeat(b), inputs, graph0, generator)
-        h0, v0 = h0.reshape(b, n, -1), v0.reshape(b, n, -1, 3)
+        if memo is not None and "encoded" in memo:
+            h0, v0, kl = memo["encoded"]
+        else:
+            graph0 = self._graph(window.last, window.boxes)
+            inputs = (window.inputs / self.input_scale[:, None]).reshape(b * n, -1, 3)
+            h0, v0, kl = self.encoder(window.kinds.repeat(b), inputs, graph0, generator)
+            h0, v0 = h0.reshape(b, n, -1), v0.reshape(b, n, -1, 3)
+            if memo is not None:
+                memo["encoded"] = (h0, v0, kl)
         plan: Plan = self.hierarchy.plan(sample, t, depth)
         grids: list[tuple[torch.Tensor, torch.Tensor]] = []
         for p, level in enumerate(plan.levels):
-            seg_sample = torch.as_tensor(level.sample, device=device)
-            if p == 0:
-                h, v, geometry = h0[seg_sample], v0[seg_sample], window.last[seg_sample]
-            else:
-                hs, vs = self._states(grids, level.parent_rows, level.parent_tau, device)
-                depth_p = torch.full((len(level.sample),), p - 1, dtype=torch.int64, device=device)
-                start = torch.as_tensor(level.index * self.hierarchy.spans[p], device=device)
-                with torch.no_grad():  # only the neighbour list is built on it
-                    geometry = window.last[seg_sample] + self._decode(hs, vs, depth_p, start)
-                h, v = self.downscale[p - 1](hs, vs)
-            u = len(level.sample)
-            boxes = None if window.boxes is None else window.boxes[seg_sample]
-            hg, vg = self.odes[p].solve(h.reshape(u * n, -1), v.reshape(u * n, -1, 3), self._graph(geometry, boxes))
-            grids.append((hg.reshape(hg.shape[0], u, n, -1), vg.reshape(vg.shape[0], u, n, -1, 3)))
+            kept = memo is not None and p < len(plan.levels) - 1
+            keys = [(p, *k) for k in zip(level.sample.tolist(), level.index.tolist())]
+            new = [r for r, key in enumerate(keys) if not kept or key not in memo]
+            if new:
+                hg, vg = self._solve_level(window, grids, level, p, np.asarray(new, np.int64), h0, v0)
+                if kept:
+                    memo.update({keys[r]: (hg[:, k], vg[:, k]) for k, r in enumerate(new)})
+            if len(new) < len(keys):
+                hg = torch.stack([memo[key][0] for key in keys], dim=1)
+                vg = torch.stack([memo[key][1] for key in keys], dim=1)
+            grids.append((hg, vg))
         rows = [torch.as_tensor(np.maximum(r, 0), device=device) for r in plan.rows]
         taus = [torch.as_tensor(tau, device=device) for tau in plan.tau]
         depth_t, t_t = torch.as_tensor(depth, device=device), torch.as_tensor(t, device=device)
@@ -345,9 +352,30 @@ class Domino(nn.Module):
         positions = window.last[torch.as_tensor(sample, device=device)] + torch.cat(chunks)
         return positions, kl
 
+    def _solve_level(self, window: Window, grids: list, level, p: int, rows: np.ndarray, h0: torch.Tensor,
+                     v0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Solve segments ``rows`` of level ``p``'s plan from the coarser levels' ``grids``: states on the solver
+        grid, ``(G, U, N, F)`` and ``(G, U, N, C, 3)``."""
+        n, device = window.last.shape[1], window.last.device
+        seg_sample = torch.as_tensor(level.sample[rows], device=device)
+        if p == 0:
+            h, v, geometry = h0[seg_sample], v0[seg_sample], window.last[seg_sample]
+        else:
+            hs, vs = self._states(grids, [r[rows] for r in level.parent_rows], [tau[rows] for tau in level.parent_tau],
+                                  device)
+            depth_p = torch.full((len(rows),), p - 1, dtype=torch.int64, device=device)
+            start = torch.as_tensor(level.index[rows] * self.hierarchy.spans[p], device=device)
+            with torch.no_grad():  # only the neighbour list is built on it
+                geometry = window.last[seg_sample] + self._decode(hs, vs, depth_p, start)
+            h, v = self.downscale[p - 1](hs, vs)
+        u = len(rows)
+        boxes = None if window.boxes is None else window.boxes[seg_sample]
+        hg, vg = self.odes[p].solve(h.reshape(u * n, -1), v.reshape(u * n, -1, 3), self._graph(geometry, boxes))
+        return hg.reshape(hg.shape[0], u, n, -1), vg.reshape(vg.shape[0], u, n, -1, 3)
+
     def decode_chunk(self, n_atoms: int) -> int:
         """Queries decoded at once for ``n_atoms`` atoms: their per-level states, ``(queries, L, N, F + 3C)``
-        float32, take at most :data:`DECODE_BYTES` (all queries of a small system; a few of a large one). In
+        float32, take at most :data:`DECODE_BYTES` (tens of queries of a small system; one of a large one). In
         training with ``checkpoint``, each chunk's decoder activations are recomputed in the backward pass."""
         c = self.config
         return max(1, DECODE_BYTES // (4 * n_atoms * c.levels * (c.features + 3 * c.vectors)))

@@ -84,8 +84,7 @@ class DynamicsLevel(nn.Module):
         strength = (radial * self.pair.index_select(0, pair)).sum(-1)  # φ_pq(r_ij), (E,)
         a = x.new_zeros(s * n, 3).index_add_(0, graph.edge_index[1], strength[:, None] * unit)
         if len(self.layers):
-            h = self.embedding(kinds).repeat(s, 1)
-            v = x.new_zeros(s * n, self.layers[0].vectors, 3)
+            h, v = self.embedding(kinds).repeat(s, 1), None  # zero vectors to start
             for layer in self.layers:
                 h, v = layer(h, v, graph, layer.filters(radial), unit)
             a = a + self.out(v)[:, 0]

@@ -62,14 +62,19 @@ class LevelFusion(nn.Module):
     def forward(self, h: torch.Tensor, v: torch.Tensor, depth: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         finest = h[torch.arange(h.shape[0], device=h.device), depth]  # (Q, N, F)
         keys = self.key(h) + self.level_embedding[:, None, :]
-        scores = torch.einsum("qnf,qlnf->qln", self.query(finest), keys) / math.sqrt(self.features)
+        scores = (keys * self.query(finest)[:, None]).sum(-1) / math.sqrt(self.features)
         levels = torch.arange(self.levels, device=h.device)
         scores = scores.masked_fill((levels[None, :] > depth[:, None])[..., None], float("-inf"))
         w = torch.softmax(scores, dim=1)  # (Q, L, N)
-        # two contractions each, never a (Q, L, N, F, F) intermediate
-        s = torch.einsum("qln,qlng->qng", w, torch.einsum("lgf,qlnf->qlng", self.scalar_values, h))
-        vec = torch.einsum("qln,qlndx->qndx", w, torch.einsum("ldc,qlncx->qlndx", self.vector_values, v))
-        return s, vec
+        # Σ_p w_p A_p h_p as one product: the weighted states of all levels side by side, (Q, N, L·F), times the
+        # levels' maps stacked, (L·F, F); the vectors likewise with x as a batch axis, (Q, N, 3, L·C) × (L·C, C)
+        q, n_levels, n, f = h.shape
+        c = v.shape[-2]
+        s = (w[..., None] * h).transpose(1, 2).reshape(q, n, n_levels * f) @ \
+            self.scalar_values.transpose(1, 2).reshape(n_levels * f, -1)
+        vec = (w[..., None, None] * v).permute(0, 2, 4, 1, 3).reshape(q, n, 3, n_levels * c) @ \
+            self.vector_values.transpose(1, 2).reshape(n_levels * c, -1)
+        return s, vec.transpose(-1, -2)
 
     def __repr__(self) -> str:
         return f"LevelFusion(levels={self.levels}, features={self.features})"
@@ -118,6 +123,13 @@ class LeadFusion(nn.Module):
     def bin(self, t: np.ndarray) -> np.ndarray:
         edges = self.edges.cpu().numpy()
         return np.clip(np.searchsorted(edges, np.asarray(t, dtype=np.float64), side="right") - 1, 0, self.bins - 1)
+
+    def reach(self, source: int) -> int:
+        """Frames of a source's path that serve every lead where its weight is non-zero: the end of its last
+        non-zero bin, ``edges[b + 1]`` (exclusive, so real-valued leads up to it interpolate between frames);
+        0 when every weight of the source is zero."""
+        nonzero = np.flatnonzero(self.weights[:, source].cpu().numpy())
+        return int(self.edges[nonzero[-1] + 1]) if len(nonzero) else 0
 
     def combine(self, t: np.ndarray, displacements: np.ndarray) -> np.ndarray:
         w = self.weights.cpu().numpy()[self.bin(t)]  # (Q, J)

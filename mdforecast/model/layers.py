@@ -45,7 +45,10 @@ class RadialBasis(nn.Module):
 
     def forward(self, d: torch.Tensor) -> torch.Tensor:
         envelope = 0.5 * (torch.cos(math.pi * d / self.cutoff) + 1.0) * (d < self.cutoff)
-        return torch.exp(-self.gamma * (d[:, None] - self.centers) ** 2) * envelope[:, None]
+        x = d[:, None] - self.centers
+        if torch.is_grad_enabled() and d.requires_grad:
+            return torch.exp(-self.gamma * x ** 2) * envelope[:, None]
+        return x.pow_(2).mul_(-self.gamma).exp_().mul_(envelope[:, None])  # the same arithmetic, in place
 
     def __repr__(self) -> str:
         return f"RadialBasis(cutoff={self.cutoff} Å, n={self.n})"
@@ -115,7 +118,8 @@ class Interaction(nn.Module):
         features: F. vectors: C. radial: R. avg_neighbors: :math:`\\bar n`, the mean neighbour count of the
             training data (sums are divided by its square root so scales do not depend on density).
 
-    Shapes: ``h (M, F), v (M, C, 3), graph (E edges), radial (E, R) -> h (M, F), v (M, C, 3)``.
+    Shapes: ``h (M, F), v (M, C, 3), graph (E edges), radial (E, R) -> h (M, F), v (M, C, 3)``; ``v = None``:
+    zero vectors (the messages skip :math:`\\mathbf b_{ij} \\odot \\mathbf v_j`, which is zero).
     """
 
     def __init__(self, features: int, vectors: int, radial: int, avg_neighbors: float = 1.0) -> None:
@@ -133,7 +137,7 @@ class Interaction(nn.Module):
         """Per-edge filters ``W e(d)`` ``(E, F + 2C)``; fixed for a graph, so an ODE computes them once."""
         return self.filter(radial)
 
-    def forward(self, h: torch.Tensor, v: torch.Tensor, graph: Graph, filters: torch.Tensor,
+    def forward(self, h: torch.Tensor, v: torch.Tensor | None, graph: Graph, filters: torch.Tensor,
                 unit: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         f, c = self.features, self.vectors
         phi = self.phi(h)
@@ -143,11 +147,13 @@ class Interaction(nn.Module):
         # not x[src]: its backward is a fast index_add, not an accumulating index_put
         for (src, dst), w, u in zip(graph.edge_index.split(rows, dim=1), filters.split(rows), unit.split(rows)):
             a, b, g = (phi.index_select(0, src) * w).split([f, c, c], dim=-1)
-            dv = b[..., None] * v.index_select(0, src) + g[..., None] * u[:, None, :]
+            dv = g[..., None] * u[:, None, :]
+            if v is not None:
+                dv = b[..., None] * v.index_select(0, src) + dv
             summed.index_add_(0, dst, torch.cat([a, dv.flatten(1)], dim=-1))  # one scatter for scalars and vectors
         summed = summed * self.norm
         h = h + summed[:, :f]
-        v = v + summed[:, f:].view_as(v)
+        v = summed[:, f:].view(-1, c, 3) if v is None else v + summed[:, f:].view_as(v)
         uv, vv = self.u(v), self.v(v)
         alpha, beta, gamma = self.psi(torch.cat([h, vector_norm(vv)], dim=-1)).split([c, f, f], dim=-1)
         v = v + alpha[..., None] * uv

@@ -189,3 +189,23 @@ def test_predict_batch_by_batch_rolls_out_once_and_gives_the_forecast_of_one_cal
     got = np.concatenate([batched.predict(obs, times[lo:lo + 5]) for lo in range(0, 20, 5)])
     assert lengths == [30]
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
+
+
+def test_one_rollout_serves_every_lead_of_the_rollouts_last_weighted_bin():
+    """Batches ending inside the last bin where the rollout's weight is non-zero do not roll out again: the first
+    rollout reaches that bin's end, whatever ``rollout_frames`` says (here 0, as in a model fitted without it)."""
+    weights = np.full((4, 3), 0.5)
+    weights[2:, 0] = 0.0  # the rollout is weighted in the first two bins only
+    obs, times = observation(), np.arange(30.0, 54.0)
+    expected = dynamics_forecaster(weights=weights).predict(obs, times)
+    batched = dynamics_forecaster(weights=weights)
+    fusion = batched.model.lead_fusion
+    reach = int(fusion.edges[2])
+    assert fusion.reach(0) == reach and fusion.reach(1) == 25 and 2 < reach < 24  # bins: edges[b] ≤ lead < edges[b+1]
+    lengths, forecast = [], batched.model.dynamics.forecast
+    batched.model.dynamics.forecast = lambda *args, **kw: lengths.append(args[3]) or forecast(*args, **kw)
+    got = np.concatenate([batched.predict(obs, times[lo:lo + 2]) for lo in range(0, 24, 2)])
+    assert lengths == [reach]
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
+    fusion.weights.zero_()
+    assert fusion.reach(0) == 0
