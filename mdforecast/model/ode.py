@@ -1,4 +1,4 @@
-"""Latent graph ODEs on normalised local time, solved on a fixed grid.
+"""Latent graph ODEs on normalised local time, solved on a fixed grid with torchdiffeq.
 
 Each level integrates its own vector field over τ ∈ [0, 1] (τ = (t − segment start)/span), on a graph
 fixed for the segment:
@@ -15,62 +15,24 @@ is the linear interpolation between grid points, so the model answers continuous
 With ``checkpoint=True`` each evaluation of f keeps only its input for the backward pass and recomputes
 the edge messages there, which bounds training memory by the ODE *states* instead of the edge activations.
 
-The fixed-step solvers (:data:`SOLVERS`) are written out here in the arithmetic of torchdiffeq's fixed-grid
-ones (``rk4`` is its 3/8-rule variant, four evaluations per step), which the tests hold them to to the bit:
-the same solutions without importing torchdiffeq, which imports SciPy's integrators (a fraction of a second
-of every forecast's start-up).
-
 Shapes: G = steps + 1 grid points, S segments, N atoms, M = S·N nodes, F features, C vector channels,
 Q queries.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
+from torchdiffeq import odeint
 
 from .graph import Graph
 from .layers import Interaction, RadialBasis, edge_features
 
-__all__ = ["SOLVERS", "LatentODE", "integrate", "interpolate"]
+__all__ = ["SOLVERS", "LatentODE", "interpolate"]
 
-State = tuple[torch.Tensor, ...]
-_THIRD = 1 / 3
-
-
-def _euler(f: Callable[[State], State], y: State, dt: torch.Tensor) -> State:
-    return tuple(x + dt * a for x, a in zip(y, f(y)))
-
-
-def _midpoint(f: Callable[[State], State], y: State, dt: torch.Tensor) -> State:
-    half = 0.5 * dt
-    mid = tuple(x + a * half for x, a in zip(y, f(y)))
-    return tuple(x + dt * a for x, a in zip(y, f(mid)))
-
-
-def _rk4(f: Callable[[State], State], y: State, dt: torch.Tensor) -> State:
-    """The 3/8 rule: :math:`y + \\tfrac{dt}{8}(k_1 + 3k_2 + 3k_3 + k_4)`."""
-    k1 = f(y)
-    k2 = f(tuple(x + dt * a * _THIRD for x, a in zip(y, k1)))
-    k3 = f(tuple(x + dt * (b - a * _THIRD) for x, a, b in zip(y, k1, k2)))
-    k4 = f(tuple(x + dt * (a - b + c) for x, a, b, c in zip(y, k1, k2, k3)))
-    return tuple(x + (a + 3 * (b + c) + d) * dt * 0.125 for x, a, b, c, d in zip(y, k1, k2, k3, k4))
-
-
-#: fixed-step solvers by name (the single source of the ``--solver`` choices): one step ``(f, y, dt) -> y'``
-SOLVERS = {"rk4": _rk4, "midpoint": _midpoint, "euler": _euler}
-
-
-def integrate(f: Callable[[State], State], y: State, grid: torch.Tensor, solver: str) -> State:
-    """The states ``(G, ...)`` at the points of ``grid`` ``(G,)``, one step of ``solver`` between neighbours,
-    of the autonomous field ``f`` from ``y`` at ``grid[0]``."""
-    step, states = SOLVERS[solver], [y]
-    for t0, t1 in zip(grid[:-1], grid[1:]):
-        states.append(step(f, states[-1], t1 - t0))
-    return tuple(torch.stack(parts) for parts in zip(*states))
+#: fixed-step solvers of torchdiffeq by name (the single source of the ``--solver`` choices)
+SOLVERS = {"rk4": "rk4", "midpoint": "midpoint", "euler": "euler"}
 
 
 class LatentODE(nn.Module):
@@ -87,7 +49,7 @@ class LatentODE(nn.Module):
         super().__init__()
         self.basis = basis
         self.layers = nn.ModuleList(Interaction(features, vectors, basis.n, avg_neighbors) for _ in range(layers))
-        self.solver, self.steps, self.checkpoint = solver, steps, checkpoint
+        self.solver, self.steps, self.checkpoint = SOLVERS[solver], steps, checkpoint
         self._bound: tuple | None = None
 
     def _field(self, bound: tuple, h: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -99,8 +61,7 @@ class LatentODE(nn.Module):
             h1, v1 = layer(h1, v1, graph, f, unit)
         return h1 - h, v1 - v
 
-    def forward(self, state: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """The field at ``state`` (autonomous: it does not depend on τ)."""
+    def forward(self, tau: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         bound = self._bound  # the recomputation in the backward pass runs after solve() has returned
         if self.checkpoint and torch.is_grad_enabled():
             return checkpoint(lambda h, v: self._field(bound, h, v), *state, use_reentrant=False)
@@ -111,7 +72,7 @@ class LatentODE(nn.Module):
         self._bound = (graph, [layer.filters(radial) for layer in self.layers], unit)
         try:
             grid = torch.linspace(0.0, 1.0, self.steps + 1, dtype=h.dtype, device=h.device)
-            hs, vs = integrate(self, (h, v), grid, self.solver)
+            hs, vs = odeint(self, (h, v), grid, method=self.solver)
         finally:
             self._bound = None
         return hs, vs
