@@ -87,7 +87,10 @@ class TrueDynamics:
         self.context.applyVelocityConstraints(1e-6)
         out = []
         for _ in range(FRAMES):
-            self.integrator.step(self.steps)
+            try:
+                self.integrator.step(self.steps)
+            except self.openmm.OpenMMException:  # the start blew up (NaN coordinates): no forecast
+                return np.full((FRAMES, len(self.keep), 3), np.nan)
             state = self.context.getState(getPositions=True)
             out.append(state.getPositions(asNumpy=True).value_in_unit(self.unit.angstrom)[self.keep])
         return np.array(out)
@@ -132,6 +135,10 @@ def run(store_path: Path, system: str, ends: list[int], members: int, seed: int)
             "dt_ps": traj.dt_ps, "windows": rows, "mean": mean, "load": load}
 
 
+def _cell(value: float) -> str:
+    return f"{value:.3g}" if np.isfinite(value) else "blew up"
+
+
 def markdown(result: dict) -> str:
     cases = (*CASES, "persistence")
     lines = [f"### How much early skill water positions allow ({result['system']})", "",
@@ -143,15 +150,15 @@ def markdown(result: dict) -> str:
              if "load" in result else f"Å² ({hardware()}).", "",
              "| last observed frame | " + " | ".join(cases) + " |", "|---" * (len(cases) + 1) + "|"]
     for r in result["windows"]:
-        lines.append(f"| {r['trajectory']} {r['last_observed']} | "
-                     + " | ".join(f"{r['mse'][c]:.3g}" for c in cases) + " |")
-    lines.append("| **mean** | " + " | ".join(f"**{result['mean'][c]:.3g}**" for c in cases) + " |")
+        lines.append(f"| {r['trajectory']} {r['last_observed']} | " + " | ".join(_cell(r['mse'][c]) for c in cases)
+                     + " |")
+    lines.append("| **mean** | " + " | ".join(f"**{_cell(result['mean'][c])}**" for c in cases) + " |")
     m = result["mean"]
-    best = min(m[c] for c in CASES if c != "exact")
+    best = min(m[c] for c in CASES if c != "exact" and np.isfinite(m[c]))
     lines += ["", f"From the true state (the stored velocities; the thermostat's state is not stored, so this is "
               f"not the twins' chaos floor) one rollout scores {m['exact']:.3g} Å²; from velocities estimated from "
               f"frames {result['dt_ps']:g} "
-              f"ps apart it scores {min(m[c] for c in ('backward', 'verlet', 'centre of mass')):.3g} at best and "
+              f"ps apart it scores {min(m[c] for c in ('backward', 'verlet', 'centre of mass') if np.isfinite(m[c])):.3g} at best and "
               f"from rest {m['rest']:.3g}, against persistence {m['persistence']:.3g}, and the mean over thermal "
               f"velocities (what the last frame alone says about the future, with the true forces) "
               f"{m['Maxwell–Boltzmann mean']:.3g}. Only the true velocities come near 1.0 Å² over frames 0-20; "
