@@ -211,11 +211,15 @@ def training(record: dict) -> str:
         stage = record["stages"]["train-domino"]
         model_json = json.loads((Path(stage["run"]) / "model.json").read_text())
         meta, data = model_json["training"], model_json.get("data") or {}
-        same = data.get("sha256") is not None and data.get("sha256") == (init.get("data") or {}).get("sha256")
+        # the fingerprint tells data apart only when the trajectories carry checksums (else it hashes names and
+        # frame counts, the same for any two stores of one layout)
+        checked = all(t.get("sha256") for t in (data.get("trajectories") or {"": {}}).values())
+        same = checked and data.get("sha256") is not None and data.get("sha256") == (init.get("data") or {}).get("sha256")
         return (f"The hierarchy is the DoMiNO of `--init` (weights SHA-256 {init['weights_sha256'][:12]}…, trained "
                 f"{init['training']['epochs']} epochs of {init['training']['samples_per_epoch']} windows, "
                 f"{init['training']['lead_sampling']} lead sampling), not trained here; its training trajectories "
-                + ("are these (the same data fingerprint). " if same else "**differ** from these (data fingerprint). ")
+                + ("are these (the same data fingerprint). " if same else "**differ** from these (data fingerprint). "
+                   if checked else "cannot be compared with these (the stores record no trajectory checksums). ")
                 + f"This run: the dynamics level in {meta['dynamics']['wall_s'] / 60:.0f} min (pair term R² "
                 f"{meta['dynamics']['pair_r2']:.4f}, {meta['force_steps']} teacher-forced steps, "
                 f"{meta['rollout_steps']} rollouts of {meta['rollout_frames']} frames), the fusion on "

@@ -161,9 +161,9 @@ def markdown(result: dict) -> str:
               f"ps apart it scores {min(m[c] for c in ('backward', 'verlet', 'centre of mass') if np.isfinite(m[c])):.3g} at best and "
               f"from rest {m['rest']:.3g}, against persistence {m['persistence']:.3g}, and the mean over thermal "
               f"velocities (what the last frame alone says about the future, with the true forces) "
-              f"{m['Maxwell–Boltzmann mean']:.3g}. Only the true velocities come near 1.0 Å² over frames 0-20; "
-              f"from positions alone the best here is {1 - best / m['persistence']:.0%} below persistence: frames "
-              "this far apart carry almost nothing of the velocities."]
+              f"{m['Maxwell–Boltzmann mean']:.3g}. Over frames 0-20 the best start from positions alone is "
+              f"{1 - best / m['persistence']:.0%} below persistence, the true velocities "
+              f"{1 - m['exact'] / m['persistence']:.0%}: frames this far apart carry little of the velocities."]
     return "\n".join(lines) + "\n"
 
 
