@@ -190,8 +190,10 @@ class DominoForecaster(Forecaster):
             template = bodies.gather(torch.as_tensor(x0, dtype=torch.float64)[None], None if box is None
                                      else boxes[:1])
             placed = bodies.project(x, template, boxes)
-            if self.model.config.separate_molecules:  # molecules no closer than in the last observed frame
-                placed = bodies.separate(placed, self._closest(bodies, x0, box), boxes)
+            closest = self._closest(bodies, x0, box) if self.model.config.separate_molecules else None
+            for chunk in range(0, len(moved) if closest is not None else 0, _CHUNK):  # bounds the pair lists
+                rows = slice(chunk, chunk + _CHUNK)  # molecules no closer than in the last observed frame
+                placed[rows] = bodies.separate(placed[rows], closest, None if boxes is None else boxes[rows])
             out[moved] = placed.numpy()
         return out
 
