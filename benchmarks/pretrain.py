@@ -101,17 +101,21 @@ SCALES = {
                          "samples_per_epoch": 8, "val_samples": 4, "cutoff": 6.0}, "lgode": {"steps": 16}},
 }
 #: ``cpu-water`` (issue 15): ``cpu-short``'s data, with DoMiNO from the ``cpu-water`` preset (a dynamics level
-#: fitted in closed form, rigid waters kept apart, fusion by lead time fitted on the held-out training trajectory)
-#: on a hierarchy given by ``--init`` (the one trained at ``cpu-short`` before, not trained again: 0 epochs);
-#: LG-ODE trained one epoch (its best at ``cpu-short``)
-SCALES["cpu-water"] = {**SCALES["cpu-short"], "init": True, "domino": {"preset": "cpu-water", "options": {"epochs": 0}},
+#: fitted in closed form, rigid waters kept apart, fusion by lead time fitted on 2 trajectories simulated for it
+#: alone, stage ``fusion-data``) on a hierarchy given by ``--init`` (the one trained at ``cpu-short`` before, not
+#: trained again: 0 epochs); LG-ODE trained one epoch (its best at ``cpu-short``)
+SCALES["cpu-water"] = {**SCALES["cpu-short"], "init": True, "fusion_data": 2,
+                       "domino": {"preset": "cpu-water", "options": {"epochs": 0}},
                        "lgode": {"steps": 16, "epochs": 1},
                        "note": SCALES["cpu-short"]["note"].replace(", and training to 3 epochs of 64 windows", "")
                        + "; DoMiNO's hierarchy is the cpu-short one (--init: 3 epochs of 64 windows on traj0 of an "
                          "earlier simulation with these seeds, its epoch selected on that traj1; the data were "
                          "simulated again, and OpenMM's CPU platform does not repeat a trajectory, so it saw none of "
                          "these), its dynamics level fitted in closed form on traj0 and its fusion by lead time on 16 "
-                         "windows of traj1 (preset cpu-water: waters rigid and kept apart); LG-ODE trained 1 epoch"}
+                         "windows of 2 trajectories of 2500 frames simulated for it alone with other seeds (card: "
+                         "fusion_data; each lead bin's sources chosen by leave-one-trajectory-out and the "
+                         "one-standard-error rule; traj1, on which it was fitted before, is no longer used), waters "
+                         "rigid and kept apart (preset cpu-water); LG-ODE trained 1 epoch"}
 MODELS = ("domino", "lgode")  # a scale's ``models`` may train fewer
 #: offset of the unseen seed of the fresh-trajectory check (``seed + FRESH_SEED``; training used seed + i, i < 8)
 FRESH_SEED = 1000

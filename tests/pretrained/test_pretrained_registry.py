@@ -268,6 +268,17 @@ def test_pretrain_plan_records_every_reduction_from_the_protocol():
     assert longer["models"]["lgode"]["options"]["epochs"] == 100
 
 
+def test_pretrain_plan_gives_the_water_fusion_trajectories_of_its_own(tiny_run):
+    """cpu-water fits the fusion on trajectories simulated with other seeds (stage fusion-data), as cpu-dynamics
+    does; the other scales keep it on the training data's held-out trajectories."""
+    pretrain = _pretrain_script()
+    water = pretrain.plan("tip3p", "cpu-water", "cpu", init=tiny_run[1])["models"]["domino"]
+    assert water["fusion_data"] == {"trajectories": 2, "seed_offset": pretrain.FUSION_SEED}
+    assert pretrain.plan("lj", "cpu-dynamics", "cpu", init=tiny_run[1])["models"]["domino"]["fusion_data"][
+        "trajectories"] == 4
+    assert "fusion_data" not in pretrain.plan("tip3p", "cpu-short", "cpu")["models"]["domino"]
+
+
 def test_pretrain_ship_writes_a_discoverable_model_and_refuses_tiny_runs(tiny_run, tmp_path):
     pretrain = _pretrain_script()
     root = tmp_path / "out" / "argon"
