@@ -101,21 +101,26 @@ SCALES = {
                          "samples_per_epoch": 8, "val_samples": 4, "cutoff": 6.0}, "lgode": {"steps": 16}},
 }
 #: ``cpu-water`` (issue 15): ``cpu-short``'s data, with DoMiNO from the ``cpu-water`` preset (a dynamics level
-#: fitted in closed form, rigid waters kept apart, fusion by lead time fitted on 2 trajectories simulated for it
-#: alone, stage ``fusion-data``) on a hierarchy given by ``--init`` (the one trained at ``cpu-short`` before, not
-#: trained again: 0 epochs); LG-ODE trained one epoch (its best at ``cpu-short``)
-SCALES["cpu-water"] = {**SCALES["cpu-short"], "init": True, "fusion_data": 2,
-                       "domino": {"preset": "cpu-water", "options": {"epochs": 0}},
+#: fitted in closed form, rigid waters kept apart, fusion by lead time fitted on the held-out training trajectory)
+#: on a hierarchy given by ``--init`` (the one trained at ``cpu-short`` before, not trained again: 0 epochs);
+#: LG-ODE trained one epoch (its best at ``cpu-short``)
+SCALES["cpu-water"] = {**SCALES["cpu-short"], "init": True, "domino": {"preset": "cpu-water", "options": {"epochs": 0}},
                        "lgode": {"steps": 16, "epochs": 1},
                        "note": SCALES["cpu-short"]["note"].replace(", and training to 3 epochs of 64 windows", "")
                        + "; DoMiNO's hierarchy is the cpu-short one (--init: 3 epochs of 64 windows on traj0 of an "
                          "earlier simulation with these seeds, its epoch selected on that traj1; the data were "
                          "simulated again, and OpenMM's CPU platform does not repeat a trajectory, so it saw none of "
                          "these), its dynamics level fitted in closed form on traj0 and its fusion by lead time on 16 "
-                         "windows of 2 trajectories of 2500 frames simulated for it alone with other seeds (card: "
-                         "fusion_data; each lead bin's sources chosen by leave-one-trajectory-out and the "
-                         "one-standard-error rule; traj1, on which it was fitted before, is no longer used), waters "
-                         "rigid and kept apart (preset cpu-water); LG-ODE trained 1 epoch"}
+                         "windows of traj1 (preset cpu-water: waters rigid and kept apart); LG-ODE trained 1 epoch"}
+#: ``cpu-water-fusion``: ``cpu-water`` with the fusion by lead time fitted on 2 trajectories simulated for it alone
+#: (stage ``fusion-data``, seeds ``seed + FUSION_SEED + i``; leave-one-trajectory-out) instead of traj1
+SCALES["cpu-water-fusion"] = {
+    **SCALES["cpu-water"], "fusion_data": 2,
+    "note": SCALES["cpu-water"]["note"].replace(
+        "its fusion by lead time on 16 windows of traj1 (preset cpu-water: waters rigid and kept apart)",
+        "its fusion by lead time on 16 windows of 2 trajectories of 2500 frames simulated for it alone with other "
+        "seeds (card: fusion_data; each lead bin's sources chosen by leave-one-trajectory-out and the "
+        "one-standard-error rule; traj1 is not used), waters rigid and kept apart (preset cpu-water)")}
 MODELS = ("domino", "lgode")  # a scale's ``models`` may train fewer
 #: offset of the unseen seed of the fresh-trajectory check (``seed + FRESH_SEED``; training used seed + i, i < 8)
 FRESH_SEED = 1000
@@ -482,7 +487,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--parallel", action="store_true",
                         help="train DoMiNO and LG-ODE at once, one process each with --threads/2 threads")
     parser.add_argument("--init", type=Path, metavar="RUN_DIR",
-                        help="--scale cpu-dynamics / cpu-water: the trained DoMiNO (run directory) to add the dynamics level to")
+                        help="--scale cpu-dynamics / cpu-water(-fusion): the trained DoMiNO (run directory) to add the dynamics level to")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument("--ship", type=Path, metavar="DIR",
                         help="after the run, copy its DoMiNO model and model card to DIR (mdforecast/pretrained/NAME)")

@@ -268,15 +268,19 @@ def test_pretrain_plan_records_every_reduction_from_the_protocol():
     assert longer["models"]["lgode"]["options"]["epochs"] == 100
 
 
-def test_pretrain_plan_gives_the_water_fusion_trajectories_of_its_own(tiny_run):
-    """cpu-water fits the fusion on trajectories simulated with other seeds (stage fusion-data), as cpu-dynamics
-    does; the other scales keep it on the training data's held-out trajectories."""
+def test_pretrain_plan_gives_the_fusion_trajectories_of_its_own_where_the_scale_asks(tiny_run):
+    """cpu-water-fusion and cpu-dynamics fit the fusion on trajectories simulated with other seeds (stage
+    fusion-data); cpu-water keeps it on the held-out training trajectory, and the note says which."""
     pretrain = _pretrain_script()
-    water = pretrain.plan("tip3p", "cpu-water", "cpu", init=tiny_run[1])["models"]["domino"]
-    assert water["fusion_data"] == {"trajectories": 2, "seed_offset": pretrain.FUSION_SEED}
+    fused = pretrain.plan("tip4p", "cpu-water-fusion", "cpu", init=tiny_run[1])
+    water = pretrain.plan("tip4p", "cpu-water", "cpu", init=tiny_run[1])
+    assert fused["models"]["domino"]["fusion_data"] == {"trajectories": 2, "seed_offset": pretrain.FUSION_SEED}
+    assert "fusion_data" not in water["models"]["domino"]
+    assert {k: v for k, v in fused["models"]["domino"].items() if k != "fusion_data"} == water["models"]["domino"]
+    assert "2 trajectories" in pretrain.SCALES["cpu-water-fusion"]["note"]
+    assert "16 windows of traj1" in pretrain.SCALES["cpu-water"]["note"]
     assert pretrain.plan("lj", "cpu-dynamics", "cpu", init=tiny_run[1])["models"]["domino"]["fusion_data"][
         "trajectories"] == 4
-    assert "fusion_data" not in pretrain.plan("tip3p", "cpu-short", "cpu")["models"]["domino"]
 
 
 def test_pretrain_ship_writes_a_discoverable_model_and_refuses_tiny_runs(tiny_run, tmp_path):
