@@ -205,23 +205,41 @@ def speed(record: dict, speeds: dict) -> str:
             "OpenMM must integrate every step up to it.)")
 
 
+def _fused_on(record: dict, fusion: dict) -> str:
+    """Which trajectories the fusion by lead time was fitted on, in words."""
+    names = ", ".join(fusion.get("trajectories", []))
+    spec = record["models"]["domino"].get("fusion_data")
+    if spec and fusion.get("fitted_on") == "fusion data":
+        seed = record["seed"] + spec["seed_offset"]
+        return (f"{spec['trajectories']} trajectories simulated for it alone (seeds {seed}–{seed + spec['trajectories'] - 1}"
+                f", {names}; neither the hierarchy nor the dynamics level was fitted on them), chosen per lead bin by "
+                f"leave-one-{fusion.get('folds', 'window')}-out and the one-standard-error rule")
+    return f"the {fusion.get('fitted_on', 'training')} trajectories {names}".strip()
+
+
 def training(record: dict) -> str:
     init = record["models"]["domino"].get("init")
     if init:  # cpu-dynamics: the hierarchy came trained; this run fitted the dynamics level and the fusion
         stage = record["stages"]["train-domino"]
         model_json = json.loads((Path(stage["run"]) / "model.json").read_text())
         meta, data = model_json["training"], model_json.get("data") or {}
-        same = data.get("sha256") is not None and data.get("sha256") == (init.get("data") or {}).get("sha256")
+        # the fingerprint tells data apart only when the trajectories carry checksums (else it hashes names and
+        # frame counts, the same for any two stores of one layout)
+        checked = all(t.get("sha256") for t in (data.get("trajectories") or {"": {}}).values())
+        same = checked and data.get("sha256") is not None and data.get("sha256") == (init.get("data") or {}).get("sha256")
         return (f"The hierarchy is the DoMiNO of `--init` (weights SHA-256 {init['weights_sha256'][:12]}…, trained "
                 f"{init['training']['epochs']} epochs of {init['training']['samples_per_epoch']} windows, "
                 f"{init['training']['lead_sampling']} lead sampling), not trained here; its training trajectories "
-                + ("are these (the same data fingerprint). " if same else "**differ** from these (data fingerprint). ")
+                + ("are these (the same data fingerprint). " if same else "**differ** from these (data fingerprint). "
+                   if checked else "cannot be compared with these (the stores record no trajectory checksums). ")
                 + f"This run: the dynamics level in {meta['dynamics']['wall_s'] / 60:.0f} min (pair term R² "
                 f"{meta['dynamics']['pair_r2']:.4f}, {meta['force_steps']} teacher-forced steps, "
                 f"{meta['rollout_steps']} rollouts of {meta['rollout_frames']} frames), the fusion on "
-                f"{meta['fusion']['windows']} training windows in {meta['fusion']['wall_s'] / 60:.0f} min (rollout "
-                f"up to {meta['fusion']['rollout_frames']} frames); {stage['wall_s'] / 60:.0f} min in all, torch "
-                f"with {stage.get('torch_threads', '?')} threads.")
+                f"{meta['fusion']['windows']} windows of {_fused_on(record, meta['fusion'])} in "
+                f"{meta['fusion']['wall_s'] / 60:.0f} min (rollout up to {meta['fusion']['rollout_frames']} frames; "
+                f"{sum(not b['sources'] for b in meta['fusion']['bins'])} of {len(meta['fusion']['bins'])} lead bins "
+                f"persistence); {stage['wall_s'] / 60:.0f} min in all, torch "
+                f"with {stage.get('torch_threads', stage.get('threads', '?'))} threads.")
     rows = ["| model | epochs | samples/epoch | selected epoch (validation loss) | samples/s | threads | wall time |",
             "|---|---|---|---|---|---|---|"]
     for name, label in (("domino", "DoMiNO"), ("lgode", "LG-ODE")):
@@ -266,6 +284,10 @@ def section(root: Path) -> str:
               f"**Targets** ({'issues 6 and 7' if lgode else 'issue 14'}), on the PROTOCOL.md MSE"
               f"{' (centred)' if domino['centred'] else ''}:",
               "\n".join(verdict(system, domino, "mse"))]
+    if lgode and record["models"]["domino"].get("init"):  # a dynamics level: no window behind the baselines
+        parts += ["No window behind the baselines (issue 14: at most the best of persistence, mean, damped velocity "
+                  "and linear AR; issue 15 asks for at most persistence), on the PROTOCOL.md MSE:",
+                  "\n".join(dynamics_verdict(domino, "mse"))]
     if metric == "mse_kabsch":
         parts += ["The same on the MSE after superposition (Kabsch), which scores the conformation:",
                   "\n".join(verdict(system, domino, "mse_kabsch"))]

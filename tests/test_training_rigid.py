@@ -1,5 +1,6 @@
 """Training with rigid waters (the ``cpu-water`` preset): the dynamics level is fitted with molecules moved rigidly,
-the model records it, and its forecast of a held-out trajectory is exactly rigid; flexible waters are not."""
+the model records it, its fusion is fitted on the held-out trajectory, and its forecast of a test trajectory is exactly
+rigid; flexible waters are not."""
 
 import json
 
@@ -29,8 +30,11 @@ def test_the_water_preset_trains_a_rigid_model(tmp_path, capsys):
     store = water_store(tmp_path / "w.zarr")
     train(store, tmp_path / "run", *resolve_options(OPTIONS, preset="cpu-water"), progress=True)
     assert "6 waters moved as rigid bodies" in capsys.readouterr().err
-    config = json.loads((tmp_path / "run" / "model.json").read_text())["config"]
-    assert config["rigid_water"] and config["rollout_at_rest"] and config["dynamics"]
+    meta = json.loads((tmp_path / "run" / "model.json").read_text())
+    config = meta["config"]
+    assert config["rigid_water"] and config["rollout_at_rest"] and config["dynamics"] and config["separate_molecules"]
+    # the fusion is fitted on the held-out trajectory, which the dynamics level was not fitted on
+    assert meta["training"]["fusion"]["fitted_on"] == "held-out" and meta["training"]["fusion"]["trajectories"] == ["t1"]
     traj = store.trajectory("t2")
     out = load(tmp_path / "run").predict(Observation.from_trajectory(traj, store.topology, observe=30),
                                          np.arange(30, 80, 7.0))

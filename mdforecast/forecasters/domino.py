@@ -170,23 +170,29 @@ class DominoForecaster(Forecaster):
         return self._rigid_of[1]
 
     def _rigid_frames(self, observation: Observation, positions: np.ndarray) -> np.ndarray:
-        """Forecast frames ``(K, N, 3)`` Å with every rigid molecule superposed from its geometry in the last
-        observed frame (float64, :class:`~mdforecast.model.rigid.RigidBodies`); frames equal to the last observed
-        one (persistence) are returned as they are. float32."""
+        """:meth:`_placed` ``positions`` as float32 forecast frames ``(K, N, 3)`` Å."""
+        return self._placed(observation, positions).astype(np.float32)
+
+    def _placed(self, observation: Observation, positions: np.ndarray) -> np.ndarray:
+        """Frames ``(K, N, 3)`` Å with every rigid molecule superposed from its geometry in the last observed frame
+        (:class:`~mdforecast.model.rigid.RigidBodies`) and, with ``separate_molecules``, the molecules translated
+        apart until no two reference atoms are closer than in that frame; float64. Frames equal to the last
+        observed one (persistence) are returned as they are, and everything when the model moves no rigid
+        molecules."""
         groups = self._rigid(observation)
         x0 = observation.positions[-1]
         moved = np.flatnonzero((positions != x0).any(axis=(1, 2))) if groups is not None else []
-        out = np.array(positions, dtype=np.float32)
+        out = np.array(positions, dtype=np.float64)
         if len(moved):
             box = last_box(observation.boxes)
-            x = torch.as_tensor(np.asarray(positions, np.float64)[moved])
+            x = torch.as_tensor(out[moved])
             boxes = None if box is None else torch.as_tensor(box)[None].expand(len(moved), -1, -1)
             bodies = RigidBodies.from_groups(groups, x)
             template = bodies.gather(torch.as_tensor(x0, dtype=torch.float64)[None], None if box is None
                                      else boxes[:1])
             placed = bodies.project(x, template, boxes)
             closest = self._closest(bodies, x0, box) if self.model.config.separate_molecules else None
-            for chunk in range(0, len(moved) if closest is not None else 0, _CHUNK):
+            for chunk in range(0, len(moved) if closest is not None else 0, _CHUNK):  # bounds the pair lists
                 rows = slice(chunk, chunk + _CHUNK)  # molecules no closer than in the last observed frame
                 placed[rows] = bodies.separate(placed[rows], closest, None if boxes is None else boxes[rows])
             out[moved] = placed.numpy()
@@ -207,7 +213,9 @@ class DominoForecaster(Forecaster):
         """Displacements ``(J, K, N, 3)`` float64 Å from the last observed frame at ``times`` ``(K,)`` of each of
         :data:`~mdforecast.model.SOURCES` (a dynamics model only): the mean of the dynamics level's rollouts
         (interpolated linearly between frames; zero past ``rollout`` frames), the hierarchy's forecast and the linear
-        autoregression. ``used`` ``(J,)`` bool: the sources to compute (the others are zeros)."""
+        autoregression. ``used`` ``(J,)`` bool: the sources to compute (the others are zeros). With rigid
+        molecules each source's frames are placed as a forecast's are (:meth:`_placed`), so the fusion is fitted
+        on what the forecast outputs."""
         model = self.model
         t = lead_time(times, observation.end)
         used = np.ones(3, bool) if used is None else used
@@ -224,6 +232,9 @@ class DominoForecaster(Forecaster):
             out[1] = self._hierarchy(observation, times) - x0
         if used[2]:
             out[2] = linear_ar_displacement(observation.positions, model.lead_fusion.ar.cpu().numpy(), t)
+        if self._rigid(observation) is not None:  # each source as a forecast of it is output: rigid, kept apart
+            for j in np.flatnonzero(used):
+                out[j] = self._placed(observation, x0 + out[j]) - x0
         return out
 
     def _dynamics_path(self, observation: Observation, frames: int) -> np.ndarray:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import torch
 
 from ..molecules import RigidGroups
+from .graph import NeighborFn, batch_graphs, radius_graph
 from .superpose import superpose
 
 __all__ = ["RigidBodies"]
@@ -63,46 +64,39 @@ class RigidBodies:
         placed = superpose(template.expand(x.shape[0], -1, -1, -1), self.gather(x, boxes), self.weights)
         return x.index_copy(1, self._flat, placed.reshape(x.shape[0], -1, 3))
 
-    def separate(self, x: torch.Tensor, closest: float, boxes: torch.Tensor | None, sweeps: int = 50,
-                 margin: float = 1.0) -> torch.Tensor:
+    def separate(self, x: torch.Tensor, closest: float, boxes: torch.Tensor | None, sweeps: int = 200,
+                 skin: float = 1.0, neighbor_fn: NeighborFn = radius_graph) -> torch.Tensor:
         """``x`` with molecules translated rigidly apart until no two reference atoms are closer than ``closest``
-        Å: each sweep moves both molecules of every such pair by half the shortfall along their (minimum-image)
-        separation, at most ``sweeps`` sweeps (the pairs within ``closest + margin`` are listed every 10 sweeps).
-        A blended forecast (a mean of futures) draws neighbours together; real molecules do not overlap.
-        Equivariant, and a structure without such a pair is returned as it is."""
+        Å (minimum image): each sweep moves both molecules of every such pair by half the shortfall, and 1e-4 Å
+        more, along their separation, at most ``sweeps`` sweeps. A blended forecast (a mean of futures) draws
+        neighbours together; real molecules do not overlap. Equivariant, and a structure without such a pair is
+        returned as it is.
+
+        The pairs come from a Verlet list: the reference atoms' pairs within ``closest + skin`` (``neighbor_fn``,
+        vesin cell lists by default: O(M) per structure), listed again once a molecule has moved more than
+        ``skin / 2`` since the listing, so no pair closer than ``closest`` is missed; a pair keeps the periodic
+        image it was listed with."""
         ref, k = self.atoms[:, 0], self.atoms.shape[1]
-        inverse = None if boxes is None else torch.linalg.inv(boxes.to(x.dtype))
-
-        def image(d: torch.Tensor, frame: torch.Tensor) -> torch.Tensor:  # minimum image of d (P, 3) in its frame
-            if boxes is None:
-                return d
-            b = boxes.to(x.dtype)[frame]
-            return d - torch.einsum("pj,pji->pi", torch.round(torch.einsum("pi,pij->pj", d, inverse[frame])), b)
-
-        moved = x.clone()
-        for sweep in range(sweeps):
-            if sweep % 10 == 0:  # list the close pairs (i < j) of every structure
-                o = moved[:, ref]
-                i, j = torch.triu_indices(len(ref), len(ref), 1, device=x.device)
-                frame = torch.arange(x.shape[0], device=x.device).repeat_interleave(len(i))
-                pi, pj = i.repeat(x.shape[0]), j.repeat(x.shape[0])
-                r = image(o[frame, pj] - o[frame, pi], frame).norm(dim=-1)
-                near = r < closest + margin
-                frame, pi, pj = frame[near], pi[near], pj[near]
-            o = moved[:, ref]
-            d = image(o[frame, pj] - o[frame, pi], frame)  # (P, 3): o_j − o_i
+        o = x[:, ref]  # (S, M, 3)
+        shift = torch.zeros_like(o)  # each molecule's translation
+        listed = None
+        for _ in range(sweeps):
+            if listed is None or bool(((shift - listed).norm(dim=-1) > skin / 2).any()):
+                listed = shift.clone()
+                graph = batch_graphs(o + shift, closest + skin, None if boxes is None else boxes.to(x.dtype),
+                                     neighbor_fn)
+                j, i = graph.edge_index  # nodes s · M + m, both directions of every pair
+                image = graph.vectors - ((o + shift).reshape(-1, 3)[j] - (o + shift).reshape(-1, 3)[i])
+            now = (o + shift).reshape(-1, 3)
+            d = now[j] - now[i] + image  # x_j − x_i, minimum image as listed
             r = d.norm(dim=-1)
-            short = (closest - r).clamp_min(0)
-            if not bool((short > 0).any()):
+            short = r < closest
+            if not bool(short.any()):
                 break
-            # half the shortfall (and 1e-4 Å more, so that a crowd does not creep towards the bound) on each side
-            push = (0.5 * (short + 1e-4 * (short > 0)) / r)[:, None] * d
-            shift = torch.zeros(x.shape[0], len(ref), 3, dtype=x.dtype, device=x.device)
-            shift.index_put_((frame, pj), push, accumulate=True)
-            shift.index_put_((frame, pi), -push, accumulate=True)
-            moved = moved.index_add(1, self.atoms.reshape(-1), shift[:, :, None, :].expand(-1, -1, k, -1).reshape(
-                x.shape[0], -1, 3))
-        return moved
+            push = (0.5 * (closest - r[short] + 1e-4) / r[short].clamp_min(1e-6))[:, None] * d[short]
+            shift = shift.reshape(-1, 3).index_add(0, i[short], -push).reshape(shift.shape)  # each side moves away
+        return x.index_add(1, self.atoms.reshape(-1), shift[:, :, None, :].expand(-1, -1, k, -1).reshape(
+            x.shape[0], -1, 3))
 
     def __repr__(self) -> str:
         return f"RigidBodies(molecules={self.atoms.shape[0]}, atoms_per_molecule={self.atoms.shape[1]})"

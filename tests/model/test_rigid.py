@@ -156,3 +156,55 @@ def test_separation_moves_overlapping_molecules_rigidly_apart_and_nothing_else()
     np.testing.assert_allclose(shift, np.repeat(shift[:, :1], 3, axis=1), atol=1e-12)  # rigid translations
     np.testing.assert_array_equal(out[0, 6:], x[0, 6:])  # the others stay where they are
     np.testing.assert_array_equal(rigid.separate(out, 2.4, boxes), out)  # nothing closer: unchanged
+
+
+def test_separation_clears_a_crowd_across_faces_as_all_pairs_say():
+    # 40 waters dropped at random into the 12 Å box (liquid water would hold ~57): dozens of overlapping pairs, many
+    # through the faces; the Verlet list must miss none of the pairs an all-pairs search finds
+    rng = np.random.default_rng(3)
+    n = 40
+    turns = np.stack([random_rotation(rng) for _ in range(n)])
+    centres = rng.uniform(0, BOX, size=(2, n, 3))
+    x = torch.as_tensor((np.einsum("mij,kj->mki", turns, WATER)[None] + centres[:, :, None]).reshape(2, 3 * n, 3))
+    boxes = torch.eye(3, dtype=torch.float64).expand(2, 3, 3) * BOX
+    rigid = bodies(n)
+    assert closest_oxygens(x.numpy()) < 1.0
+    out = rigid.separate(x, 2.5, boxes).numpy()
+    assert closest_oxygens(out) >= 2.5 - 1e-6
+    shift = (out - x.numpy()).reshape(2, n, 3, 3)
+    np.testing.assert_allclose(shift, np.repeat(shift[:, :, :1], 3, axis=2), atol=1e-12)  # rigid translations
+    length, angle = geometry(out, BOX)
+    np.testing.assert_allclose(length, geometry(x.numpy())[0], atol=1e-9)
+    np.testing.assert_allclose(angle, geometry(x.numpy())[1], atol=1e-6)
+
+
+def test_a_forecast_that_draws_waters_together_comes_out_apart_and_rigid(monkeypatch):
+    # sources that pull every molecule most of the way to the box centre, as a blend of futures drifts to a mean
+    obs = water_observation()
+    x0 = obs.positions[-1]
+    o = np.repeat(x0[::3], 3, axis=0)  # each atom's oxygen
+    pull = -0.8 * (o - BOX / 2)  # the same translation for a molecule's three atoms
+    results = {}
+    for separate in (False, True):
+        forecaster = water_forecaster(separate=separate)
+        monkeypatch.setattr(forecaster, "sources", lambda observation, times, **kw: np.stack(
+            [np.zeros((len(times),) + x0.shape), np.repeat(pull[None], len(times), 0), np.zeros((len(times),) + x0.shape)]))
+        results[separate] = forecaster.predict(obs, TIMES[:4])
+    closest = closest_oxygens(x0[None])
+    assert closest_oxygens(results[False]) < closest - 0.5  # the blend alone overlaps molecules
+    assert closest_oxygens(results[True]) >= closest - 1e-4
+    length, angle = geometry(results[True], BOX)
+    np.testing.assert_allclose(length, OH, atol=5e-5)  # float32 frames
+    np.testing.assert_allclose(angle, HOH, atol=5e-3)
+
+
+def test_every_source_is_placed_as_the_forecast_is():
+    # the fusion is fitted on the sources, so each must be what a forecast of it alone outputs: rigid, apart
+    forecaster, obs = water_forecaster(), water_observation()
+    d = forecaster.sources(obs, TIMES[:4], rollout=10)
+    x = obs.positions[-1] + d  # (J, K, N, 3)
+    length, angle = geometry(x, BOX)
+    template_length, template_angle = geometry(obs.positions[-1:], BOX)  # the last observed frame's geometry
+    np.testing.assert_allclose(length, np.broadcast_to(template_length, length.shape), atol=1e-9)
+    np.testing.assert_allclose(angle, np.broadcast_to(template_angle, angle.shape), atol=1e-6)
+    assert min(closest_oxygens(s) for s in x) >= closest_oxygens(obs.positions[-1:]) - 1e-4

@@ -268,6 +268,21 @@ def test_pretrain_plan_records_every_reduction_from_the_protocol():
     assert longer["models"]["lgode"]["options"]["epochs"] == 100
 
 
+def test_pretrain_plan_gives_the_fusion_trajectories_of_its_own_where_the_scale_asks(tiny_run):
+    """cpu-water-fusion and cpu-dynamics fit the fusion on trajectories simulated with other seeds (stage
+    fusion-data); cpu-water keeps it on the held-out training trajectory, and the note says which."""
+    pretrain = _pretrain_script()
+    fused = pretrain.plan("tip4p", "cpu-water-fusion", "cpu", init=tiny_run[1])
+    water = pretrain.plan("tip4p", "cpu-water", "cpu", init=tiny_run[1])
+    assert fused["models"]["domino"]["fusion_data"] == {"trajectories": 2, "seed_offset": pretrain.FUSION_SEED}
+    assert "fusion_data" not in water["models"]["domino"]
+    assert {k: v for k, v in fused["models"]["domino"].items() if k != "fusion_data"} == water["models"]["domino"]
+    assert "2 trajectories" in pretrain.SCALES["cpu-water-fusion"]["note"]
+    assert "16 windows of traj1" in pretrain.SCALES["cpu-water"]["note"]
+    assert pretrain.plan("lj", "cpu-dynamics", "cpu", init=tiny_run[1])["models"]["domino"]["fusion_data"][
+        "trajectories"] == 4
+
+
 def test_pretrain_ship_writes_a_discoverable_model_and_refuses_tiny_runs(tiny_run, tmp_path):
     pretrain = _pretrain_script()
     root = tmp_path / "out" / "argon"
