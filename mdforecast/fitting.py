@@ -6,17 +6,22 @@
    short rollouts of ``rollout_frames`` frames, backpropagated through the integrator. Adam on the dynamics
    level's parameters only; the loss is the MSE of the predicted positions, Å².
 2. :func:`fit_fusion`, after the hierarchy is trained: the linear autoregression's coefficients
-   (:func:`~mdforecast.forecasters.baselines.fit_linear_ar`) and, per lead bin, the least-squares weights of the
-   sources' displacements (:data:`~mdforecast.model.SOURCES`) on ``fusion_windows`` training windows, on the
-   subset of the sources with the lowest leave-one-window-out error (the empty subset is persistence, all weights
-   zero; ties go to fewer sources): a source whose fitted weight does not carry over to unseen windows (far
-   leads, where every forecaster is within noise of persistence, fitted on few windows) is left out, and leads
-   the training windows do not reach are persistence. A window's linear autoregression is cross-fitted: its
-   coefficients are fitted without the window's trajectory (the model keeps those fitted on all of them). The rollout is fitted up to ``max_rollout`` frames;
-   from the first bin where its weight falls below 0.02 on, its weight is zero (the other sources are fitted
-   without it), which is where a forecast stops rolling out.
+   (:func:`~mdforecast.forecasters.baselines.fit_linear_ar`, on ``ar_series``: the training trajectories) and, per
+   lead bin, the least-squares weights of the sources' displacements (:data:`~mdforecast.model.SOURCES`) on
+   ``fusion_windows`` windows of ``series``: trajectories the hierarchy and the dynamics level were not fitted on
+   (``mdforecast train`` passes the ``--fusion-data`` store's or the run's held-out ones, :mod:`mdforecast.training`),
+   since on their own training trajectories the sources look better than they are. Which sources a bin uses is
+   chosen by cross-validation: every subset's held-out error per window, its weights fitted without the window's
+   trajectory (leave-one-trajectory-out; with windows of one trajectory only, without the window), and the
+   one-standard-error rule: the fewest sources whose summed held-out error exceeds the best subset's by at most
+   one standard error of that difference (paired over the windows; ties go to the lower error). The empty subset
+   is persistence (all weights zero), so a bin where no source clearly helps (far leads, where every forecaster
+   is within noise of persistence), a bin with fewer than two windows, and leads the windows do not reach are
+   persistence. A window on a trajectory the autoregression was fitted on is scored with one fitted without it.
+   The rollout is fitted up to ``max_rollout`` frames; from the first bin where its weight falls below 0.02 on,
+   its weight is zero (the other sources are fitted without it), which is where a forecast stops rolling out.
 
-All randomness is drawn from ``seed``. Shapes: T frames, N atoms, S windows, J sources.
+All randomness is drawn from ``seed``. Shapes: T frames, N atoms, S windows, J sources, W windows of a bin.
 """
 
 from __future__ import annotations
@@ -118,15 +123,46 @@ def _error(w: np.ndarray, gram: np.ndarray, cross: np.ndarray, norm: float) -> f
     return float(norm - 2 * w @ cross + w @ gram @ w)
 
 
+def _choose(gram: np.ndarray, cross: np.ndarray, norm: np.ndarray, folds: np.ndarray, columns: list[int]
+            ) -> tuple[list[int], float | None]:
+    """The subset of the sources ``columns`` one bin uses (the module docstring's rule) from each window's
+    sufficient statistics ``gram (W, J, J)``, ``cross (W, J)``, ``norm (W,)``, and the windows' trajectories
+    ``folds (W,)``; returns it and its held-out error relative to persistence's (``None`` without two windows)."""
+    scored = norm > 0
+    gram, cross, norm, folds = gram[scored], cross[scored], norm[scored], folds[scored]
+    if len(norm) < 2:
+        return [], None
+    if len(np.unique(folds)) < 2:  # one trajectory: leave one window out
+        folds = np.arange(len(norm))
+    g_all, c_all = gram.sum(0), cross.sum(0)
+    subsets = [list(sub) for k in range(len(columns) + 1) for sub in itertools.combinations(columns, k)]
+    errors = np.zeros((len(subsets), len(norm)))  # held-out error of each subset on each window
+    for f in np.unique(folds):
+        rows = np.flatnonzero(folds == f)
+        g_out, c_out = g_all - gram[rows].sum(0), c_all - cross[rows].sum(0)
+        for i, sub in enumerate(subsets):
+            w = _solve(g_out, c_out, sub)
+            errors[i, rows] = [_error(w, gram[r], cross[r], norm[r]) for r in rows]
+    best = int(np.argmin(errors.sum(1)))
+    excess = errors - errors[best]
+    within = excess.sum(1) <= np.sqrt(len(norm)) * excess.std(1, ddof=1)  # one SE of the summed difference
+    chosen = min(np.flatnonzero(within), key=lambda i: (len(subsets[i]), errors[i].sum()))
+    return subsets[chosen], float(errors[chosen].sum() / norm.sum())
+
+
 def fit_fusion(model: Domino, series: list[Series], topology: Topology, *, windows: int, max_rollout: int,
-               seed: int, sources: tuple[str, ...] = SOURCES, log=lambda message: None) -> dict:
-    """Fit ``model.lead_fusion`` on ``series`` (see the module docstring); returns per lead bin the fused
-    forecast's MSE on the training windows relative to persistence's, and the rollout's length in frames.
+               seed: int, sources: tuple[str, ...] = SOURCES, ar_series: list[Series] | None = None,
+               log=lambda message: None) -> dict:
+    """Fit ``model.lead_fusion`` on windows of ``series`` and its autoregression on ``ar_series`` (default
+    ``series``), see the module docstring; returns which trajectories it was fitted on and how (``folds``:
+    ``trajectory`` or ``window``), and per lead bin the sources chosen, their held-out MSE relative to
+    persistence's and the fused forecast's on the fitting windows, and the rollout's length in frames.
     ``sources``: the :data:`~mdforecast.model.SOURCES` fused (the others get weight zero: the ablations)."""
     unknown = set(sources) - set(SOURCES)
     if unknown or SOURCES[0] not in sources:
         raise InputError(f"fusion sources {sorted(sources)} must include {SOURCES[0]!r} and be among {list(SOURCES)}")
     allowed = [j for j, name in enumerate(SOURCES) if name in sources]
+    ar_series = series if ar_series is None else ar_series
     start = time.perf_counter()
     config, fusion = model.config, model.lead_fusion
     def ar_fit(positions: list[np.ndarray]) -> np.ndarray:
@@ -134,20 +170,22 @@ def fit_fusion(model: Domino, series: list[Series], topology: Topology, *, windo
         c = fit_linear_ar(positions, lags=config.ar_lags, max_ahead=config.horizon)
         return np.concatenate([c, np.repeat(c[-1:], config.horizon - len(c), 0)])[:config.horizon]
 
-    fusion.ar.copy_(torch.as_tensor(ar_fit([s.positions for s in series])))
-    # cross-fitting: a window's autoregression is fitted without the window's trajectory, else its far leads are
-    # in-sample and the fusion over-weights them (with one trajectory there is nothing to leave out)
-    ar_without = {k: ar_fit([s.positions for i, s in enumerate(series) if i != k]) for k in range(len(series))} \
-        if len(series) > 1 and 2 in allowed else {}
+    fusion.ar.copy_(torch.as_tensor(ar_fit([s.positions for s in ar_series])))
+    # cross-fitting: a window on a trajectory the autoregression was fitted on is scored with one fitted without
+    # it, else its far leads are in-sample and the fusion over-weights them (with one trajectory nothing is left)
+    ar_without = {k: ar_fit([a.positions for a in ar_series if a is not s]) for k, s in enumerate(series)
+                  if any(a is s for a in ar_series)} if len(ar_series) > 1 and 2 in allowed else {}
     edges = fusion.edges.cpu().numpy()
     available = max(s.n_frames for s in series) - config.observe
     rng = np.random.default_rng([seed, 11])
     gram = np.zeros((windows, fusion.bins, 3, 3))  # per window, so that the choice can be cross-validated
     cross = np.zeros((windows, fusion.bins, 3))
     norm = np.zeros((windows, fusion.bins))
+    folds = np.zeros(windows, dtype=np.int64)  # each window's trajectory
     forecaster = DominoForecaster(model)
     for w, (k, end) in enumerate(_draw(series, windows, config.observe, min(available - 1, 1000), rng)):
         data = series[k]
+        folds[w] = k
         leads = np.unique(np.concatenate([np.linspace(a, b - 1, min(4, b - a)).round()
                                           for a, b in zip(edges[:-1], edges[1:])]))
         leads = leads[leads <= data.n_frames - end]
@@ -164,29 +202,24 @@ def fit_fusion(model: Domino, series: list[Series], topology: Topology, *, windo
         np.add.at(cross[w], b, np.einsum("jqnx,qnx->qj", d, target))
         np.add.at(norm[w], b, np.einsum("qnx,qnx->q", target, target))
         log(f"fusion: window {w + 1}/{windows} ({data.name}, frame {end})")
-    prior = np.zeros(3)  # persistence
-    weights = np.zeros((fusion.bins, 3))
+    weights = np.zeros((fusion.bins, 3))  # zeros: persistence
     rolling, rollout_frames = True, 0
     report = []
     for b in range(fusion.bins):
         g, c, n = gram[:, b], cross[:, b], norm[:, b]
         rolling = rolling and edges[b + 1] - 1 <= max_rollout
-        columns = allowed if rolling else allowed[1:]
-        # every subset of the sources (the empty one is persistence), scored by leave-one-window-out error
-        subsets = [list(sub) for k in range(len(columns) + 1) for sub in itertools.combinations(columns, k)]
-        held_out = [sum(_error(_solve(g.sum(0) - g[w], c.sum(0) - c[w], sub), g[w], c[w], n[w])
-                        for w in range(windows)) for sub in subsets]
-        best = subsets[int(np.argmin(held_out))] if n.sum() > 0 else []  # ties: the fewest sources
-        chosen = "least squares" if best else "persistence"
-        weights[b] = _solve(g.sum(0), c.sum(0), best) if best else prior
+        best, held_out = _choose(g, c, n, folds, allowed if rolling else allowed[1:])
+        weights[b] = _solve(g.sum(0), c.sum(0), best)
         rolling = rolling and weights[b, 0] >= _STOP
         if rolling:
             rollout_frames = int(edges[b + 1] - 1)
         report.append({"leads": [int(edges[b]), int(edges[b + 1])], "weights": dict(zip(SOURCES, weights[b].tolist())),
-                       "chosen": chosen, "sources": [SOURCES[j] for j in best], "mse_ratio_to_persistence":
+                       "chosen": "least squares" if best else "persistence", "sources": [SOURCES[j] for j in best],
+                       "windows": int((n > 0).sum()), "held_out_mse_ratio": held_out, "mse_ratio_to_persistence":
                        float(_error(weights[b], g.sum(0), c.sum(0), n.sum()) / n.sum()) if n.sum() > 0 else None})
     fusion.weights.copy_(torch.as_tensor(weights))
     fusion.rollout_frames.fill_(rollout_frames)
     log(f"fusion: rollout for {rollout_frames} frames")
-    return {"rollout_frames": rollout_frames, "windows": windows, "bins": report,
-            "wall_s": time.perf_counter() - start}
+    return {"rollout_frames": rollout_frames, "windows": windows, "trajectories": [s.name for s in series],
+            "folds": "trajectory" if len(set(folds.tolist())) > 1 else "window",
+            "autoregression_trajectories": [s.name for s in ar_series], "bins": report, "wall_s": time.perf_counter() - start}

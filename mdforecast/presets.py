@@ -14,7 +14,8 @@ PRESETS = {
                   "batch": 4, "samples_per_epoch": 32, "segments": 2, "max_outputs": 10},
     # the dynamics level and the fusion, on a CPU; the hierarchy as cpu-small but not trained (epochs 0):
     # give --init a trained model (e.g. the pretrained lj) for its levels, or --epochs to train them here; no
-    # trajectory is held out (nothing is selected by epoch), the fusion is fitted on 16 windows of all of them
+    # trajectory is held out (nothing is selected by epoch): give --fusion-data trajectories the model is not
+    # fitted on for the fusion's 16 windows (without, it is fitted in-sample on the training ones)
     "cpu-dynamics": {"features": 16, "vectors": 8, "encoder_layers": 1, "radial": 8, "steps": 4, "checkpoint": True,
                      "batch": 4, "samples_per_epoch": 32, "segments": 2, "max_outputs": 10, "epochs": 0,
                      "holdout": 0, "fusion_windows": 16, "dynamics": True},

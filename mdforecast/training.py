@@ -3,7 +3,11 @@
 Training data are the store's ``train`` trajectories (all trajectories when the store has no split), never
 twins (``twin_of``); the last ``holdout`` of them are held out for model selection (the best validation
 epoch is the model written to RUN_DIR). With a single trajectory, selection falls back to the training
-loss (said in the history). Windows are cut at random ends; each sample trains on ``segments`` random
+loss (said in the history). A model with a dynamics level fits its fusion by lead time
+(:func:`~mdforecast.fitting.fit_fusion`) on trajectories it was not fitted on: those of a ``fusion_data`` store
+(``--fusion-data``, every trajectory but twins), else the held-out ones; with neither (``holdout`` 0 or one
+trajectory) on the training trajectories, which overrates the sources far out (said in the log and in
+``model.json``'s ``training.fusion``). Windows are cut at random ends; each sample trains on ``segments`` random
 finest-level segments and their coarser segments, with the per-level MSE (in units of the displacement
 scale σ(t) at each output's lead time) weighted by ``level_weights``.
 
@@ -96,7 +100,8 @@ class TrainOptions:
         pair_frames, force_steps, rollout_steps, rollout_frames, dynamics_lr, fusion_windows, max_rollout: the
             dynamics level's fit (:mod:`mdforecast.fitting`): frames of the closed-form pair term, teacher-forced
             one-frame steps, backpropagated rollouts of ``rollout_frames`` frames (``batch`` windows each), their
-            learning rate, training windows of the fusion fit and the longest rollout it considers (frames).
+            learning rate, windows of the fusion fit (of the ``fusion_data`` or held-out trajectories) and the
+            longest rollout it considers (frames).
             Models without a dynamics level ignore them; with one, ``epochs`` may be 0 (hierarchy not trained).
     """
 
@@ -293,9 +298,10 @@ def _device(name: str) -> torch.device:
     return torch.device("cpu")
 
 
-def _load_series(store: Store, config: DominoConfig) -> tuple[list[Series], dict, float | None]:
-    """The training trajectories as :class:`Series`, their fingerprint, and their common frame time (ps)."""
-    names = store.split["train"] if store.split else store.trajectory_names
+def _load_series(store: Store, config: DominoConfig, split: bool = True) -> tuple[list[Series], dict, float | None]:
+    """The training trajectories (``split`` False: every trajectory) as :class:`Series`, their fingerprint, and
+    their common frame time (ps); twins (``twin_of``) are never among them."""
+    names = store.split["train"] if store.split and split else store.trajectory_names
     names = [n for n in names if not store.trajectory(n).attrs.get("twin_of")]
     if not names:
         raise InputError(f"store {store.path} has no training trajectories; ingest some or fix its split")
@@ -542,7 +548,8 @@ def _write_run(run: _Run) -> TrainResult:
 
 def train(store: str | os.PathLike | Store, run_dir: str | os.PathLike, config: DominoConfig | None = None,
           options: TrainOptions | None = None, *, init: str | os.PathLike | None = None, resume: bool = False,
-          select: str = "all", device: str = "auto", progress: bool = False) -> TrainResult:
+          select: str = "all", device: str = "auto", progress: bool = False,
+          fusion_data: str | os.PathLike | Store | None = None) -> TrainResult:
     """Train a model on ``store`` into ``run_dir``; see the module docstring.
 
     Args:
@@ -555,6 +562,9 @@ def train(store: str | os.PathLike | Store, run_dir: str | os.PathLike, config: 
             and atom kinds are kept.
         select: MDAnalysis selection of the atoms to train on (e.g. ``'protein'``); the others are dropped.
         device: a :data:`DEVICES` key (``auto``: CUDA when torch sees a GPU); a run may resume on another.
+        fusion_data: a store of trajectories of the same system and frame time that the model is not trained
+            on (every one but twins): a dynamics level's fusion by lead time is fitted on them (default: on the
+            held-out trajectories; the module docstring).
     """
     run_dir = Path(run_dir)
     config, opts, init = _resolve(run_dir, config, options, init, resume)
@@ -567,6 +577,7 @@ def train(store: str | os.PathLike | Store, run_dir: str | os.PathLike, config: 
     try:
         run = _set_up(store, run_dir, config, opts, init, resume, device)
         run.training["select"] = select
+        fusion_series = _fusion_series(run, store, fusion_data, select)
         log = (lambda message: print(message, file=sys.stderr)) if progress and run.rank == 0 else (lambda m: None)
         note = run.model.memory_note(store.topology.n_atoms)
         if note:
@@ -582,7 +593,7 @@ def train(store: str | os.PathLike | Store, run_dir: str | os.PathLike, config: 
             for epoch in range(run.state["epoch"], opts.epochs):
                 _save_epoch(run, _epoch(run, epoch, bar), progress)
         if run.config.dynamics or run.config.conformations:
-            _fuse(run, store, log)
+            _fuse(run, store, fusion_series, log)
     except BaseException:
         if created and not (run_dir / "state.json").exists() and not (run_dir / "model.json").exists():
             _remove_unfinished(run_dir)
@@ -601,9 +612,31 @@ def _rigid_waters(run: _Run, store: Store, log) -> RigidGroups | None:
     return None
 
 
-def _fuse(run: _Run, store: Store, log) -> None:
+def _fusion_series(run: _Run, store: Store, fusion_data, select: str) -> list[Series] | None:
+    """The trajectories of the ``fusion_data`` store (``None``: none given), checked against the training data:
+    the same atoms (after ``select``), frame time and enough frames."""
+    if fusion_data is None:
+        return None
+    other = fusion_data if isinstance(fusion_data, Store) else Store.open(fusion_data)
+    if select != "all":
+        other = other.subset(select_indices(other.topology, select, other.path))
+    mine, theirs = store.topology, other.topology
+    if mine.n_atoms != theirs.n_atoms or not np.array_equal(mine.names, theirs.names):
+        raise InputError(f"--fusion-data {other.path} holds {theirs.n_atoms} atoms, the training store "
+                         f"{store.path} {mine.n_atoms} (or other atom names); give a store of the same system")
+    series, fingerprint, dt_ps = _load_series(other, run.config, split=False)
+    if (dt_ps is None) != (run.dt_ps is None) or (dt_ps is not None and not math.isclose(dt_ps, run.dt_ps,
+                                                                                            rel_tol=1e-4)):
+        raise InputError(f"--fusion-data {other.path} is saved every {dt_ps} ps, the training trajectories every "
+                         f"{run.dt_ps} ps; give trajectories of the training frame time")
+    run.training["fusion_data"] = fingerprint
+    return series
+
+
+def _fuse(run: _Run, store: Store, fusion_series: list[Series] | None, log) -> None:
     """Fit the fusion (the dynamics level's, or the conformations') on the selected model (the best epoch's
-    hierarchy) and write it as the run's model."""
+    hierarchy) and write it as the run's model. The dynamics level's fusion is fitted on ``fusion_series``, else
+    on the held-out trajectories, else (said in the log) on the training ones."""
     if run.state["best"] is not None:  # the hierarchy of the best epoch (the dynamics level is the same in all)
         best, _, _ = load_model(run.run_dir, map_location=run.device)
         run.model.load_state_dict(best.state_dict())
@@ -611,13 +644,18 @@ def _fuse(run: _Run, store: Store, log) -> None:
         run.state["best"] = {"epoch": 0, "loss": run.state["dynamics"]["rollout_mse"] or 0.0}
         run.training["selected_on"] = "training"
     if run.config.conformations:  # fitted on every training trajectory, the held-out one too
-        run.training["fusion"] = fit_conformation_fusion(run.model, run.train_series + run.val_series, store.topology,
-                                                         windows=run.opts.fusion_windows, seed=run.opts.seed, log=log)
+        run.training["fusion"] = fit_conformation_fusion(run.model, fusion_series or run.train_series + run.val_series,
+                                                         store.topology, windows=run.opts.fusion_windows,
+                                                         seed=run.opts.seed, log=log)
     else:
         run.training["dynamics"] = run.state["dynamics"]
-        run.training["fusion"] = fit_fusion(run.model, run.train_series, store.topology,
-                                            windows=run.opts.fusion_windows, max_rollout=run.opts.max_rollout,
-                                            seed=run.opts.seed, log=log)
+        on, series = ("fusion data", fusion_series) if fusion_series else ("held-out", run.val_series) \
+            if run.val_series else ("training (in-sample: the sources look better there than they are)",
+                                    run.train_series)
+        log(f"fusion: fitted on the {on} trajectories {', '.join(s.name for s in series)}")
+        run.training["fusion"] = {"fitted_on": on, **fit_fusion(
+            run.model, series, store.topology, windows=run.opts.fusion_windows, max_rollout=run.opts.max_rollout,
+            seed=run.opts.seed, ar_series=run.train_series, log=log)}
     if run.rank == 0:
         save_model(run.run_dir, run.model, dt_ps=run.dt_ps, training=run.training, data=run.fingerprint,
                    history=run.state["history"])

@@ -1,9 +1,10 @@
-"""fitting: the fusion by lead time finds an exact rollout and stops it where asked; the ablation's sources."""
+"""fitting: the fusion by lead time finds an exact rollout and stops it where asked; the ablation's sources; it is
+fitted on the trajectories it is given, and its choice of sources keeps persistence where they are noise."""
 
 import numpy as np
 import torch
 
-from mdforecast.fitting import fit_fusion
+from mdforecast.fitting import _choose, fit_fusion
 from mdforecast.model import Domino, DominoConfig, Normalisation
 from mdforecast.model.data import Series
 from synth import argon
@@ -42,3 +43,38 @@ def test_fusion_weights_an_exact_rollout_one_and_stops_where_asked():
     # the ablation without the hierarchy never weights it
     fit_fusion(model, series, argon(27), windows=4, max_rollout=10, seed=0, sources=("dynamics", "linear-ar"))
     assert (model.lead_fusion.weights.numpy()[:, 1] == 0).all()
+
+
+def test_fusion_is_fitted_on_the_trajectories_given_and_the_autoregression_on_the_others():
+    model, x = lattice_model()
+    boxes = np.repeat(np.eye(3)[None] * BOX, len(x), axis=0)
+    exact = Series("a", x, boxes)  # the rollout is exact on it
+    rng = np.random.default_rng(5)
+    walks = [Series(f"w{k}", x[0] + np.cumsum(rng.normal(0, 0.3, x.shape), axis=0), boxes) for k in range(2)]
+    record = fit_fusion(model, [exact], argon(27), windows=4, max_rollout=10, seed=0, ar_series=walks)
+    assert record["trajectories"] == ["a"] and record["autoregression_trajectories"] == ["w0", "w1"]
+    assert record["folds"] == "window"  # one trajectory: leave one window out
+    np.testing.assert_allclose(model.lead_fusion.weights.numpy()[:3, 0], 1.0, atol=1e-4)
+    # fitted on the random walks instead, the rollout (exact only on "a") is not weighted one
+    fit_fusion(model, walks, argon(27), windows=4, max_rollout=10, seed=0, ar_series=walks)
+    assert np.abs(model.lead_fusion.weights.numpy()[:3, 0] - 1.0).max() > 0.1
+
+
+def _statistics(rng: np.random.Generator, signal: float, windows: int = 32, values: int = 300):
+    """One bin's sufficient statistics of ``windows`` windows of 3 Gaussian sources and a target of unequal
+    variance per window; ``signal``: the target's coefficient on source 1 (0: every source is noise)."""
+    d = rng.normal(size=(windows, 3, values))
+    t = rng.normal(size=(windows, values)) * rng.uniform(0.5, 2.0, (windows, 1)) + signal * d[:, 1]
+    return np.einsum("wjm,wim->wji", d, d), np.einsum("wjm,wm->wj", d, t), np.einsum("wm,wm->w", t, t)
+
+
+def test_the_choice_of_sources_keeps_persistence_on_noise_and_takes_a_real_source():
+    folds = np.arange(32) % 4  # 4 trajectories: leave one trajectory out
+    noise = [_choose(*_statistics(np.random.default_rng(seed), 0.0), folds, [0, 1, 2])[0] for seed in range(50)]
+    # the lowest held-out error alone picks noise sources in about half of these draws
+    assert sum(sub == [] for sub in noise) >= 45
+    real = [_choose(*_statistics(np.random.default_rng(seed), 0.3), folds, [0, 1, 2]) for seed in range(50)]
+    assert sum(sub == [1] for sub, _ in real) >= 45 and all(ratio < 1 for _, ratio in real)
+    # a bin with one window cannot be validated: persistence
+    g, c, n = _statistics(np.random.default_rng(0), 0.3, windows=1)
+    assert _choose(g, c, n, np.zeros(1, dtype=np.int64), [0, 1, 2]) == ([], None)

@@ -312,6 +312,30 @@ def test_a_dynamics_level_is_fitted_fused_and_reloaded(osc_store, tmp_path):
         torch.testing.assert_close(tuned[key], value)
 
 
+def test_the_fusion_is_fitted_on_trajectories_the_model_was_not_fitted_on(osc_store, tmp_path):
+    from oscillators import make_store
+
+    options = {**TINY, **DYNAMICS, "epochs": 0}
+    train(osc_store, tmp_path / "held", *resolve_options(options))  # holdout 1: t2 (t3 is the test split)
+    fusion = json.loads((tmp_path / "held" / "model.json").read_text())["training"]["fusion"]
+    assert fusion["fitted_on"] == "held-out" and fusion["trajectories"] == ["t2"]
+    assert fusion["autoregression_trajectories"] == ["t0", "t1"]
+    other = make_store(tmp_path / "fusion.zarr", n_traj=2, n_frames=120, seed=10)  # names t0, t1 as well
+    train(osc_store, tmp_path / "given", *resolve_options({**options, "holdout": 0}), fusion_data=other)
+    meta = json.loads((tmp_path / "given" / "model.json").read_text())["training"]
+    assert meta["fusion"]["fitted_on"] == "fusion data" and meta["fusion"]["trajectories"] == ["t0", "t1"]
+    assert meta["fusion"]["folds"] == "trajectory" and meta["fusion_data"]["store"] == other
+    assert meta["fusion"]["autoregression_trajectories"] == ["t0", "t1", "t2"]
+    train(osc_store, tmp_path / "alone", *resolve_options({**options, "holdout": 0}))
+    fusion = json.loads((tmp_path / "alone" / "model.json").read_text())["training"]["fusion"]
+    assert fusion["fitted_on"].startswith("training (in-sample") and fusion["trajectories"] == ["t0", "t1", "t2"]
+    # another system's store is refused before anything is fitted, and leaves no run behind
+    small = make_store(tmp_path / "small.zarr", n_traj=2, n_atoms=6, n_frames=120)
+    with pytest.raises(InputError, match="--fusion-data .* 6 atoms"):
+        train(osc_store, tmp_path / "bad", *resolve_options(options), fusion_data=small)
+    assert not (tmp_path / "bad").exists()
+
+
 def test_zero_epochs_need_a_dynamics_level(osc_store, tmp_path):
     with pytest.raises(InputError, match="epochs 0 trains nothing"):
         train(osc_store, tmp_path / "a", *resolve_options({**TINY, "epochs": 0}))

@@ -95,6 +95,10 @@ def train(store: Annotated[str, typer.Argument(help="Store path or URL (its trai
           init: Annotated[Optional[str], typer.Option(
               help="Model to fine-tune: a pretrained name, run directory or model file (default: none, "
                    "train from scratch).")] = None,
+          fusion_data: Annotated[Optional[str], typer.Option(
+              help="Store of trajectories of the same system the model is not trained on (all but twins): a "
+                   "dynamics level's fusion by lead time is fitted on them (default: on the held-out "
+                   "trajectories; on the training ones when none is held out).")] = None,
           resume: Annotated[bool, flag("--resume", help="Continue the killed run in --output.")] = False,
           as_json: JsonOpt = False, quiet: QuietOpt = False) -> None:
     """Train a DoMiNO model on a store's training trajectories; writes model, metrics and loss curve."""
@@ -116,7 +120,7 @@ def train(store: Annotated[str, typer.Argument(help="Store path or URL (its trai
             typer.echo(f"note: {note}", err=True)
     try:
         result = run(store, output, model, training, init=init, resume=resume, select=select, device=device,
-                     progress=not quiet)
+                     progress=not quiet, fusion_data=fusion_data)
     except KeyboardInterrupt:
         if (output / "state.json").exists():
             typer.echo(f"interrupted; finished epochs are saved in {output}: rerun the same command with --resume",

@@ -47,6 +47,8 @@ def test_config_file_and_option_precedence(cli, single, tmp_path):
     (["--observe", "100", "--horizon", "300", "--strides", "7,1"], "does not divide"),
     (["--observe", "100", "--horizon", "300", "--strides", "15,1", "--resume"], "nothing to resume"),
     (["--observe", "100", "--horizon", "300", "--strides", "15,1", "--init", "nowhere"], "no model"),
+    (["--observe", "100", "--horizon", "300", "--strides", "15,1", "--fusion-data", "nowhere.zarr"],
+     "nowhere.zarr does not exist"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(cli, single, tmp_path, argv, needle):
     code, _, err = cli("train", single, "-o", str(tmp_path / "run"), *argv)
