@@ -8,8 +8,9 @@ position); the forecaster's wall time. Forecasters, all from the same observatio
 - ``model``: the fused forecast (``DominoForecaster.predict``), checked equal to the fusion of its sources;
 - ``hierarchy``: the model's hierarchy alone (for a model fine-tuned with ``--init lj`` and no hierarchy epochs,
   these are the shipped ``lj`` model's forecasts: the paper DoMiNO);
-- ``no-hierarchy``: the ablation without the coarse levels: rollout + linear autoregression, weights refitted on
-  the training store (``--train``) without the hierarchy's column;
+- ``no-hierarchy``: the ablation without the coarse levels: rollout + linear autoregression, weights refitted
+  without the hierarchy's column on the trajectories the model's fusion was fitted on (``--fusion-data``, default
+  the store its ``model.json`` names; without one, the training store's) and the autoregression on ``--train``'s;
 - persistence, mean, damped-velocity and linear-ar, fitted on the training store's training trajectories.
 
     python benchmarks/dynamics_heldout.py --model runs/dyn --train train.zarr --truth fresh.zarr -o heldout.json
@@ -66,9 +67,11 @@ def markdown(results: dict) -> str:
     lines = ["## The dynamics level on held-out lj trajectories (issue 14)", "",
              f"`benchmarks/dynamics_heldout.py`: model `{results['model']}` (fitted on `{results['train']}`), "
              f"held-out store `{results['truth']}` (a seed never trained on), observed frames [0, {results['observe']}); "
-             f"{results['hardware']['description']}. `model`: the fused forecast; `hierarchy`: its DoMiNO levels "
-             "alone (the ablation without the dynamics level); `no-hierarchy`: the ablation without the coarse levels "
-             "(rollout + linear autoregression, fusion refitted); the baselines are fitted on the training store. "
+             f"{results['hardware']['description']}. `model`: the fused forecast, its fusion fitted on "
+             f"`{results.get('fusion_data', results['train'])}` ({results.get('fusion_fitted_on') or 'training'} "
+             "trajectories); `hierarchy`: its DoMiNO levels alone (the ablation without the dynamics level); "
+             "`no-hierarchy`: the ablation without the coarse levels (rollout + linear autoregression, fusion "
+             "refitted on the same trajectories); the baselines are fitted on the training store. "
              f"The rollout runs {results['rollout_frames']} frames. Fitting the dynamics level and the fusion took "
              + (f"{wall:.0f} s." if isinstance(wall, (int, float)) else "an unrecorded time."), ""]
     windows = next(iter(trajectories.values()))["windows"]
@@ -91,6 +94,8 @@ def main() -> None:
     parser.add_argument("--train", help="store the model and the baselines were fitted on")
     parser.add_argument("--truth", help="held-out store (a seed never trained on)")
     parser.add_argument("--trajectory", action="append", help="default: every trajectory of --truth")
+    parser.add_argument("--fusion-data", help="store the no-hierarchy ablation's fusion is fitted on (default: the "
+                                              "model's own fusion data, else --train)")
     parser.add_argument("--until", type=int, default=protocol.OBSERVE + protocol.HORIZON)
     parser.add_argument("-o", "--output", required=True, help="JSON of the scores")
     parser.add_argument("--report", action="store_true", help="print the Markdown section of an existing --output")
@@ -117,10 +122,17 @@ def main() -> None:
     # the ablation without the coarse levels: the fusion refitted as in training, without the hierarchy
     ablation = copy.deepcopy(forecaster.model)
     options = forecaster.meta["training"]
-    fit_fusion(ablation, [Series(t.name, t.positions(), box_matrix(t.boxes())) for t in train_trajs], train.topology,
-               windows=options["fusion_windows"], max_rollout=options["max_rollout"], seed=options["seed"],
-               sources=("dynamics", "linear-ar"))
+    fusion_data = args.fusion_data or (options.get("fusion_data") or {}).get("store")
+    series = [Series(t.name, t.positions(), box_matrix(t.boxes())) for t in train_trajs]
+    other = Store.open(fusion_data) if fusion_data else None
+    fusion_series = [Series(t.name, t.positions(), box_matrix(t.boxes())) for t in other
+                     if not t.attrs.get("twin_of")] if other else series
+    fit_fusion(ablation, fusion_series, train.topology, windows=options["fusion_windows"],
+               max_rollout=options["max_rollout"], seed=options["seed"], sources=("dynamics", "linear-ar"),
+               ar_series=series)
     results = {"model": args.model, "train": args.train, "truth": args.truth, "observe": observe,
+               "fusion_data": fusion_data or args.train,
+               "fusion_fitted_on": options.get("fusion", {}).get("fitted_on"),
                "weights": weights.tolist(), "rollout_frames": int(fusion.rollout_frames),
                "no_hierarchy_weights": ablation.lead_fusion.weights.cpu().numpy().tolist(),
                "hardware": {"description": hardware(), "torch_threads": torch.get_num_threads(),

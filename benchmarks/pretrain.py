@@ -86,12 +86,13 @@ SCALES = {
     "cpu-small": {"trajectories": 4, "frames": 5000, "twins": 2, "preset": "cpu-small",
                   "options": {"observe": 1000, "horizon": 4000, "epochs": 10}, "lgode": {"steps": 32}},
     "cpu-dynamics": {"trajectories": None, "frames": None, "twins": 2, "preset": "cpu-dynamics", "init": True,
-                     "models": ("domino",), "ablation": (),
+                     "models": ("domino",), "ablation": (), "fusion_data": 4,
                      "options": {"substeps": 1, "members": 4, "force_steps": 100, "rollout_steps": 10,
-                                 "max_rollout": 130},
+                                 "max_rollout": 130, "fusion_windows": 48},
                      "note": "the hierarchy (the DoMiNO levels) was not trained in this run: it is the trained DoMiNO "
-                             "given by --init (card: init), kept as it is; this run fitted the dynamics level and "
-                             "the fusion by lead time on the same training trajectories, and trained no LG-ODE; to "
+                             "given by --init (card: init), kept as it is; this run fitted the dynamics level on the "
+                             "same training trajectories and the fusion by lead time on 48 windows of 4 trajectories "
+                             "simulated for it with other seeds (card: fusion_data), and trained no LG-ODE; to "
                              "fit a 2-core CPU shared with other work, the rollout has 1 Verlet step per frame and 4 "
                              "members (preset: 2 and 8), 100 teacher-forced steps and 10 rollouts (preset: 200, 40), "
                              "and the fusion rolls out at most 130 frames (preset: 200)"},
@@ -110,6 +111,9 @@ SCALES["cpu-water"] = {**SCALES["cpu-short"], "init": True, "domino": {"preset":
 MODELS = ("domino", "lgode")  # a scale's ``models`` may train fewer
 #: offset of the unseen seed of the fresh-trajectory check (``seed + FRESH_SEED``; training used seed + i, i < 8)
 FRESH_SEED = 1000
+#: offset of the seeds of the trajectories a scale's ``fusion_data`` simulates for the fusion by lead time only
+#: (``seed + FUSION_SEED + i``: neither the hierarchy nor the dynamics level is fitted on them)
+FUSION_SEED = 2000
 #: forecast frames the fresh-trajectory check scores (issue 6: better than persistence over the first 400)
 FRESH_FRAMES = 400
 #: coarser read-outs of the trained DoMiNO scored for the ablation (levels 0..depth; the full model is the third)
@@ -136,7 +140,9 @@ def plan(system: str, scale: str, device: str, epochs: int | None = None, init: 
     models = {"domino": {"preset": domino.get("preset", chosen["preset"]),
                          "options": {**{k: v for k, v in options.items() if not (init and k in SYSTEM_OPTIONS[system])},
                                      **domino.get("options", {}), "levels": 3},
-                         **({"init": _initial(init)} if init else {})},
+                         **({"init": _initial(init)} if init else {}),
+                         **({"fusion_data": {"trajectories": chosen["fusion_data"], "seed_offset": FUSION_SEED}}
+                            if chosen.get("fusion_data") else {})},
               "lgode": {"preset": chosen["preset"], "options": {**options, "levels": 1, "strides": (1,),
                                                                  **chosen.get("lgode", {})}}}
     models = {name: models[name] for name in chosen.get("models", MODELS)}
@@ -213,6 +219,8 @@ def _stage(record: dict, path: Path, name: str, fn) -> dict:
 
 
 def _train(store: Path, run: Path, model: dict, progress: bool, threads: int | None = None) -> dict:
+    """Train ``model`` (a :func:`plan` entry) on ``store`` into ``run``; its fusion on ``fusion.zarr`` beside
+    ``store`` when the entry has ``fusion_data``."""
     import torch
 
     from mdforecast.training import resolve_options, train
@@ -223,7 +231,8 @@ def _train(store: Path, run: Path, model: dict, progress: bool, threads: int | N
     init = model.get("init", {}).get("run")
     options = {k: v for k, v in model["options"].items() if k != "device"}  # a train() argument, not an option
     result = train(store, run, *resolve_options(options, preset=model["preset"], init=init), init=init,
-                   resume=resume, device=model["options"].get("device", "auto"), progress=progress)
+                   resume=resume, device=model["options"].get("device", "auto"), progress=progress,
+                   fusion_data=store.parent / "fusion.zarr" if model.get("fusion_data") else None)
     return {"run": str(run), "resumed": resume, **{k: v for k, v in result.to_dict().items() if k != "history"}}
 
 
@@ -337,6 +346,12 @@ def run(system: str, scale: str, out: Path, *, device: str = "cpu", workers: int
     _stage(record, path, "data", lambda: make(system, store, seed=seed, platform=platform_name, workers=workers,
                                               progress=progress, **record["data"]).to_dict())
     test = Store.open(store).split["test"]
+    fusion_data = record["models"]["domino"].get("fusion_data")
+    if fusion_data:  # trajectories for the fusion by lead time only (``_train``)
+        _stage(record, path, "fusion-data", lambda: make(
+            system, root / "fusion.zarr", trajectories=fusion_data["trajectories"], frames=record["data"]["frames"],
+            seed=seed + fusion_data["seed_offset"], platform=platform_name, workers=workers,
+            progress=progress).to_dict())
     if parallel_threads:
         _train_both(record, path, store, root, parallel_threads)
     for name in record["models"]:
@@ -387,6 +402,11 @@ def card(record: dict, model_json: dict, box: list[float] | None) -> dict:
                                                                                     "selected_on", "wall_s")}
                          for name in record["models"]},
             **({"init": _init_card(record["models"]["domino"]["init"])} if "init" in record["models"]["domino"] else {}),
+            **({"fusion_data": {"seed": record["seed"] + record["models"]["domino"]["fusion_data"]["seed_offset"],
+                                "frames": record["stages"]["fusion-data"]["frames"], "trajectories": sorted(
+                                    record["stages"]["fusion-data"]["made"] + record["stages"]["fusion-data"]["skipped"]),
+                                "fitted_on": model_json["training"]["fusion"]["fitted_on"]}}
+               if "fusion-data" in record["stages"] else {}),
             "hardware": record["hardware"], "mdforecast": record["mdforecast"],
             "full_domain_mse": full["model"], "scores": rows,
             "fresh": {k: record["stages"]["fresh"][k] for k in ("seed", "trajectory", "mse")}

@@ -205,6 +205,18 @@ def speed(record: dict, speeds: dict) -> str:
             "OpenMM must integrate every step up to it.)")
 
 
+def _fused_on(record: dict, fusion: dict) -> str:
+    """Which trajectories the fusion by lead time was fitted on, in words."""
+    names = ", ".join(fusion.get("trajectories", []))
+    spec = record["models"]["domino"].get("fusion_data")
+    if spec and fusion.get("fitted_on") == "fusion data":
+        seed = record["seed"] + spec["seed_offset"]
+        return (f"{spec['trajectories']} trajectories simulated for it alone (seeds {seed}–{seed + spec['trajectories'] - 1}"
+                f", {names}; neither the hierarchy nor the dynamics level was fitted on them), chosen per lead bin by "
+                f"leave-one-{fusion.get('folds', 'window')}-out and the one-standard-error rule")
+    return f"the {fusion.get('fitted_on', 'training')} trajectories {names}".strip()
+
+
 def training(record: dict) -> str:
     init = record["models"]["domino"].get("init")
     if init:  # cpu-dynamics: the hierarchy came trained; this run fitted the dynamics level and the fusion
@@ -219,8 +231,10 @@ def training(record: dict) -> str:
                 + f"This run: the dynamics level in {meta['dynamics']['wall_s'] / 60:.0f} min (pair term R² "
                 f"{meta['dynamics']['pair_r2']:.4f}, {meta['force_steps']} teacher-forced steps, "
                 f"{meta['rollout_steps']} rollouts of {meta['rollout_frames']} frames), the fusion on "
-                f"{meta['fusion']['windows']} training windows in {meta['fusion']['wall_s'] / 60:.0f} min (rollout "
-                f"up to {meta['fusion']['rollout_frames']} frames); {stage['wall_s'] / 60:.0f} min in all, torch "
+                f"{meta['fusion']['windows']} windows of {_fused_on(record, meta['fusion'])} in "
+                f"{meta['fusion']['wall_s'] / 60:.0f} min (rollout up to {meta['fusion']['rollout_frames']} frames; "
+                f"{sum(not b['sources'] for b in meta['fusion']['bins'])} of {len(meta['fusion']['bins'])} lead bins "
+                f"persistence); {stage['wall_s'] / 60:.0f} min in all, torch "
                 f"with {stage.get('torch_threads', '?')} threads.")
     rows = ["| model | epochs | samples/epoch | selected epoch (validation loss) | samples/s | threads | wall time |",
             "|---|---|---|---|---|---|---|"]
