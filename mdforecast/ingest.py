@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
-from .mdio import (XTCFrames, XTCIndex, box_shape, check_xtc, guess_bonds, molecules, open_universe, quiet, select_atoms,
-                   stored_boxes, time_step)
+from .mdio import (XTCFrames, XTCIndex, box_shape, check_xtc, guess_bonds, molecules, open_universe, quiet, read_error,
+                   select_atoms, stored_boxes, time_step)
 from .pbc import Unwrapper, box_vectors, dimensions_from_box, image_distance
 from .progress import progress_bar
 from .provenance import sha256
@@ -227,7 +227,7 @@ class _OneFile:
                      **{key: np.full((size, *shape_), np.nan if key == "dimensions" else 0, dtype)
                         for key, (shape_, dtype) in fields.items()}}
             frames = _timestep_blocks(reader, visit, block, subset_read, atoms.indices if velocities else None,
-                                      prepare)
+                                      prepare, path)
 
         def write(store: Store, name: str, notes: list[str], progress: bool) -> int:
             checksum = _Checksum(path)  # read while frames are written
@@ -235,26 +235,21 @@ class _OneFile:
             with store.add_trajectory(name, velocities=velocities, box=shape, attrs=attrs,
                                       expected_frames=len(keep)) as writer, \
                     progress_bar(f"ingest {name}", len(visit), enabled=progress) as bar, quiet():
-                try:
-                    for n, part in frames:
-                        index, positions = part["frame"], part["position"]
-                        if clock == "none":
-                            part["time"][:] = np.nan
-                        elif clock == "given":
-                            part["time"][:] = index * dt_ps
-                        if subset:
-                            positions = positions[:, chosen]
-                        boxes = part["stored_box"] if shape is not None else None
-                        long_steps += int(part["long_steps"].sum()) if unwrap else 0
-                        kept = slice(None) if keep.step == 1 else (index - keep.start) % keep.step == 0
-                        writer.append(positions[kept], part["time"][kept], part["step"][kept],
-                                      part["velocity"][kept] if velocities else None,
-                                      boxes[kept] if boxes is not None else None)
-                        bar.advance(n)
-                except _ReadError as err:  # the reader's; the store maps its own write errors
-                    frame, cause = err.args
-                    raise InputError(f"cannot read {path} at frame {frame}: {cause}; the file may be truncated, "
-                                     f"try --stop {frame}") from cause
+                for n, part in frames:
+                    index, positions = part["frame"], part["position"]
+                    if clock == "none":
+                        part["time"][:] = np.nan
+                    elif clock == "given":
+                        part["time"][:] = index * dt_ps
+                    if subset:
+                        positions = positions[:, chosen]
+                    boxes = part["stored_box"] if shape is not None else None
+                    long_steps += int(part["long_steps"].sum()) if unwrap else 0
+                    kept = slice(None) if keep.step == 1 else (index - keep.start) % keep.step == 0
+                    writer.append(positions[kept], part["time"][kept], part["step"][kept],
+                                  part["velocity"][kept] if velocities else None,
+                                  boxes[kept] if boxes is not None else None)
+                    bar.advance(n)
                 writer.set_attrs(sha256=checksum.result())
             n_steps = (len(visit) - 1) * len(unwrapper.roots) if unwrap else 0  # each molecule, each frame but the first
             if unwrap and long_steps > _SPARSE_FRACTION * n_steps:
@@ -302,10 +297,6 @@ class _Checksum:
         return self._value
 
 
-class _ReadError(Exception):
-    """The reader failed at a frame: ``args`` are the frame index and the reader's error."""
-
-
 def _check_block(positions: np.ndarray, index: np.ndarray, bounds: np.ndarray | None, path: Path) -> None:
     """Refuse decoded positions ``(T, M, 3)`` Å of frames ``index`` ``(T,)`` that are NaN, infinite or absurd,
     or (XTC, ``bounds`` ``(F, 2, 3)`` Å) outside the range each frame's header declares."""
@@ -328,13 +319,13 @@ def _check_block(positions: np.ndarray, index: np.ndarray, bounds: np.ndarray | 
 
 
 def _timestep_blocks(reader, visit: range, block: dict, subset: np.ndarray | None,
-                     velocity_atoms: np.ndarray | None, prepare):
+                     velocity_atoms: np.ndarray | None, prepare, path: Path):
     """Fill ``block`` from MDAnalysis timesteps of frames ``visit``, a chunk at a time, and ``prepare`` it; yields
     the frames filled and views of them.
 
     ``subset``: the atoms to read (default all); ``velocity_atoms``: those whose velocities to read, or None.
     Box rows (``dimensions``, when the block has them) of frames without a box stay NaN. Raises
-    :class:`_ReadError` when the reader fails.
+    :func:`~mdforecast.mdio.read_error` (naming ``path``) when the reader fails.
     """
     size, n, frame = len(block["frame"]), 0, visit.start
     boxes = "dimensions" in block
@@ -358,7 +349,7 @@ def _timestep_blocks(reader, visit: range, block: dict, subset: np.ndarray | Non
                 if boxes:
                     block["dimensions"].fill(np.nan)
     except (OSError, EOFError) as err:
-        raise _ReadError(frame, err) from err
+        raise read_error(path, frame, err) from err
     if n:
         yield n, _prepared(block, n, prepare)
 

@@ -24,7 +24,7 @@ import numpy as np
 from .errors import InputError
 from .pbc import box_vectors, is_orthorhombic
 
-__all__ = ["MIN_BOX_EDGE", "open_universe", "select_atoms", "select_indices", "stored_boxes", "box_shape", "guess_bonds", "molecules", "time_step",
+__all__ = ["MIN_BOX_EDGE", "open_universe", "read_error", "select_atoms", "select_indices", "stored_boxes", "box_shape", "guess_bonds", "molecules", "time_step",
            "check_xtc", "XTCIndex", "XTCFrames", "quiet"]
 
 #: the shortest box edge ingest accepts, Å (no periodic system is smaller; PDB's 1 Å placeholder box is
@@ -46,6 +46,11 @@ def quiet():
 def _first_line(err: BaseException) -> str:
     text = str(err).strip().splitlines()
     return text[0].strip() if text else type(err).__name__
+
+
+def read_error(path: str | Path, frame: int, cause) -> InputError:
+    """The one-line error for a trajectory the reader could not read at ``frame`` (``cause``: its error)."""
+    return InputError(f"cannot read {path} at frame {frame}: {cause}; the file may be truncated, try --stop {frame}")
 
 
 def _require_file(path: str | Path, what: str) -> Path:
@@ -82,8 +87,9 @@ def open_universe(trajectory: str | Path, topology: str | Path | None = None, fm
     top = _require_file(topology, "topology") if topology is not None else trajectory
     with quiet():
         try:
-            universe = mda.Universe(str(top), topology_format=_format_of(top),
-                                    format=fmt if fmt and topology is None else _format_of(top))
+            top_format = _format_of(top)
+            universe = mda.Universe(str(top), topology_format=top_format,
+                                    format=fmt if fmt and topology is None else top_format)
         except _READ_ERRORS as err:
             hint = "give a topology MDAnalysis reads (PDB, GRO, PSF, PRMTOP, TPR, …) with --top"
             if topology is None:
@@ -453,8 +459,7 @@ class XTCFrames:
                         raise InputError(text)
                     if slot == -4:
                         raise RuntimeError(f"preparing frames of {self.path} near frame {count} failed: {text}")
-                    raise InputError(f"cannot read {self.path} at frame {count}: {text}; the file may be "
-                                     f"truncated, try --stop {count}")
+                    raise read_error(self.path, count, text)
                 yield count, {key: value[:count] for key, value in self._slots[slot].items()}
                 with contextlib.suppress(BrokenPipeError):  # not after the child's last block: it has exited
                     os.write(free_w, struct.pack("=q", slot))

@@ -720,8 +720,6 @@ def _remove_stale_partials(target: Path) -> None:
             shutil.rmtree(target.parent / name, ignore_errors=True)
 
 
-
-
 @contextlib.contextmanager
 def _writing_remote(path: str, topology: Topology, attrs: dict, mode: str) -> Iterator[Store]:
     """:func:`writing` for a URL: no temporary name, no lock; a failed new store is left an empty group."""

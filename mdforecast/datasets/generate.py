@@ -137,8 +137,6 @@ def _scratch(output: str):
         shutil.rmtree(path, ignore_errors=True)
 
 
-
-
 def make(name: str, output: str | os.PathLike, *, trajectories: int | None = None, frames: int | None = None,
          seed: int = 0, platform: str = "auto", twins: int = 0, workers: int = 1, progress: bool = False,
          equilibration_ps: float | None = None) -> MakeResult:
