@@ -189,7 +189,7 @@ def predict(store: str | os.PathLike | Store | None, model: str | Forecaster | N
                          f"{n_observe} frames before it and trajectory {names[0]!r} has {n_frames}; choose --from "
                          "inside that range (or a smaller --observe)")
     forecaster.check(truth.topology, trajs[0].dt_ps)
-    note = getattr(forecaster, "memory_note", lambda n: None)(truth.topology.n_atoms)
+    note = forecaster.memory_note(truth.topology.n_atoms)
     if progress and note:
         print(note, file=sys.stderr)
     plans = []

@@ -106,6 +106,11 @@ class Forecaster(abc.ABC):
         ``dt_ps`` ps (``None``: unknown), e.g. a model trained on other atom kinds or another frame time; the
         default accepts every system."""
 
+    def memory_note(self, n_atoms: int) -> str | None:
+        """One line on how the forecaster bounds its memory for ``n_atoms`` atoms, printed before a forecast;
+        ``None`` (the default) when there is nothing to say."""
+        return None
+
     def describe(self) -> dict:
         """Provenance recorded with a forecast (name, checkpoint, hash, config, …)."""
         return {"name": self.name}

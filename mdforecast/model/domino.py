@@ -20,7 +20,6 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.checkpoint import checkpoint
 
 from .. import protocol
 from ..errors import InputError
@@ -31,7 +30,7 @@ from .encoder import Encoder
 from .dynamics import DynamicsLevel
 from .fusion import EquivariantDecoder, LeadFusion, LevelFusion
 from .hierarchy import DownScale, Hierarchy, Plan
-from .layers import RadialBasis, edge_chunk
+from .layers import RadialBasis, edge_chunk, recompute
 from .ode import SOLVERS, LatentODE, interpolate
 
 __all__ = ["DominoConfig", "Normalisation", "Window", "Domino", "SOURCES", "CONFORMATION_SOURCES", "LOSSES"]
@@ -344,11 +343,8 @@ class Domino(nn.Module):
         taus = [torch.as_tensor(tau, device=device) for tau in plan.tau]
         depth_t, t_t = torch.as_tensor(depth, device=device), torch.as_tensor(t, device=device)
         flat = [x for grid in grids for x in grid]
-        recompute = self.config.checkpoint and torch.is_grad_enabled()
-        chunks = []
-        for q in torch.arange(len(t), device=device).split(self.decode_chunk(n)):
-            args = (q, depth_t, t_t, rows, taus, *flat)
-            chunks.append(checkpoint(self._read_out, *args, use_reentrant=False) if recompute else self._read_out(*args))
+        chunks = [recompute(self.config.checkpoint, self._read_out, q, depth_t, t_t, rows, taus, *flat)
+                  for q in torch.arange(len(t), device=device).split(self.decode_chunk(n))]
         positions = window.last[torch.as_tensor(sample, device=device)] + torch.cat(chunks)
         return positions, kl
 

@@ -19,10 +19,9 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.utils.checkpoint import checkpoint
 
 from .graph import Graph
-from .layers import Interaction, RadialBasis, VectorLinear, edge_features, vector_norm
+from .layers import Interaction, RadialBasis, VectorLinear, edge_features, recompute, vector_norm
 
 __all__ = ["Encoder"]
 
@@ -54,8 +53,7 @@ class Encoder(nn.Module):
         radial, unit = edge_features(graph, self.basis)
         for layer in self.layers:
             step = lambda h, v, layer=layer: layer(h, v, graph, layer.filters(radial), unit)  # noqa: E731
-            h, v = (checkpoint(step, h, v, use_reentrant=False) if self.checkpoint and torch.is_grad_enabled()
-                    else step(h, v))
+            h, v = recompute(self.checkpoint, step, h, v)
         h = self.out(h)
         kl = h.new_zeros(())
         if self.vae is not None:

@@ -13,10 +13,11 @@ import math
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from .graph import Graph
 
-__all__ = ["RadialBasis", "VectorLinear", "Interaction", "vector_norm", "edge_features", "edge_chunk", "mlp"]
+__all__ = ["RadialBasis", "VectorLinear", "Interaction", "vector_norm", "edge_features", "edge_chunk", "mlp", "recompute"]
 
 
 def vector_norm(v: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
@@ -162,3 +163,11 @@ class Interaction(nn.Module):
 
     def __repr__(self) -> str:
         return f"Interaction(features={self.features}, vectors={self.vectors})"
+
+
+def recompute(enabled: bool, fn, *args):
+    """``fn(*args)``; with ``enabled`` and gradients on, its intermediate activations are not kept but recomputed
+    in the backward pass (``torch.utils.checkpoint``), which bounds training memory by the inputs of ``fn``."""
+    if enabled and torch.is_grad_enabled():
+        return checkpoint(fn, *args, use_reentrant=False)
+    return fn(*args)

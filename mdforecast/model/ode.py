@@ -23,11 +23,10 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.utils.checkpoint import checkpoint
 from torchdiffeq import odeint
 
 from .graph import Graph
-from .layers import Interaction, RadialBasis, edge_features
+from .layers import Interaction, RadialBasis, edge_features, recompute
 
 __all__ = ["SOLVERS", "LatentODE", "interpolate"]
 
@@ -63,9 +62,7 @@ class LatentODE(nn.Module):
 
     def forward(self, tau: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         bound = self._bound  # the recomputation in the backward pass runs after solve() has returned
-        if self.checkpoint and torch.is_grad_enabled():
-            return checkpoint(lambda h, v: self._field(bound, h, v), *state, use_reentrant=False)
-        return self._field(bound, *state)
+        return recompute(self.checkpoint, lambda h, v: self._field(bound, h, v), *state)
 
     def solve(self, h: torch.Tensor, v: torch.Tensor, graph: Graph) -> tuple[torch.Tensor, torch.Tensor]:
         radial, unit = edge_features(graph, self.basis)
