@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from mdforecast.molecules import find_waters
+from mdforecast.pbc import box_matrix
 from mdforecast.store import Store
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -111,8 +112,7 @@ def run(store_path: Path, system: str, ends: list[int], members: int, seed: int)
     for end in ends:
         began = time.perf_counter()
         x = traj.positions(end - 2, end + FRAMES).astype(np.float64)
-        box = traj.boxes(end - 1, end)[0].astype(np.float64)
-        box = np.diag(box) if box.ndim == 1 else box
+        box = box_matrix(traj.boxes(end - 1, end)[0])
         x0, truth = x[1], x[2:]
         backward = (x0 - x[0]) / traj.dt_ps
         w = masses[groups.atoms][..., None]

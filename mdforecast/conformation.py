@@ -163,19 +163,19 @@ def fit_conformation_fusion(model, series: list[Series], topology: Topology, *, 
     forecaster = DominoForecaster(model)
     # per bin: the windows' source displacements, true frames, last observed frames and window numbers
     data: list[list] = [[] for _ in range(fusion.bins)]
+    grid = fusion.sample_leads()
     for w, (k, end) in enumerate(_draw(series, windows, config.observe, 1, rng)):
         s = series[k]
-        leads = np.unique(np.concatenate([np.linspace(a, b - 1, min(4, b - a)).round()
-                                          for a, b in zip(edges[:-1], edges[1:])]))
-        leads = leads[(leads <= s.n_frames - end) & (leads <= config.horizon)]
+        leads = grid[(grid <= s.n_frames - end) & (grid <= config.horizon)]
         observation = Observation(positions=s.positions[end - config.observe:end], topology=topology, dt_ps=None,
                                   start=end - config.observe)
         d = sources(observation, end - 1 + leads, ar, lambda times: forecaster._hierarchy(observation, times))
         truth = s.positions[(end - 1 + leads).astype(np.int64)].astype(np.float64)
         x0 = s.positions[end - 1].astype(np.float64)
         lengths = bond_reference(observation.positions, topology.bonds)
-        for b in np.unique(fusion.bin(leads)):
-            q = fusion.bin(leads) == b
+        bins = fusion.bin(leads)
+        for b in np.unique(bins):
+            q = bins == b
             data[b].append((w, d[:, q].transpose(1, 0, 2, 3), truth[q], np.repeat(x0[None], q.sum(), 0),
                             np.repeat(lengths[None], q.sum(), 0)))
         log(f"conformation fusion: window {w + 1}/{windows} ({s.name}, frame {end}, leads up to {int(leads.max())})")

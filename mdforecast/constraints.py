@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .physics import bond_lengths
+
 __all__ = ["project_bonds", "bond_reference"]
 
 _TINY = 1e-12  # Å: bond vectors shorter than this have no direction
@@ -60,6 +62,4 @@ def project_bonds(positions: np.ndarray, bonds: np.ndarray, lengths: np.ndarray,
 
 def bond_reference(positions: np.ndarray, bonds: np.ndarray) -> np.ndarray:
     """Mean length ``(B,)`` Å of each bond over frames ``(K, N, 3)`` (e.g. the observed ones)."""
-    x = np.asarray(positions, dtype=np.float64)
-    bonds = np.asarray(bonds, dtype=np.int64).reshape(-1, 2)
-    return np.linalg.norm(x[:, bonds[:, 0]] - x[:, bonds[:, 1]], axis=-1).mean(axis=0)
+    return bond_lengths(positions, np.asarray(bonds, dtype=np.int64).reshape(-1, 2)).mean(axis=0)

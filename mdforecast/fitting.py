@@ -182,13 +182,15 @@ def fit_fusion(model: Domino, series: list[Series], topology: Topology, *, windo
     cross = np.zeros((windows, fusion.bins, 3))
     norm = np.zeros((windows, fusion.bins))
     folds = np.zeros(windows, dtype=np.int64)  # each window's trajectory
+    # the rollout of a model fitted before (fine-tuning) must not be stretched to that fit's reach
+    fusion.weights.zero_()
+    fusion.rollout_frames.zero_()
     forecaster = DominoForecaster(model)
+    grid = fusion.sample_leads()
     for w, (k, end) in enumerate(_draw(series, windows, config.observe, min(available - 1, 1000), rng)):
         data = series[k]
         folds[w] = k
-        leads = np.unique(np.concatenate([np.linspace(a, b - 1, min(4, b - a)).round()
-                                          for a, b in zip(edges[:-1], edges[1:])]))
-        leads = leads[leads <= data.n_frames - end]
+        leads = grid[grid <= data.n_frames - end]
         observation = Observation(positions=data.positions[end - config.observe:end], topology=topology, dt_ps=None,
                                   start=end - config.observe,
                                   boxes=None if data.boxes is None else data.boxes[end - config.observe:end])

@@ -80,6 +80,7 @@ class DominoForecaster(Forecaster):
         self._rollouts: list[tuple[Observation, Observation]] = []  # (observation, next leg's), newest last
         self._path: tuple[Observation, np.ndarray] | None = None  # the dynamics level's last mean rollout
         self._rigid_of: tuple[Observation, RigidGroups | None] | None = None  # (observation, its rigid waters)
+        self._closest_of: tuple[Observation, float] | None = None  # (observation, its molecules' closest pair)
         self._memos: list[tuple[Observation, dict]] = []  # (observation, its hierarchy's memo), newest last
 
     @property
@@ -191,22 +192,24 @@ class DominoForecaster(Forecaster):
             template = bodies.gather(torch.as_tensor(x0, dtype=torch.float64)[None], None if box is None
                                      else boxes[:1])
             placed = bodies.project(x, template, boxes)
-            closest = self._closest(bodies, x0, box) if self.model.config.separate_molecules else None
+            closest = self._closest(observation, bodies, box) if self.model.config.separate_molecules else None
             for chunk in range(0, len(moved) if closest is not None else 0, _CHUNK):  # bounds the pair lists
                 rows = slice(chunk, chunk + _CHUNK)  # molecules no closer than in the last observed frame
                 placed[rows] = bodies.separate(placed[rows], closest, None if boxes is None else boxes[rows])
             out[moved] = placed.numpy()
         return out
 
-    @staticmethod
-    def _closest(bodies: RigidBodies, x0: np.ndarray, box: np.ndarray | None) -> float:
-        """The closest pair of the molecules' reference atoms in frame ``x0`` ``(N, 3)`` Å (minimum image)."""
-        o = np.asarray(x0, np.float64)[bodies.atoms[:, 0].numpy()]
-        d = o[None] - o[:, None]
-        if box is not None:
-            d = minimum_image(d.reshape(-1, 3), box).reshape(d.shape)
-        r = np.linalg.norm(d, axis=-1) + np.eye(len(o)) * 1e9
-        return float(r.min())
+    def _closest(self, observation: Observation, bodies: RigidBodies, box: np.ndarray | None) -> float:
+        """The closest pair (Å, minimum image) of the molecules' reference atoms in the last observed frame, once
+        per observation."""
+        if self._closest_of is None or self._closest_of[0] is not observation:
+            o = np.asarray(observation.positions[-1], np.float64)[bodies.atoms[:, 0].numpy()]
+            d = o[None] - o[:, None]
+            if box is not None:
+                d = minimum_image(d.reshape(-1, 3), box).reshape(d.shape)
+            r = np.linalg.norm(d, axis=-1) + np.eye(len(o)) * 1e9
+            self._closest_of = (observation, float(r.min()))
+        return self._closest_of[1]
 
     def sources(self, observation: Observation, times: np.ndarray, *, used: np.ndarray | None = None,
                 rollout: int | None = None) -> np.ndarray:

@@ -124,6 +124,12 @@ class LeadFusion(nn.Module):
         edges = self.edges.cpu().numpy()
         return np.clip(np.searchsorted(edges, np.asarray(t, dtype=np.float64), side="right") - 1, 0, self.bins - 1)
 
+    def sample_leads(self, per_bin: int = 4) -> np.ndarray:
+        """Leads ``(L,)`` frames a fit scores: up to ``per_bin`` evenly spaced whole leads in each bin."""
+        edges = self.edges.cpu().numpy()
+        return np.unique(np.concatenate([np.linspace(a, b - 1, min(per_bin, b - a)).round()
+                                         for a, b in zip(edges[:-1], edges[1:])]))
+
     def reach(self, source: int) -> int:
         """Frames of a source's path that serve every lead where its weight is non-zero: the end of its last
         non-zero bin, ``edges[b + 1]`` (exclusive, so real-valued leads up to it interpolate between frames);
