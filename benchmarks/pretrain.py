@@ -113,14 +113,14 @@ SCALES["cpu-water"] = {**SCALES["cpu-short"], "init": True, "domino": {"preset":
                          "these), its dynamics level fitted in closed form on traj0 and its fusion by lead time on 16 "
                          "windows of traj1 (preset cpu-water: waters rigid and kept apart); LG-ODE trained 1 epoch"}
 #: ``cpu-water-fusion``: ``cpu-water`` with the fusion by lead time fitted on 2 trajectories simulated for it alone
-#: (stage ``fusion-data``, seeds ``seed + FUSION_SEED + i``; leave-one-trajectory-out) instead of traj1
+#: (stage ``fusion-data``, seeds ``seed + FUSION_SEED + i``) instead of traj1
 SCALES["cpu-water-fusion"] = {
     **SCALES["cpu-water"], "fusion_data": 2,
     "note": SCALES["cpu-water"]["note"].replace(
         "its fusion by lead time on 16 windows of traj1 (preset cpu-water: waters rigid and kept apart)",
         "its fusion by lead time on 16 windows of 2 trajectories of 2500 frames simulated for it alone with other "
-        "seeds (card: fusion_data; each lead bin's sources chosen by leave-one-trajectory-out and the "
-        "one-standard-error rule; traj1 is not used), waters rigid and kept apart (preset cpu-water)")}
+        "seeds (card: fusion_data; each lead bin's sources chosen by cross-validation over groups of windows whose "
+        "forecast spans overlap and the one-standard-error rule; traj1 is not used), waters rigid and kept apart (preset cpu-water)")}
 MODELS = ("domino", "lgode")  # a scale's ``models`` may train fewer
 #: offset of the unseen seed of the fresh-trajectory check (``seed + FRESH_SEED``; training used seed + i, i < 8)
 FRESH_SEED = 1000
@@ -161,12 +161,13 @@ def plan(system: str, scale: str, device: str, epochs: int | None = None, init: 
     models = {name: models[name] for name in chosen.get("models", MODELS)}
     protocol = {"trajectories": spec.trajectories, "frames": spec.frames, "observe": spec.frames // 5,
                 "horizon": spec.frames - spec.frames // 5, "twins": SCALES["protocol"]["twins"], "preset": "paper"}
+    preset = models["domino"]["preset"]  # the reductions are the model card's: DoMiNO's
     used = {**data, "observe": options.get("observe", protocol["observe"]),
-            "horizon": options.get("horizon", protocol["horizon"]), "preset": chosen["preset"]}
+            "horizon": options.get("horizon", protocol["horizon"]), "preset": preset}
     reductions = {k: {"protocol": protocol[k], "used": used[k]} for k in protocol if used[k] != protocol[k]}
     paper = {**_defaults(), **PRESETS["paper"], **SYSTEM_OPTIONS[system]}
-    changed = {**(models["domino"]["init"]["config"] if init else {}), **PRESETS[chosen["preset"]],
-               **{k: v for k, v in options.items() if k != "device"}}
+    changed = {**(models["domino"]["init"]["config"] if init else {}), **PRESETS[preset],
+               **{k: v for k, v in {**options, **domino.get("options", {})}.items() if k != "device"}}
     reductions.update({f"option {k}": {"protocol": paper[k], "used": v} for k, v in changed.items()
                        if k not in ("observe", "horizon") and _json(v) != _json(paper[k])})
     return {"system": system, "scale": scale, "data": data, "models": models, "reductions": reductions}

@@ -208,13 +208,16 @@ def speed(record: dict, speeds: dict) -> str:
 def _fused_on(record: dict, fusion: dict) -> str:
     """Which trajectories the fusion by lead time was fitted on, in words."""
     names = ", ".join(fusion.get("trajectories", []))
+    rule = (f"leave-one-{fusion['folds']}-out" if "folds" in fusion else  # a record of before the groups
+            "cross-validation over groups of windows whose forecast spans overlap")
     spec = record["models"]["domino"].get("fusion_data")
     if spec and fusion.get("fitted_on") == "fusion data":
         seed = record["seed"] + spec["seed_offset"]
         return (f"{spec['trajectories']} trajectories simulated for it alone (seeds {seed}–{seed + spec['trajectories'] - 1}"
                 f", {names}; neither the hierarchy nor the dynamics level was fitted on them), chosen per lead bin by "
-                f"leave-one-{fusion.get('folds', 'window')}-out and the one-standard-error rule")
-    return f"the {fusion.get('fitted_on', 'training')} trajectories {names}".strip()
+                f"{rule} and the one-standard-error rule")
+    return (f"the {fusion.get('fitted_on', 'training')} trajectories {names}, chosen per lead bin by {rule} and the "
+            "one-standard-error rule").strip()
 
 
 def training(record: dict) -> str:

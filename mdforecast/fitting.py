@@ -11,12 +11,14 @@
    ``fusion_windows`` windows of ``series``: trajectories the hierarchy and the dynamics level were not fitted on
    (``mdforecast train`` passes the ``--fusion-data`` store's or the run's held-out ones, :mod:`mdforecast.training`),
    since on their own training trajectories the sources look better than they are. Which sources a bin uses is
-   chosen by cross-validation: every subset's held-out error per window, its weights fitted without the window's
-   trajectory (leave-one-trajectory-out; with windows of one trajectory only, without the window), and the
-   one-standard-error rule: the fewest sources whose summed held-out error exceeds the best subset's by at most
-   one standard error of that difference (paired over the windows; ties go to the lower error). The empty subset
-   is persistence (all weights zero), so a bin where no source clearly helps (far leads, where every forecaster
-   is within noise of persistence), a bin with fewer than two windows, and leads the windows do not reach are
+   chosen by cross-validation over independent groups of windows. Two windows of one trajectory whose forecast
+   spans (from their last observed frame to the bin's last lead) overlap share part of their truth, so their
+   errors are correlated: per bin, such windows are chained into one group, and far bins, whose spans are long,
+   have few groups. Every subset's held-out error per group, its weights fitted without the group, and the
+   one-standard-error rule: the fewest sources whose held-out error exceeds the best subset's by at most one
+   standard error of that difference (paired over the groups; ties go to the lower error). The empty subset is
+   persistence (all weights zero), so a bin where no source clearly helps (far leads, where every forecaster is
+   within noise of persistence), a bin with fewer than two groups, and leads the windows do not reach are
    persistence. A window on a trajectory the autoregression was fitted on is scored with one fitted without it.
    The rollout is fitted up to ``max_rollout`` frames; from the first bin where its weight falls below 0.02 on,
    its weight is zero (the other sources are fitted without it), which is where a forecast stops rolling out.
@@ -123,29 +125,39 @@ def _error(w: np.ndarray, gram: np.ndarray, cross: np.ndarray, norm: float) -> f
     return float(norm - 2 * w @ cross + w @ gram @ w)
 
 
-def _choose(gram: np.ndarray, cross: np.ndarray, norm: np.ndarray, folds: np.ndarray, columns: list[int]
+def _groups(trajectories: np.ndarray, ends: np.ndarray, span: int) -> np.ndarray:
+    """Group ids ``(W,)`` of windows (their trajectories and last observed frames + 1, ``ends``): windows of one
+    trajectory whose forecast spans of ``span`` frames overlap, chained, share a group."""
+    order = np.lexsort((ends, trajectories))
+    t, e = trajectories[order], ends[order]
+    new = np.r_[True, (t[1:] != t[:-1]) | (e[1:] - e[:-1] >= span)]
+    groups = np.empty(len(order), dtype=np.int64)
+    groups[order] = np.cumsum(new) - 1
+    return groups
+
+
+def _choose(gram: np.ndarray, cross: np.ndarray, norm: np.ndarray, groups: np.ndarray, columns: list[int]
             ) -> tuple[list[int], float | None]:
     """The subset of the sources ``columns`` one bin uses (the module docstring's rule) from each window's
-    sufficient statistics ``gram (W, J, J)``, ``cross (W, J)``, ``norm (W,)``, and the windows' trajectories
-    ``folds (W,)``; returns it and its held-out error relative to persistence's (``None`` without two windows)."""
+    sufficient statistics ``gram (W, J, J)``, ``cross (W, J)``, ``norm (W,)``, and the windows' independent
+    groups ``groups (W,)`` (:func:`_groups`); returns it and its held-out error relative to persistence's
+    (``None`` without two groups)."""
     scored = norm > 0
-    gram, cross, norm, folds = gram[scored], cross[scored], norm[scored], folds[scored]
-    if len(norm) < 2:
+    gram, cross, norm, groups = gram[scored], cross[scored], norm[scored], groups[scored]
+    labels, groups = np.unique(groups, return_inverse=True)
+    if len(labels) < 2:
         return [], None
-    if len(np.unique(folds)) < 2:  # one trajectory: leave one window out
-        folds = np.arange(len(norm))
     g_all, c_all = gram.sum(0), cross.sum(0)
     subsets = [list(sub) for k in range(len(columns) + 1) for sub in itertools.combinations(columns, k)]
-    errors = np.zeros((len(subsets), len(norm)))  # held-out error of each subset on each window
-    for f in np.unique(folds):
-        rows = np.flatnonzero(folds == f)
-        g_out, c_out = g_all - gram[rows].sum(0), c_all - cross[rows].sum(0)
+    errors = np.zeros((len(subsets), len(labels)))  # held-out error of each subset on each group
+    for f in range(len(labels)):
+        rows = np.flatnonzero(groups == f)
+        g_in, c_in, n_in = gram[rows].sum(0), cross[rows].sum(0), norm[rows].sum()
         for i, sub in enumerate(subsets):
-            w = _solve(g_out, c_out, sub)
-            errors[i, rows] = [_error(w, gram[r], cross[r], norm[r]) for r in rows]
+            errors[i, f] = _error(_solve(g_all - g_in, c_all - c_in, sub), g_in, c_in, n_in)
     best = int(np.argmin(errors.sum(1)))
     excess = errors - errors[best]
-    within = excess.sum(1) <= np.sqrt(len(norm)) * excess.std(1, ddof=1)  # one SE of the summed difference
+    within = excess.sum(1) <= np.sqrt(len(labels)) * excess.std(1, ddof=1)  # one SE of the summed difference
     chosen = min(np.flatnonzero(within), key=lambda i: (len(subsets[i]), errors[i].sum()))
     return subsets[chosen], float(errors[chosen].sum() / norm.sum())
 
@@ -154,9 +166,9 @@ def fit_fusion(model: Domino, series: list[Series], topology: Topology, *, windo
                seed: int, sources: tuple[str, ...] = SOURCES, ar_series: list[Series] | None = None,
                log=lambda message: None) -> dict:
     """Fit ``model.lead_fusion`` on windows of ``series`` and its autoregression on ``ar_series`` (default
-    ``series``), see the module docstring; returns which trajectories it was fitted on and how (``folds``:
-    ``trajectory`` or ``window``), and per lead bin the sources chosen, their held-out MSE relative to
-    persistence's and the fused forecast's on the fitting windows, and the rollout's length in frames.
+    ``series``), see the module docstring; returns which trajectories it was fitted on, and per lead bin the sources chosen, the number of windows and
+    of independent groups of them, their held-out MSE relative to persistence's and the fused forecast's on the
+    fitting windows, and the rollout's length in frames.
     ``sources``: the :data:`~mdforecast.model.SOURCES` fused (the others get weight zero: the ablations)."""
     unknown = set(sources) - set(SOURCES)
     if unknown or SOURCES[0] not in sources:
@@ -181,15 +193,17 @@ def fit_fusion(model: Domino, series: list[Series], topology: Topology, *, windo
     gram = np.zeros((windows, fusion.bins, 3, 3))  # per window, so that the choice can be cross-validated
     cross = np.zeros((windows, fusion.bins, 3))
     norm = np.zeros((windows, fusion.bins))
-    folds = np.zeros(windows, dtype=np.int64)  # each window's trajectory
+    trajectories = np.zeros(windows, dtype=np.int64)  # each window's trajectory and last observed frame + 1
+    ends = np.zeros(windows, dtype=np.int64)
     # the rollout of a model fitted before (fine-tuning) must not be stretched to that fit's reach
     fusion.weights.zero_()
     fusion.rollout_frames.zero_()
     forecaster = DominoForecaster(model)
     grid = fusion.sample_leads()
-    for w, (k, end) in enumerate(_draw(series, windows, config.observe, min(available - 1, 1000), rng)):
+    # windows end where at least 1000 frames (half of those after the observation, if fewer) follow
+    for w, (k, end) in enumerate(_draw(series, windows, config.observe, min(available // 2, 1000), rng)):
         data = series[k]
-        folds[w] = k
+        trajectories[w], ends[w] = k, end
         leads = grid[grid <= data.n_frames - end]
         observation = Observation(positions=data.positions[end - config.observe:end], topology=topology, dt_ps=None,
                                   start=end - config.observe,
@@ -210,18 +224,19 @@ def fit_fusion(model: Domino, series: list[Series], topology: Topology, *, windo
     for b in range(fusion.bins):
         g, c, n = gram[:, b], cross[:, b], norm[:, b]
         rolling = rolling and edges[b + 1] - 1 <= max_rollout
-        best, held_out = _choose(g, c, n, folds, allowed if rolling else allowed[1:])
+        groups = _groups(trajectories, ends, int(edges[b + 1]) - 1)
+        best, held_out = _choose(g, c, n, groups, allowed if rolling else allowed[1:])
         weights[b] = _solve(g.sum(0), c.sum(0), best)
         rolling = rolling and weights[b, 0] >= _STOP
         if rolling:
             rollout_frames = int(edges[b + 1] - 1)
         report.append({"leads": [int(edges[b]), int(edges[b + 1])], "weights": dict(zip(SOURCES, weights[b].tolist())),
                        "chosen": "least squares" if best else "persistence", "sources": [SOURCES[j] for j in best],
-                       "windows": int((n > 0).sum()), "held_out_mse_ratio": held_out, "mse_ratio_to_persistence":
+                       "windows": int((n > 0).sum()),
+                       "groups": len(np.unique(groups[n > 0])), "held_out_mse_ratio": held_out, "mse_ratio_to_persistence":
                        float(_error(weights[b], g.sum(0), c.sum(0), n.sum()) / n.sum()) if n.sum() > 0 else None})
     fusion.weights.copy_(torch.as_tensor(weights))
     fusion.rollout_frames.fill_(rollout_frames)
     log(f"fusion: rollout for {rollout_frames} frames")
     return {"rollout_frames": rollout_frames, "windows": windows, "trajectories": [s.name for s in series],
-            "folds": "trajectory" if len(set(folds.tolist())) > 1 else "window",
             "autoregression_trajectories": [s.name for s in ar_series], "bins": report, "wall_s": time.perf_counter() - start}

@@ -281,6 +281,9 @@ def test_pretrain_plan_gives_the_fusion_trajectories_of_its_own_where_the_scale_
     assert "16 windows of traj1" in pretrain.SCALES["cpu-water"]["note"]
     assert pretrain.plan("lj", "cpu-dynamics", "cpu", init=tiny_run[1])["models"]["domino"]["fusion_data"][
         "trajectories"] == 4
+    # the reductions are the model card's, so they name DoMiNO's preset and options, not the scale's LG-ODE ones
+    assert water["reductions"]["preset"]["used"] == "cpu-water" and water["models"]["lgode"]["preset"] == "cpu-small"
+    assert water["reductions"]["option rigid_water"]["used"] is True
 
 
 def test_pretrain_ship_writes_a_discoverable_model_and_refuses_tiny_runs(tiny_run, tmp_path):
