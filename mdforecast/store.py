@@ -15,7 +15,8 @@ topology and one or more trajectories, each in the H5MD layout (see ``docs/store
 
 Arrays are chunked along frames (about 1 MiB per chunk) and compressed, so reading a window of frames reads
 few chunks and never the whole trajectory. A trajectory becomes visible only when it is committed (listed in
-the root attributes); a new local store is written under a temporary name and renamed at the end.
+the root attributes); a new local store is written under a temporary name and renamed at the end. A local store's
+files are written without zarr (:class:`_LocalNodes`: the same files zarr writes), a URL's through zarr.
 
 Damage is refused, never read as data: every chunk carries a CRC-32C checksum (stores written before it have
 none), a trajectory whose chunks are missing cannot be opened, and local writers hold a lock file
@@ -284,8 +285,7 @@ class TrajectoryWriter:
                  frame_index: bool = False, expected_frames: int = 0) -> None:
         self._store, self.name = store, name
         self._nodes, self._path = nodes, path = store._nodes, f"trajectories/{name}"
-        if nodes.exists(path):  # an uncommitted leftover of a killed run
-            nodes.delete(path)
+        nodes.delete(path)  # an uncommitted leftover of a killed run, if any
         nodes.group(path, {_ATTRS: attrs})
         n_atoms = store.topology.n_atoms
         chunk = frames_per_chunk(n_atoms)
@@ -451,9 +451,6 @@ class _ZarrNodes:
     def _node(self, path: str):
         return self._root[path] if path else self._root
 
-    def exists(self, path: str) -> bool:
-        return path in self._root
-
     def attrs(self, path: str) -> dict:
         return dict(self._node(path).attrs)
 
@@ -509,9 +506,6 @@ class _LocalNodes:
     def _file(self, path: str) -> Path:
         return self._root / path / "zarr.json"
 
-    def exists(self, path: str) -> bool:
-        return self._file(path).is_file()
-
     def attrs(self, path: str) -> dict:
         return json.loads(self._file(path).read_bytes())["attributes"]
 
@@ -521,7 +515,7 @@ class _LocalNodes:
         parts = path.split("/") if path else []
         for depth in range(1, len(parts)):
             parent = "/".join(parts[:depth])
-            if not self.exists(parent):
+            if not self._file(parent).is_file():
                 self._put(parent, _group_document({}))
         file = self._file(path)
         file.parent.mkdir(parents=True, exist_ok=True)
@@ -710,8 +704,8 @@ class Store:
         for name, values in topology.fields().items():
             values = np.asarray(values)
             strings = values.dtype.kind in "UT"  # fixed-width or (read back from a store) variable-width
-            nodes.array(f"topology/{name}", shape=values.shape, chunks=values.shape, dtype=str if strings else values.dtype,
-                        trajectory=False, attrs={}).write(0, values)
+            nodes.array(f"topology/{name}", shape=values.shape, chunks=values.shape,
+                        dtype=str if strings else values.dtype, trajectory=False, attrs={}).write(0, values)
         nodes.group("trajectories", {})
         return store
 

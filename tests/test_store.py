@@ -112,7 +112,8 @@ def test_a_local_store_is_written_as_zarr_writes_it(tmp_path):
     assert "trajectories/longer/particles/all/position/value/c/2/0/0" in ours  # the edge chunk
     assert not any(name.startswith(("topology/charges/c", "topology/segids/c", "topology/bonds/c")) for name in ours)
     store = Store.open(local)
-    for path in (tmp_path / "copy.zarr", f"{url}-copy"):  # a topology read back (variable-width strings), as predict does
+    # a topology read back from a store (variable-width strings), as predict writes it
+    for path in (tmp_path / "copy.zarr", f"{url}-copy"):
         with writing(path, topology=store.topology, attrs={"created": "now"}):
             pass
     same_files(tmp_path / "copy.zarr", f"{url}-copy")
