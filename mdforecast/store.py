@@ -672,6 +672,9 @@ class Store:
             group = zarr.open_group(store=path, mode=mode)
         except (FileNotFoundError, ValueError, KeyError, TypeError, zarr.errors.GroupNotFoundError) as err:
             raise StoreError(f"{path} is not a readable mdforecast store ({err}); re-create it with `mdforecast ingest`") from err
+        if group.metadata.zarr_format != 3:  # mdforecast reads and writes a local store's zarr.json files itself
+            raise StoreError(f"{path} is a zarr v{group.metadata.zarr_format} group, not an mdforecast store (zarr v3); "
+                             "create one with `mdforecast ingest`")
         attrs = group.attrs.get(_ATTRS)
         if not isinstance(attrs, dict) or "format_version" not in attrs:
             raise StoreError(f"{path} is a zarr group but not an mdforecast store; create one with `mdforecast ingest`")
@@ -686,13 +689,13 @@ class Store:
             raise FormatVersionError(
                 f"store {path} has format version {attrs['format_version']}, newer than this mdforecast "
                 f"({__version__}) reads ({FORMAT_VERSION}); upgrade: pip install -U mdforecast")
-        return cls(group, path)
+        return cls(group, path, mode=mode)
 
     @classmethod
     def _create(cls, path: str, topology: Topology, attrs: dict) -> "Store":
         """A new store at ``path`` (a local one: a directory that does not exist) holding ``topology``."""
         if is_remote(path):
-            store = cls(zarr.open_group(store=path, mode="w"), path, topology=topology)
+            store = cls(zarr.open_group(store=path, mode="w"), path, mode="r+", topology=topology)
         else:
             Path(path).mkdir()
             store = cls(None, path, mode="r+", topology=topology)
@@ -753,6 +756,8 @@ class Store:
     def _writable(self) -> None:
         if self._atoms is not None:
             raise StoreError(f"a subset view of {self.path} is read-only; write to the store itself")
+        if self._mode == "r":
+            raise StoreError(f"store {self.path} was opened read-only; open it with mode='r+' to change it")
 
     @property
     def split(self) -> dict[str, list[str]] | None:

@@ -188,6 +188,17 @@ def test_uncommitted_leftover_is_replaced(tmp_path):
     np.testing.assert_array_equal(Store.open(tmp_path / "s.zarr").trajectory("a").positions(), positions)
 
 
+def test_a_store_opened_read_only_refuses_writes(tmp_path):
+    # (zarr refused them; a local store's files are now written without zarr)
+    with writing(tmp_path / "s.zarr", topology=topology()) as store:
+        fill(store, "a", 3)
+    with pytest.raises(StoreError, match="opened read-only"):
+        Store.open(tmp_path / "s.zarr").set_split(train=["a"], test=[])
+    assert Store.open(tmp_path / "s.zarr").split is None
+    Store.open(tmp_path / "s.zarr", mode="r+").set_split(train=["a"], test=[])
+    assert Store.open(tmp_path / "s.zarr").split == {"train": ["a"], "test": []}
+
+
 def test_new_store_appears_only_when_complete(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         with writing(tmp_path / "s.zarr", topology=topology()) as store:
