@@ -70,8 +70,10 @@ def _build(path, positions: np.ndarray) -> None:
         for name, expected in (("longer", 2 * frames), ("shorter", frames // 2), ("exact", frames), ("gone", 0)):
             with store.add_trajectory(name, velocities=True, box=(3, 3), attrs={"dt_ps": 0.1},
                                       frame_index=name == "exact", expected_frames=expected) as writer:
-                for start in [0, 50, 61, 112, 200, 224, 290]:  # uneven blocks, some across chunk boundaries
-                    part = slice(start, {0: 50, 50: 61, 61: 112, 112: 200, 200: 224, 224: 290}.get(start, frames))
+                # uneven blocks, some across chunk boundaries, some of several chunks
+                edges = sorted({0, 50, 61, 112, 200, 224, *range(290, frames, 4000), frames})
+                for start, stop in zip(edges[:-1], edges[1:]):
+                    part = slice(start, stop)
                     times = np.arange(frames)[part] * 0.1
                     writer.append(positions[part], times, np.arange(frames)[part] * 50, velocities=-positions[part],
                                   boxes=boxes[part], **({"frames": times + 0.5} if name == "exact" else {}))
@@ -84,15 +86,16 @@ def _build(path, positions: np.ndarray) -> None:
         store.remove_trajectories(["gone"])
 
 
-def test_a_local_store_is_written_as_zarr_writes_it(tmp_path):
+@pytest.mark.parametrize("n, frames", [(774, 300), (6, 15000)])
+def test_a_local_store_is_written_as_zarr_writes_it(tmp_path, n, frames):
     # a local store is written without zarr (store._LocalNodes), a store at a URL through zarr's API: the same
-    # nodes, the same zarr.json documents and the same chunk bytes; zarr reads the local one as its own
+    # nodes, the same zarr.json documents and the same chunk bytes; zarr reads the local one as its own.
+    # 774 atoms: 112 frames per 1 MiB chunk of positions, two whole chunks and an edge; 6 atoms: 1024 frames per
+    # chunk, and steps, times and boxes in two chunks of 14,336 frames
     import json
 
     import fsspec
 
-    n, frames = 774, 300  # 112 frames per 1 MiB chunk of positions: two whole chunks and an edge
-    positions = np.cumsum(np.random.default_rng(1).normal(size=(frames, n, 3)), axis=0).astype(np.float32)
     def same_files(local, url) -> dict[str, bytes]:
         fs, root = fsspec.core.url_to_fs(url)
         theirs = {name[len(root.rstrip("/")) + 1:]: fs.cat_file(name) for name in fs.find(root)}
@@ -105,11 +108,14 @@ def test_a_local_store_is_written_as_zarr_writes_it(tmp_path):
                 assert data == theirs[name], name
         return ours
 
-    local, url = tmp_path / "s.zarr", f"memory://mdforecast-same-{tmp_path.name}"
+    positions = np.cumsum(np.random.default_rng(1).normal(size=(frames, n, 3)), axis=0).astype(np.float32)
+    local, url = tmp_path / "s.zarr", f"memory://mdforecast-same-{tmp_path.name}-{n}"
     _build(local, positions)
     _build(url, positions)
     ours = same_files(local, url)
-    assert "trajectories/longer/particles/all/position/value/c/2/0/0" in ours  # the edge chunk
+    chunk = Store.open(local).trajectory("exact").frames_per_chunk
+    assert f"trajectories/longer/particles/all/position/value/c/{frames // chunk}/0/0" in ours  # the edge chunk
+    assert ("trajectories/longer/particles/all/position/time/c/1" in ours) == (frames > 14336)
     assert not any(name.startswith(("topology/charges/c", "topology/segids/c", "topology/bonds/c")) for name in ours)
     store = Store.open(local)
     # a topology read back from a store (variable-width strings), as predict writes it
