@@ -202,6 +202,8 @@ def molecules(universe, atoms) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """
     if not hasattr(universe, "bonds") or not len(universe.bonds):
         return atoms.indices, np.zeros((0, 2), dtype=np.int64), np.arange(atoms.n_atoms)
+    if atoms.n_atoms == universe.atoms.n_atoms:  # every atom (indices 0..N-1): no fragment search needed
+        return atoms.indices, np.asarray(universe.bonds.indices, dtype=np.int64), np.arange(atoms.n_atoms)
     with quiet():
         fragment = np.asarray(universe.atoms.fragindices)
     needed = np.flatnonzero(np.isin(fragment, fragment[atoms.indices]))

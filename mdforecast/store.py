@@ -15,7 +15,8 @@ topology and one or more trajectories, each in the H5MD layout (see ``docs/store
 
 Arrays are chunked along frames (about 1 MiB per chunk) and compressed, so reading a window of frames reads
 few chunks and never the whole trajectory. A trajectory becomes visible only when it is committed (listed in
-the root attributes); a new local store is written under a temporary name and renamed at the end.
+the root attributes); a new local store is written under a temporary name and renamed at the end. A local store's
+files are written without zarr (:class:`_LocalNodes`: the same files zarr writes), a URL's through zarr.
 
 Damage is refused, never read as data: every chunk carries a CRC-32C checksum (stores written before it have
 none), a trajectory whose chunks are missing cannot be opened, and local writers hold a lock file
@@ -29,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import functools
+import json
 import os
 import queue
 import shutil
@@ -46,9 +48,9 @@ from .topology import Topology
 
 
 def _import_on_first_use(name: str):
-    """Module ``name``, executed on first attribute access (importlib's LazyLoader): zarr takes about 0.15 s
-    to import, which ``import mdforecast`` does not pay, and ingest pays while its decoding process already
-    reads the trajectory."""
+    """Module ``name``, executed on first attribute access (importlib's LazyLoader): zarr takes about 0.2 s
+    to import, which ``import mdforecast`` does not pay, nor does writing a new local store (ingest), whose
+    files :class:`_LocalNodes` writes itself; reading a store imports it."""
     import importlib.util
 
     if name in sys.modules:
@@ -81,11 +83,15 @@ def is_remote(path: str | os.PathLike) -> bool:
     return "://" in str(path)
 
 
+#: Blosc's settings for every trajectory array: lz4 with byte shuffle is fast enough to keep up with XTC decoding
+_BLOSC = {"cname": "lz4", "clevel": 5, "shuffle": "shuffle", "blocksize": 0}
+
+
 @functools.cache
 def _compressors() -> tuple:
-    """Blosc (lz4, byte shuffle) and a CRC-32C checksum: the codecs of every array written. Blosc is fast
-    enough to keep up with XTC decoding; the checksum is verified before blosc sees a chunk."""
-    return zarr.codecs.BloscCodec(cname="lz4", clevel=5, shuffle="shuffle"), zarr.codecs.Crc32cCodec()
+    """Blosc (:data:`_BLOSC`) and a CRC-32C checksum: the codecs of every trajectory array (as zarr objects).
+    The checksum is verified before blosc sees a chunk."""
+    return zarr.codecs.BloscCodec(**_BLOSC), zarr.codecs.Crc32cCodec()
 
 
 def _codecs(array: zarr.Array) -> list[type]:
@@ -278,26 +284,21 @@ class TrajectoryWriter:
     def __init__(self, store: "Store", name: str, *, velocities: bool, box: tuple[int, ...] | None, attrs: dict,
                  frame_index: bool = False, expected_frames: int = 0) -> None:
         self._store, self.name = store, name
-        parent = store._group.require_group("trajectories")
-        if name in parent:  # an uncommitted leftover of a killed run
-            del parent[name]
-        self._group = parent.create_group(name)
-        self._group.attrs[_ATTRS] = attrs
+        self._nodes, self._path = nodes, path = store._nodes, f"trajectories/{name}"
+        nodes.delete(path)  # an uncommitted leftover of a killed run, if any
+        nodes.group(path, {_ATTRS: attrs})
         n_atoms = store.topology.n_atoms
         chunk = frames_per_chunk(n_atoms)
         # per-frame arrays without an atom axis (steps, times, boxes: at most 72 bytes a frame) hold a whole
         # multiple of that many frames per chunk, at most about 1 MiB: a few files per trajectory, not hundreds
         small = chunk * max(1, _CHUNK_BYTES // 72 // chunk)
-        particles = self._group.require_group(_PARTICLES)
+        particles = f"{path}/{_PARTICLES}"
 
-        def array(path: str, shape: tuple[int, ...], dtype, unit: str | None) -> zarr.Array:
+        def array(where: str, shape: tuple[int, ...], dtype, unit: str | None):
             frames = chunk if len(shape) == 2 and shape[0] == n_atoms else small
-            arr = particles.create_array(path, shape=(expected_frames,) + shape, chunks=(frames,) + shape,
-                                         dtype=dtype, compressors=_compressors(),
-                                         config={"write_empty_chunks": True})  # every chunk stored: a gap is damage
-            if unit:
-                arr.attrs["unit"] = unit
-            return arr
+            # every chunk stored (a gap is damage)
+            return nodes.array(f"{particles}/{where}", shape=(expected_frames,) + shape, chunks=(frames,) + shape,
+                               dtype=dtype, trajectory=True, attrs={"unit": unit} if unit else {})
 
         self._arrays = {"position": array("position/value", (n_atoms, 3), "float32", "angstrom"),
                         "step": array("position/step", (), "int64", None),
@@ -307,23 +308,30 @@ class TrajectoryWriter:
         if velocities:
             self._arrays["velocity"] = array("velocity/value", (n_atoms, 3), "float32", "angstrom ps-1")
         if box is not None:
-            particles.require_group("box").attrs.update({"dimension": 3, "boundary": ["periodic"] * 3})
+            nodes.group(f"{particles}/box", {"dimension": 3, "boundary": ["periodic"] * 3})
             self._arrays["box"] = array("box/edges/value", box, "float32", "angstrom")
-        self._chunk, self._small_chunk = chunk, small
-        self._direct = {key: writer for key in ("position", "velocity") if key in self._arrays
-                        and (writer := _ChunkWriter.of(self._arrays[key])) is not None}
-        self._small = [key for key, arr in self._arrays.items() if arr.chunks[0] != chunk]
-        self._buffers: dict[str, list[np.ndarray]] = {k: [] for k in self._arrays}
-        self._buffered = 0
-        self._held: dict[str, list[np.ndarray]] = {k: [] for k in self._small}  # frames of small arrays not
-        self._held_from = 0  # yet written: from this frame up to n_frames
-        self.n_frames = 0
+        self._chunk = chunk
+        # appended frames not yet handed to the writing thread, per array; each array gets whole chunks of its
+        # own (the last one at commit), so every chunk is written once
+        self._held: dict[str, list[np.ndarray]] = {k: [] for k in self._arrays}
+        self._handed = dict.fromkeys(self._arrays, 0)  # frames handed to the writing thread, per array
+        self._appended = 0
         # compression and writes run in a thread (blosc and CRC-32C release the GIL) while the caller
         # produces the next chunk; at most _PENDING chunks wait, so memory stays bounded
         self._pending: queue.Queue = queue.Queue(maxsize=_PENDING)
         self._thread: threading.Thread | None = None
         self._failed: BaseException | None = None
         self._cancelled = False
+
+    @property
+    def n_frames(self) -> int:
+        """Frames written (or queued for writing) so far: whole chunks until :meth:`commit`, then all."""
+        return self._handed["position"]
+
+    @property
+    def _buffered(self) -> int:
+        """Frames appended but held until they fill a chunk."""
+        return self._appended - self.n_frames
 
     def append(self, positions: np.ndarray, times: np.ndarray, steps: np.ndarray,
                velocities: np.ndarray | None = None, boxes: np.ndarray | None = None,
@@ -335,32 +343,27 @@ class TrajectoryWriter:
         for key in self._arrays:
             if given[key] is None:
                 raise ValueError(f"this trajectory stores {key}; append() needs it")
-            self._buffers[key].append(np.array(given[key], dtype=self._arrays[key].dtype))  # copy: readers reuse buffers
-        self._buffered += len(positions)
+            self._held[key].append(np.array(given[key], dtype=self._arrays[key].dtype))  # copy: readers reuse buffers
+        self._appended += len(positions)
         if self._buffered >= self._chunk:
             self._flush()
 
     def _flush(self, last: bool = False) -> None:
-        """Hand the buffered frames to the writing thread (waits while :data:`_PENDING` chunks are queued);
-        frames of the small arrays go once they fill whole chunks of theirs, or with ``last``."""
+        """Hand every array's held frames that fill whole chunks of its own (all of them with ``last``) to the
+        writing thread, which waits while :data:`_PENDING` blocks are queued."""
         self._check_failed()
-        if self._buffered:
-            lo, hi = self.n_frames, self.n_frames + self._buffered
-            blocks = {key: parts[0] if len(parts) == 1 else np.concatenate(parts)
-                      for key, parts in self._buffers.items()}
-            for key in self._small:
-                self._held[key].append(blocks.pop(key))
-            self._put(blocks, lo, hi)
-            self._buffers = {key: [] for key in self._arrays}
-            self.n_frames = hi
-            self._buffered = 0
-        lo = self._held_from
-        hi = self.n_frames if last else lo + (self.n_frames - lo) // self._small_chunk * self._small_chunk
-        if self._small and hi > lo:
-            held = {key: np.concatenate(parts) for key, parts in self._held.items()}
-            self._put({key: values[:hi - lo] for key, values in held.items()}, lo, hi)
-            self._held = {key: [values[hi - lo:]] for key, values in held.items()}
-            self._held_from = hi
+        blocks: dict[tuple[int, int], dict[str, np.ndarray]] = {}
+        for key, arr in self._arrays.items():
+            lo, chunk = self._handed[key], arr.chunks[0]
+            hi = self._appended if last else lo + (self._appended - lo) // chunk * chunk
+            if hi > lo:
+                parts = self._held[key]
+                held = parts[0] if len(parts) == 1 else np.concatenate(parts)
+                blocks.setdefault((lo, hi), {})[key] = held[:hi - lo]
+                self._held[key] = [held[hi - lo:]] if hi < self._appended else []
+                self._handed[key] = hi
+        for (lo, hi), block in blocks.items():
+            self._put(block, lo, hi)
 
     def _put(self, blocks: dict[str, np.ndarray], lo: int, hi: int) -> None:
         if self._thread is None:
@@ -402,22 +405,19 @@ class TrajectoryWriter:
         return self._chunk
 
     def _write(self, blocks: dict[str, np.ndarray], lo: int, hi: int) -> None:
-        """Write frames [lo, hi) of the arrays in ``blocks``: the only place frames reach the disk."""
+        """Write frames [lo, hi) of the arrays in ``blocks`` (whole chunks of each, the last one possibly its
+        edge): the only place frames reach the disk."""
         for key, values in blocks.items():
             arr = self._arrays[key]
             if hi > arr.shape[0]:  # more frames than expected: grow (appends arrive in order)
-                arr.resize((hi,) + arr.shape[1:])
-            chunk = arr.chunks[0]
-            if hi - lo == chunk and lo % chunk == 0 and key in self._direct:
-                self._direct[key].write(lo // chunk, values)
-            else:
-                arr[lo:hi] = values
+                arr.resize(hi)
+            arr.write(lo, values)
 
     def set_attrs(self, **attrs) -> None:
         """Add provenance to the trajectory's attributes (e.g. ``sha256`` known only at the end)."""
-        self._group.attrs[_ATTRS] = {**dict(self._group.attrs[_ATTRS]), **attrs}
+        self._nodes.update_attrs(self._path, {_ATTRS: {**self._nodes.attrs(self._path)[_ATTRS], **attrs}})
 
-    def commit(self) -> Trajectory:
+    def commit(self) -> None:
         """Write the last frames and make the trajectory visible in the store."""
         self._flush(last=True)
         self._drain()
@@ -426,71 +426,238 @@ class TrajectoryWriter:
             raise InputError(f"trajectory {self.name!r} has no frames; check --start/--stop/--stride and the file")
         for arr in self._arrays.values():
             if arr.shape[0] != self.n_frames:  # fewer frames than expected
-                arr.resize((self.n_frames,) + arr.shape[1:])
+                arr.resize(self.n_frames)
         names = self._store.trajectory_names
         self._store._set_attrs(trajectories=names + [self.name])
-        return self._store.trajectory(self.name)
 
     def abort(self) -> None:
         """Delete everything written for this trajectory (chunks still queued are not written)."""
         self._cancelled = True
         self._drain()
-        parent = self._store._group["trajectories"]
-        if self.name in parent:
-            del parent[self.name]
+        self._nodes.delete(self._path)
 
 
-class _ChunkWriter:
-    """Writes whole chunks of a local array straight to their files, encoded as the array's codecs say (bytes,
-    Blosc, CRC-32C: the same bytes zarr writes), without zarr's asynchronous machinery, which costs more than
-    compressing and writing a 1 MiB chunk. Only for arrays whose codecs are exactly those; zarr reads the
-    chunks as its own. Unlike zarr a chunk is not written to a temporary file first: a trajectory is visible
-    only once committed, and an aborted one is deleted whole."""
+class _ZarrNodes:
+    """Creates and updates a store's groups and arrays through zarr's API (stores at URLs). Paths are relative
+    to the store's root group ``""``; arrays are those of :class:`_LocalNodes`."""
 
-    def __init__(self, directory: Path, key, blosc, dtype: np.dtype) -> None:
-        self._directory, self._key, self._blosc, self._dtype = directory, key, blosc, dtype
+    def __init__(self, store: "Store") -> None:
+        self._store = store
 
-    @classmethod
-    def of(cls, array: zarr.Array) -> "_ChunkWriter | None":
-        from numcodecs import Blosc
+    @property
+    def _root(self) -> zarr.Group:
+        return self._store._group
 
-        codecs = list(getattr(array.metadata, "codecs", ()))
-        expected = [zarr.codecs.BytesCodec, zarr.codecs.BloscCodec, zarr.codecs.Crc32cCodec]
-        if not isinstance(array.store, zarr.storage.LocalStore) or [type(c) for c in codecs] != expected:
-            return None
-        little = sys.byteorder == "little" and getattr(codecs[0].endian, "name", "little") == "little"
-        if not (little and array.dtype.isnative and codecs[1].typesize == array.dtype.itemsize):
-            return None
-        blosc = codecs[1]
-        shuffle = {"noshuffle": 0, "shuffle": 1, "bitshuffle": 2}[blosc.shuffle.name]
-        try:  # numcodecs before 0.16 has no typesize: it would shuffle otherwise than zarr
-            encoder = Blosc.from_config({"cname": blosc.cname.name, "clevel": blosc.clevel, "shuffle": shuffle,
-                                         "blocksize": blosc.blocksize, "typesize": blosc.typesize})
-        except TypeError:
-            return None
-        return cls(Path(array.store.root) / array.path, array.metadata.encode_chunk_key, encoder, array.dtype)
+    def _node(self, path: str):
+        return self._root[path] if path else self._root
 
-    def write(self, index: int, values: np.ndarray) -> None:
-        """Write chunk ``index`` (along frames) holding ``values``, a whole chunk."""
-        import google_crc32c
+    def attrs(self, path: str) -> dict:
+        return dict(self._node(path).attrs)
 
-        raw = np.ascontiguousarray(values, dtype=self._dtype).reshape(-1).view(np.uint8)
-        packed = self._blosc.encode(raw)
-        path = self._directory / self._key((index,) + (0,) * (values.ndim - 1))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "wb") as handle:
-            handle.write(packed)
-            handle.write(np.uint32(google_crc32c.value(packed)).astype("<u4").tobytes())
+    def group(self, path: str, attrs: dict) -> None:
+        (self._root.require_group(path) if path else self._root).attrs.update(attrs)
+
+    def update_attrs(self, path: str, attrs: dict) -> None:
+        self._node(path).attrs.update(attrs)
+
+    def array(self, path: str, *, shape: tuple[int, ...], chunks: tuple[int, ...], dtype, trajectory: bool,
+              attrs: dict) -> "_ZarrArray":
+        options = {"compressors": _compressors(), "config": {"write_empty_chunks": True}} if trajectory else {}
+        array = self._root.create_array(path, shape=shape, chunks=chunks, dtype=dtype, **options)
+        if attrs:
+            array.attrs.update(attrs)
+        return _ZarrArray(array)
+
+    def delete(self, path: str) -> None:
+        parent, _, name = path.rpartition("/")
+        if name in self._node(parent):
+            del self._node(parent)[name]
+
+
+class _ZarrArray:
+    """An array being written through zarr; see :class:`_LocalArray`."""
+
+    def __init__(self, array: zarr.Array) -> None:
+        self._array, self.dtype, self.chunks = array, array.dtype, array.chunks
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self._array.shape
+
+    def resize(self, frames: int) -> None:
+        self._array.resize((frames,) + self._array.shape[1:])
+
+    def write(self, lo: int, values: np.ndarray) -> None:
+        self._array[lo:lo + len(values)] = values
+
+
+class _LocalNodes:
+    """Creates and updates a local store's groups and arrays as zarr v3 files, without zarr: a ``zarr.json``
+    per node and a file per chunk, the documents and bytes that :class:`_ZarrNodes` has zarr write
+    (``tests/test_store.py`` compares them file by file). Importing zarr and going through its asynchronous
+    machinery cost about 0.3 s of CPU per new store (half the time plain MDAnalysis takes to read 2,000
+    frames); this costs milliseconds. Metadata is replaced atomically (a temporary file renamed), as zarr
+    does; a chunk file is written in place: a trajectory is visible only once committed, and an aborted one
+    is deleted whole."""
+
+    def __init__(self, root: Path) -> None:
+        self._root = root
+
+    def _file(self, path: str) -> Path:
+        return self._root / path / "zarr.json"
+
+    def attrs(self, path: str) -> dict:
+        return json.loads(self._file(path).read_bytes())["attributes"]
+
+    def _put(self, path: str, document: dict) -> None:
+        """Write ``document`` as the ``zarr.json`` of node ``path``, and an empty group for every parent that has
+        none (zarr creates those implicitly)."""
+        parts = path.split("/") if path else []
+        for depth in range(1, len(parts)):
+            parent = "/".join(parts[:depth])
+            if not self._file(parent).is_file():
+                self._put(parent, _group_document({}))
+        file = self._file(path)
+        file.parent.mkdir(parents=True, exist_ok=True)
+        partial = file.with_name(f".zarr.json.partial-{os.getpid()}-{threading.get_ident()}")
+        partial.write_bytes(json.dumps(document, indent=2, allow_nan=True, default=_json_value).encode())
+        os.replace(partial, file)
+
+    def group(self, path: str, attrs: dict) -> None:
+        self._put(path, _group_document(attrs))
+
+    def update_attrs(self, path: str, attrs: dict) -> None:
+        document = json.loads(self._file(path).read_bytes())
+        document["attributes"].update(attrs)
+        self._put(path, document)
+
+    def array(self, path: str, *, shape: tuple[int, ...], chunks: tuple[int, ...], dtype, trajectory: bool,
+              attrs: dict) -> "_LocalArray":
+        """A new array: ``trajectory`` arrays are compressed with :data:`_BLOSC` and checksummed, and store
+        every chunk; others (the topology's) get zarr's defaults: zstd, and no chunk that holds only the fill
+        value. ``dtype`` ``str`` stores strings."""
+        strings = dtype is str
+        dtype = np.dtype(object if strings else dtype)
+        serializer = ({"name": "vlen-utf8", "configuration": {}} if strings else
+                      {"name": "bytes", "configuration": {"endian": "little"}})
+        codecs = [serializer] + ([{"name": "blosc", "configuration": {"typesize": dtype.itemsize, **_BLOSC}},
+                                  {"name": "crc32c"}] if trajectory else
+                                 [{"name": "zstd", "configuration": {"level": 0, "checksum": False}}])
+        fill = "" if strings else False if dtype.kind == "b" else 0.0 if dtype.kind in "fc" else 0
+        document = {"shape": list(shape), "data_type": "string" if strings else dtype.name,
+                    "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": list(chunks)}},
+                    "chunk_key_encoding": {"name": "default", "configuration": {"separator": "/"}},
+                    "fill_value": fill, "codecs": codecs, "attributes": attrs, "zarr_format": 3,
+                    "node_type": "array", "storage_transformers": []}
+        self._put(path, document)
+        return _LocalArray(self, path, document, dtype, all_chunks=trajectory)
+
+    def delete(self, path: str) -> None:
+        shutil.rmtree(self._root / path, ignore_errors=True)
+
+
+def _group_document(attrs: dict) -> dict:
+    return {"attributes": attrs, "zarr_format": 3, "node_type": "group"}
+
+
+def _json_value(value):
+    """JSON for the numpy values attributes may hold (as zarr converts them)."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} cannot be stored as an attribute")
+
+
+class _LocalArray:
+    """An array of a local store (:class:`_LocalNodes`): writes chunks as its codecs say. Chunks are along the
+    first axis; an edge chunk is stored at the full chunk shape, padded with the fill value, as zarr does."""
+
+    def __init__(self, nodes: _LocalNodes, path: str, document: dict, dtype: np.dtype, all_chunks: bool) -> None:
+        self._nodes, self._path, self._document, self.dtype = nodes, path, document, dtype
+        self._directory = nodes._root / path
+        self.chunks = tuple(document["chunk_grid"]["configuration"]["chunk_shape"])
+        self._fill, self._all_chunks = document["fill_value"], all_chunks
+        self._encode = _encoder(document["codecs"], dtype)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self._document["shape"])
+
+    def resize(self, frames: int) -> None:
+        """Change the length of the first axis (chunks beyond it are never written: appends come in order)."""
+        self._document["shape"][0] = frames
+        self._nodes._put(self._path, self._document)
+
+    def write(self, lo: int, values: np.ndarray) -> None:
+        """Write ``values`` as the rows from ``lo`` on, a multiple of the chunk length: whole chunks, the last of
+        which may be the array's edge."""
+        chunk = self.chunks[0]
+        if not values.size:
+            return
+        for start in range(0, len(values), chunk):
+            part = values[start:start + chunk]
+            if len(part) < chunk:
+                part = np.concatenate([part, np.full((chunk - len(part),) + part.shape[1:], self._fill, part.dtype)])
+            if not self._all_chunks and (part == self._fill).all():  # zarr's default: no chunk of fill values
+                continue
+            key = "/".join(["c", str((lo + start) // chunk)] + ["0"] * (len(self.chunks) - 1))
+            path = self._directory / key
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(self._encode(part))
+
+
+def _encoder(codecs: list[dict], dtype: np.dtype):
+    """The function encoding a chunk ``(chunk shape)`` of ``dtype`` into its stored bytes, as the zarr v3
+    ``codecs`` documents of :meth:`_LocalNodes.array` say (zarr encodes them with the same numcodecs)."""
+    import google_crc32c
+    from numcodecs import Blosc, VLenUTF8, Zstd
+
+    steps = []
+    for codec in codecs:
+        name, config = codec["name"], codec.get("configuration", {})
+        if name == "bytes":
+            little = dtype.newbyteorder("<")
+            steps.append(lambda a: np.ascontiguousarray(a, dtype=little).reshape(-1).view(np.uint8))
+        elif name == "vlen-utf8":
+            steps.append(lambda a: VLenUTF8().encode(np.asarray(a, dtype=object).reshape(-1)))
+        elif name == "blosc":
+            shuffle = {"noshuffle": Blosc.NOSHUFFLE, "shuffle": Blosc.SHUFFLE, "bitshuffle": Blosc.BITSHUFFLE}
+            steps.append(Blosc(cname=config["cname"], clevel=config["clevel"], shuffle=shuffle[config["shuffle"]],
+                               blocksize=config["blocksize"], typesize=config["typesize"]).encode)
+        elif name == "zstd":
+            steps.append(Zstd(level=config["level"], checksum=config["checksum"]).encode)
+        elif name == "crc32c":
+            steps.append(lambda b: (packed := bytes(b)) + google_crc32c.value(packed).to_bytes(4, "little"))
+        else:
+            raise ValueError(f"no encoder for the zarr codec {name!r}")
+
+    def encode(values: np.ndarray) -> bytes:
+        for step in steps:
+            values = step(values)
+        return bytes(values)
+
+    return encode
 
 
 class Store:
     """One system's topology and trajectories in a zarr v3 group. Open with :meth:`open` or :func:`writing`."""
 
-    def __init__(self, group: zarr.Group, path: str, atoms: np.ndarray | None = None) -> None:
-        self._group = group
+    def __init__(self, group: zarr.Group | None, path: str, atoms: np.ndarray | None = None, *, mode: str = "r",
+                 topology: Topology | None = None) -> None:
+        self._opened = group  # None: opened (in ``mode``) when first read through zarr
+        self._mode = mode
         self.path = path
-        self._topology: Topology | None = None
+        self._topology = topology
         self._atoms = atoms  # indices of the atoms this view shows (subset), None: all
+        # what writes (and reads the attributes of) groups and arrays: files for a local store, zarr for a URL
+        self._nodes = _ZarrNodes(self) if is_remote(path) else _LocalNodes(Path(path))
+
+    @property
+    def _group(self) -> zarr.Group:
+        if self._opened is None:
+            self._opened = zarr.open_group(store=self.path, mode=self._mode)
+        return self._opened
 
     def __repr__(self) -> str:
         return f"Store({self.path!r}, atoms={self.topology.n_atoms}, trajectories={self.trajectory_names})"
@@ -505,6 +672,9 @@ class Store:
             group = zarr.open_group(store=path, mode=mode)
         except (FileNotFoundError, ValueError, KeyError, TypeError, zarr.errors.GroupNotFoundError) as err:
             raise StoreError(f"{path} is not a readable mdforecast store ({err}); re-create it with `mdforecast ingest`") from err
+        if group.metadata.zarr_format != 3:  # mdforecast reads and writes a local store's zarr.json files itself
+            raise StoreError(f"{path} is a zarr v{group.metadata.zarr_format} group, not an mdforecast store (zarr v3); "
+                             "create one with `mdforecast ingest`")
         attrs = group.attrs.get(_ATTRS)
         if not isinstance(attrs, dict) or "format_version" not in attrs:
             raise StoreError(f"{path} is a zarr group but not an mdforecast store; create one with `mdforecast ingest`")
@@ -519,32 +689,38 @@ class Store:
             raise FormatVersionError(
                 f"store {path} has format version {attrs['format_version']}, newer than this mdforecast "
                 f"({__version__}) reads ({FORMAT_VERSION}); upgrade: pip install -U mdforecast")
-        return cls(group, path)
+        return cls(group, path, mode=mode)
 
     @classmethod
     def _create(cls, path: str, topology: Topology, attrs: dict) -> "Store":
-        group = zarr.open_group(store=path, mode="w")
-        group.attrs["h5md"] = {"version": [1, 1], "creator": {"name": "mdforecast", "version": __version__}}
-        group.attrs[_ATTRS] = {"format_version": FORMAT_VERSION, "mdforecast_version": __version__, "units": UNITS,
-                               "trajectories": [], "split": None, **attrs}
-        top = group.create_group("topology")
-        top.attrs["n_atoms"] = topology.n_atoms
+        """A new store at ``path`` (a local one: a directory that does not exist) holding ``topology``."""
+        if is_remote(path):
+            store = cls(zarr.open_group(store=path, mode="w"), path, mode="r+", topology=topology)
+        else:
+            Path(path).mkdir()
+            store = cls(None, path, mode="r+", topology=topology)
+        nodes = store._nodes
+        nodes.group("", {"h5md": {"version": [1, 1], "creator": {"name": "mdforecast", "version": __version__}},
+                         _ATTRS: {"format_version": FORMAT_VERSION, "mdforecast_version": __version__,
+                                  "units": UNITS, "trajectories": [], "split": None, **attrs}})
+        nodes.group("topology", {"n_atoms": topology.n_atoms})
         for name, values in topology.fields().items():
             values = np.asarray(values)
-            dtype = str if values.dtype.kind in "US" else values.dtype
-            top.create_array(name, shape=values.shape, dtype=dtype, chunks=values.shape or None)[...] = values
-        group.create_group("trajectories")
-        return cls(group, path)
+            strings = values.dtype.kind in "UT"  # fixed-width or (read back from a store) variable-width
+            nodes.array(f"topology/{name}", shape=values.shape, chunks=values.shape,
+                        dtype=str if strings else values.dtype, trajectory=False, attrs={}).write(0, values)
+        nodes.group("trajectories", {})
+        return store
 
     # -- metadata ---------------------------------------------------------------------------------------
     @property
     def attrs(self) -> dict:
         """Store-level attributes: ``format_version``, ``units``, ``split``, provenance."""
-        return dict(self._group.attrs[_ATTRS])
+        return dict(self._nodes.attrs("")[_ATTRS])
 
     def _set_attrs(self, **attrs) -> None:
         self._writable()
-        self._group.attrs[_ATTRS] = {**self.attrs, **attrs}
+        self._nodes.update_attrs("", {_ATTRS: {**self.attrs, **attrs}})
 
     def update_attrs(self, **attrs) -> None:
         """Merge ``attrs`` into the store-level attributes (reserved keys are refused)."""
@@ -571,7 +747,7 @@ class Store:
             atoms = self._atoms[atoms]
         if not len(atoms) or (np.diff(atoms) <= 0).any() or atoms[0] < 0 or atoms[-1] >= self._n_stored_atoms:
             raise InputError(f"an atom subset must be increasing indices below {self._n_stored_atoms}")
-        return Store(self._group, self.path, atoms)
+        return Store(self._opened, self.path, atoms, mode=self._mode)
 
     @property
     def _n_stored_atoms(self) -> int:
@@ -580,6 +756,8 @@ class Store:
     def _writable(self) -> None:
         if self._atoms is not None:
             raise StoreError(f"a subset view of {self.path} is read-only; write to the store itself")
+        if self._mode == "r":
+            raise StoreError(f"store {self.path} was opened read-only; open it with mode='r+' to change it")
 
     @property
     def split(self) -> dict[str, list[str]] | None:
@@ -616,10 +794,8 @@ class Store:
     def remove_trajectories(self, names: Sequence[str]) -> None:
         """Delete trajectories ``names`` from the store (unlisted first, then their data)."""
         self._set_attrs(trajectories=[n for n in self.trajectory_names if n not in set(names)])
-        parent = self._group["trajectories"]
         for name in names:
-            if name in parent:
-                del parent[name]
+            self._nodes.delete(f"trajectories/{name}")
 
     def __iter__(self) -> Iterator[Trajectory]:
         return (self.trajectory(name) for name in self.trajectory_names)
@@ -701,7 +877,7 @@ def writing(path: str | os.PathLike, *, topology: Topology, attrs: dict | None =
                     shutil.rmtree(old)
                 else:
                     os.replace(tmp, target)
-            store.__init__(zarr.open_group(store=path, mode="r"), path)
+            store.__init__(None, path, topology=store.topology)  # the renamed store, opened when read
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 

@@ -225,6 +225,24 @@ def test_ingest_into_a_url_store_and_export_from_it(water_files, tmp_path):
     np.testing.assert_allclose(back.trajectory().positions(), system.positions, atol=2e-4)
 
 
+def test_ingest_into_a_new_local_store_does_not_import_zarr(tmp_path, water_system):
+    # a local store's files are written as zarr writes them, without zarr (store._LocalNodes): ingest does not
+    # pay zarr's import; what it wrote reads back through zarr
+    import subprocess
+    import sys
+
+    top = tmp_path / "top.pdb"
+    path = water_system.write(tmp_path / "traj.xtc", wrap=True, topology=top)
+    code = ("import sys; from mdforecast import ingest; ingest([sys.argv[1]], sys.argv[2], topology=sys.argv[3]); "
+            "print(sorted(name for name in sys.modules if name.startswith('zarr.')))")
+    done = subprocess.run([sys.executable, "-c", code, str(path), str(tmp_path / "s.zarr"), str(top)],
+                          capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
+    traj = Store.open(tmp_path / "s.zarr").trajectory()
+    np.testing.assert_allclose(traj.positions(), water_system.positions, atol=6e-3, rtol=0)
+    assert traj.attrs["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 def _water_geometry(positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """O–H ``(T, W, 2)`` and H–H ``(T, W)`` distances, Å, of waters stored as O, H, H."""
     oh = np.linalg.norm(positions[:, np.r_[1:positions.shape[1]:3, 2:positions.shape[1]:3]]

@@ -57,32 +57,82 @@ def test_writer_flushes_chunk_by_chunk(tmp_path):
     assert Store.open(tmp_path / "s.zarr").trajectory().n_frames == chunk + 3
 
 
-def test_whole_chunks_written_directly_are_the_bytes_zarr_writes(tmp_path):
-    # positions and velocities go straight to their chunk files (no zarr machinery): byte for byte what zarr
-    # itself writes for the same values and codecs, and read back as zarr's own
-    from mdforecast.store import _ChunkWriter, _compressors
+def _build(path, positions: np.ndarray) -> None:
+    """A store with what ingest, predict and datasets write: a topology with strings, a chunk of zeros and no
+    bonds; trajectories longer, shorter and as long as announced, appended unevenly, with velocities, triclinic
+    boxes and frame indices, attributes added later, a split, an aborted trajectory and a removed one."""
+    n, frames = positions.shape[1], len(positions)
+    top = Topology(names=np.array(["OW", "HW1", "HW2"] * (n // 3)), resnames=np.array(["SOL"] * n),
+                   resids=np.repeat(np.arange(1, n // 3 + 1), 3), segids=np.array([""] * n), masses=np.full(n, 16.0),
+                   charges=np.zeros(n), bonds=np.zeros((0, 2), np.int64))
+    boxes = np.tile(np.array([[20.0, 0, 0], [0, 20, 0], [10, 10, 14.1]], np.float32), (frames, 1, 1))
+    with writing(path, topology=top, attrs={"created": "now", "note": [1, 2.5, None]}) as store:
+        for name, expected in (("longer", 2 * frames), ("shorter", frames // 2), ("exact", frames), ("gone", 0)):
+            with store.add_trajectory(name, velocities=True, box=(3, 3), attrs={"dt_ps": 0.1},
+                                      frame_index=name == "exact", expected_frames=expected) as writer:
+                # uneven blocks, some across chunk boundaries, some of several chunks
+                edges = sorted({0, 50, 61, 112, 200, 224, *range(290, frames, 4000), frames})
+                for start, stop in zip(edges[:-1], edges[1:]):
+                    part = slice(start, stop)
+                    times = np.arange(frames)[part] * 0.1
+                    writer.append(positions[part], times, np.arange(frames)[part] * 50, velocities=-positions[part],
+                                  boxes=boxes[part], **({"frames": times + 0.5} if name == "exact" else {}))
+                writer.set_attrs(sha256="abc")
+        with pytest.raises(RuntimeError):
+            with store.add_trajectory("aborted", velocities=False, box=None) as writer:
+                writer.append(positions[:200], np.arange(200.0), np.arange(200))
+                raise RuntimeError("killed")
+        store.set_split(train=["longer", "gone"], test=["exact"])
+        store.remove_trajectories(["gone"])
 
-    n = 774  # 112 frames of 12 × 774 bytes per 1 MiB chunk: 3 whole chunks and a partial one
-    positions = np.cumsum(np.random.default_rng(1).normal(size=(400, n, 3)), axis=0).astype(np.float32)
-    with writing(tmp_path / "s.zarr", topology=topology(n)) as store:
-        with store.add_trajectory("a", velocities=True, box=None, expected_frames=400) as writer:
-            assert set(writer._direct) == {"position", "velocity"}
-            for start in range(0, 400, 50):
-                part = slice(start, start + 50)
-                writer.append(positions[part], np.arange(400)[part] * 0.1, np.arange(400)[part],
-                              velocities=-positions[part])
-    ours = zarr.open_group(str(tmp_path / "s.zarr"), mode="r")["trajectories/a/particles/all/position/value"]
-    theirs = zarr.open_group(str(tmp_path / "z.zarr"), mode="w").create_array(
-        "p", shape=ours.shape, chunks=ours.chunks, dtype="float32", compressors=_compressors())
-    theirs[...] = positions
-    chunk = ours.chunks[0]
-    assert chunk == 112 and _ChunkWriter.of(theirs) is not None
-    for index in range(4):
-        key = ours.metadata.encode_chunk_key((index, 0, 0))
-        assert (tmp_path / "s.zarr" / ours.path / key).read_bytes() == (tmp_path / "z.zarr" / "p" / key).read_bytes()
-    traj = Store.open(tmp_path / "s.zarr").trajectory()
-    np.testing.assert_array_equal(traj.positions(), positions)
-    np.testing.assert_array_equal(traj.velocities(100, 300), -positions[100:300])
+
+@pytest.mark.parametrize("n, frames", [(774, 300), (6, 15000)])
+def test_a_local_store_is_written_as_zarr_writes_it(tmp_path, n, frames):
+    # a local store is written without zarr (store._LocalNodes), a store at a URL through zarr's API: the same
+    # nodes, the same zarr.json documents and the same chunk bytes; zarr reads the local one as its own.
+    # 774 atoms: 112 frames per 1 MiB chunk of positions, two whole chunks and an edge; 6 atoms: 1024 frames per
+    # chunk, and steps, times and boxes in two chunks of 14,336 frames
+    import json
+
+    import fsspec
+
+    def same_files(local, url) -> dict[str, bytes]:
+        fs, root = fsspec.core.url_to_fs(url)
+        theirs = {name[len(root.rstrip("/")) + 1:]: fs.cat_file(name) for name in fs.find(root)}
+        ours = {str(p.relative_to(local)): p.read_bytes() for p in local.rglob("*") if p.is_file()}
+        assert sorted(ours) == sorted(theirs)
+        for name, data in ours.items():
+            if name.endswith("zarr.json"):
+                assert json.loads(data) == json.loads(theirs[name]), name
+            else:
+                assert data == theirs[name], name
+        return ours
+
+    positions = np.cumsum(np.random.default_rng(1).normal(size=(frames, n, 3)), axis=0).astype(np.float32)
+    local, url = tmp_path / "s.zarr", f"memory://mdforecast-same-{tmp_path.name}-{n}"
+    _build(local, positions)
+    _build(url, positions)
+    ours = same_files(local, url)
+    chunk = Store.open(local).trajectory("exact").frames_per_chunk
+    assert f"trajectories/longer/particles/all/position/value/c/{frames // chunk}/0/0" in ours  # the edge chunk
+    assert ("trajectories/longer/particles/all/position/time/c/1" in ours) == (frames > 14336)
+    assert not any(name.startswith(("topology/charges/c", "topology/segids/c", "topology/bonds/c")) for name in ours)
+    store = Store.open(local)
+    # a topology read back from a store (variable-width strings), as predict writes it
+    for path in (tmp_path / "copy.zarr", f"{url}-copy"):
+        with writing(path, topology=store.topology, attrs={"created": "now"}):
+            pass
+    same_files(tmp_path / "copy.zarr", f"{url}-copy")
+    assert store.trajectory_names == ["longer", "shorter", "exact"] and store.split["test"] == ["exact"]
+    for traj in store:
+        np.testing.assert_array_equal(traj.positions(), positions)
+        np.testing.assert_array_equal(traj.velocities(100, 300), -positions[100:300])
+        np.testing.assert_allclose(traj.boxes()[:, 2], [[10, 10, 14.1]] * frames, rtol=1e-6)
+        np.testing.assert_allclose(traj.times(), np.arange(frames) * 0.1)
+        assert traj.attrs == {"dt_ps": 0.1, "sha256": "abc"}
+    np.testing.assert_allclose(store.trajectory("exact").frame_index(), np.arange(frames) * 0.1 + 0.5)
+    assert store.topology.segids.tolist() == [""] * n and not store.topology.charges.any()
+    assert store.topology.bonds.shape == (0, 2)
 
 
 def test_a_chunk_the_writing_thread_fails_to_write_ends_the_store_in_one_line(tmp_path, monkeypatch):
@@ -142,6 +192,17 @@ def test_uncommitted_leftover_is_replaced(tmp_path):
     assert store.trajectory_names == []
     positions = fill(store, "a", 4)
     np.testing.assert_array_equal(Store.open(tmp_path / "s.zarr").trajectory("a").positions(), positions)
+
+
+def test_a_store_opened_read_only_refuses_writes(tmp_path):
+    # (zarr refused them; a local store's files are now written without zarr)
+    with writing(tmp_path / "s.zarr", topology=topology()) as store:
+        fill(store, "a", 3)
+    with pytest.raises(StoreError, match="opened read-only"):
+        Store.open(tmp_path / "s.zarr").set_split(train=["a"], test=[])
+    assert Store.open(tmp_path / "s.zarr").split is None
+    Store.open(tmp_path / "s.zarr", mode="r+").set_split(train=["a"], test=[])
+    assert Store.open(tmp_path / "s.zarr").split == {"train": ["a"], "test": []}
 
 
 def test_new_store_appears_only_when_complete(tmp_path):

@@ -358,7 +358,7 @@ CASES = {
     "zarr-v2-group": (lambda ws: _v2_group(ws, {}), 1, ["not an mdforecast store"]),
     "zarr-v2-group-with-our-attributes": (lambda ws: _v2_group(ws, {"mdforecast": {"format_version": 1,
                                                                                    "trajectories": []}}),
-                                          1, ["lacks its topology"]),
+                                          1, ["zarr v2 group", "not an mdforecast store"]),
     "foreign-zarr-group": (_foreign_group, 1, ["not an mdforecast store"]),
     "listed-trajectory-missing": (lambda ws: (shutil.rmtree(ws.store / "trajectories" / "b"),
                                               _predict(ws, "-o", ws / "out.zarr"))[1], 1, ["'b'", "no data"]),
