@@ -2,8 +2,9 @@
 
 The system kind is read from the topology (:func:`system_kind`):
 
-- ``water``: most residues hold one O and two H. Scores: O–H length and H–O–H angle of the forecast against
-  the truth frame by frame (rigid models: any deviation is model error) and the O–O radial distribution g_OO(r);
+- ``water``: most residues are waters (:func:`mdforecast.molecules.find_waters`). Scores: O–H length and
+  H–O–H angle of the forecast against the truth frame by frame (rigid models: any deviation is model error)
+  and the O–O radial distribution g_OO(r);
 - ``peptide``: a residue has backbone φ (C₋₁–N–Cα–C) and ψ (N–Cα–C–N₊₁). Scores: bond-length deviation over
   the topology's bonds and the Jensen–Shannon divergence of the φ/ψ histograms;
 - ``liquid``: anything else with a periodic box. Scores: g(r) over all atoms and the mean squared
@@ -21,6 +22,7 @@ import numpy as np
 
 from .errors import InputError
 from .molecules import bonds as topology_bonds
+from .molecules import find_waters
 from .pbc import box_matrix, dimensions_from_box
 from .topology import Topology
 
@@ -37,11 +39,6 @@ _RAMA_BINS = 24  # 15° bins on each axis
 GEOMETRY_TOLERANCE = {"bond": 0.1, "oh": 0.02, "hoh": 2.0, "close": 0.6}
 
 
-def _elements(topology: Topology) -> np.ndarray:
-    source = topology.elements if topology.elements is not None else topology.names
-    return np.array([str(e).strip()[:1].upper() for e in source])
-
-
 def _residues(topology: Topology) -> list[np.ndarray]:
     starts = np.flatnonzero(np.r_[True, (topology.resids[1:] != topology.resids[:-1])
                                   | (topology.resnames[1:] != topology.resnames[:-1])])
@@ -49,16 +46,14 @@ def _residues(topology: Topology) -> list[np.ndarray]:
 
 
 def water_geometry(topology: Topology) -> tuple[np.ndarray, np.ndarray]:
-    """O–H bonds ``(B, 2)`` and H–O–H angles ``(A, 3)`` (H, O, H) of the residues with one O and two H."""
-    elements = _elements(topology)
-    bonds, angles_ = [], []
-    for atoms in _residues(topology):
-        kinds = elements[atoms]
-        if len(atoms) in (3, 4) and (kinds == "O").sum() == 1 and (kinds == "H").sum() == 2:
-            o, (h1, h2) = atoms[kinds == "O"][0], atoms[kinds == "H"]
-            bonds += [(o, h1), (o, h2)]
-            angles_.append((h1, o, h2))
-    return np.array(bonds, dtype=np.int64).reshape(-1, 2), np.array(angles_, dtype=np.int64).reshape(-1, 3)
+    """O–H bonds ``(2·W, 2)`` (O, H) and H–O–H angles ``(W, 3)`` (H, O, H) of the ``W`` waters of ``topology``
+    (:func:`mdforecast.molecules.find_waters`); both empty without waters."""
+    groups = find_waters(topology)
+    if groups is None:
+        return np.zeros((0, 2), np.int64), np.zeros((0, 3), np.int64)
+    o, h1, h2 = groups.atoms[:, 0], groups.atoms[:, 1], groups.atoms[:, 2]
+    bonds = np.stack([o, h1, o, h2], axis=1).reshape(-1, 2)
+    return bonds, np.stack([h1, o, h2], axis=1)
 
 
 def backbone_dihedrals(topology: Topology) -> np.ndarray:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
 from mdforecast import physics
 from mdforecast.errors import InputError
 from mdforecast.evaluation import evaluate
+from mdforecast.molecules import find_waters
 from mdforecast.prediction import predict
 from synth import ala2, argon, make_store, random_walk, rigid_waters, water
 
@@ -33,6 +36,22 @@ def test_rigid_water_geometry_is_exact():
     bonds, triples = physics.water_geometry(water(3))
     np.testing.assert_allclose(physics.bond_lengths(x, bonds), 0.9572, atol=1e-5)
     np.testing.assert_allclose(physics.angles(x, triples), 104.52, atol=1e-3)
+
+
+def test_water_geometry_is_that_of_the_waters_molecules_finds():
+    """One detector (molecules.find_waters): atoms in any order count, O–H–H that is neither named nor bonded
+    like a water does not."""
+    perm = np.random.default_rng(1).permutation(12)
+    shuffled = water(4).subset(perm)
+    bonds, triples = physics.water_geometry(shuffled)
+    np.testing.assert_array_equal(triples[:, 1], find_waters(shuffled).atoms[:, 0])
+    assert sorted(map(tuple, np.sort(perm[bonds], axis=1).tolist())) == [(3 * w, 3 * w + h) for w in range(4)
+                                                                         for h in (1, 2)]
+    x = rigid_waters(3, n_waters=4)[:, perm]
+    np.testing.assert_allclose(physics.angles(x, triples), 104.52, atol=1e-3)
+    anonymous = dataclasses.replace(water(4), resnames=np.array(["MOL"] * 12), bonds=None)
+    assert len(physics.water_geometry(anonymous)[1]) == 0
+    assert physics.system_kind(anonymous, has_box=True) == "liquid"
 
 
 def test_dihedrals_match_mdanalysis():
