@@ -27,7 +27,8 @@ from .pbc import box_matrix, dimensions_from_box
 from .topology import Topology
 
 __all__ = ["KINDS", "system_kind", "rdf", "bond_lengths", "angles", "dihedrals", "jensen_shannon",
-           "water_geometry", "backbone_dihedrals", "physics_scores", "GEOMETRY_TOLERANCE", "geometry_problems"]
+           "water_geometry", "backbone_dihedrals", "physics_scores", "GEOMETRY_TOLERANCE", "geometry_problems",
+           "closest_nonbonded", "overlap_limit"]
 
 #: the system kinds :func:`physics_scores` knows
 KINDS = ("water", "peptide", "liquid")
@@ -37,6 +38,7 @@ _RAMA_BINS = 24  # 15° bins on each axis
 #: water O–H length (Å) and H–O–H angle (°); ``close``: the fraction of the truth's closest non-bonded distance
 #: below which two atoms overlap
 GEOMETRY_TOLERANCE = {"bond": 0.1, "oh": 0.02, "hoh": 2.0, "close": 0.6}
+_CLOSEST_SEARCH = 4.0  # Å: how far :func:`overlap_limit` looks for the truth's closest non-bonded pair
 
 
 def _residues(topology: Topology) -> list[np.ndarray]:
@@ -217,9 +219,15 @@ def _frame_rms(forecast: np.ndarray, truth: np.ndarray) -> np.ndarray:
     return np.sqrt(np.mean((forecast - truth) ** 2, axis=1))
 
 
-def _closest(positions: np.ndarray, boxes: np.ndarray | None, bonds: np.ndarray, cutoff: float) -> np.ndarray:
-    """The closest distance ``(K,)`` Å of two atoms that are not bonded (``bonds`` ``(B, 2)``), per frame
-    (minimum image with ``boxes``); ``cutoff`` where no such pair is closer than ``cutoff``."""
+def closest_nonbonded(positions: np.ndarray, boxes: np.ndarray | None, bonds: np.ndarray,
+                      cutoff: float) -> np.ndarray:
+    """The closest distance ``(K,)`` Å, per frame, between two atoms that are not bonded to each other.
+
+    Args:
+        positions: ``(K, N, 3)`` Å. boxes: ``(K, 3)`` edges or ``(K, 3, 3)`` vectors, Å (minimum image), or
+            ``None`` without a box. bonds: ``(B, 2)`` atom indices of the pairs left out.
+        cutoff: Å; pairs are searched up to it, and a frame without a closer pair reports ``cutoff``.
+    """
     from MDAnalysis.lib.distances import self_capped_distance
 
     n = positions.shape[1]
@@ -232,6 +240,13 @@ def _closest(positions: np.ndarray, boxes: np.ndarray | None, bonds: np.ndarray,
         if len(d):
             out[k] = min(cutoff, float(d.min()))
     return out
+
+
+def overlap_limit(truth: np.ndarray, boxes: np.ndarray | None, bonds: np.ndarray) -> float:
+    """The distance (Å) below which two atoms that are not bonded overlap: ``GEOMETRY_TOLERANCE['close']`` ×
+    the closest such pair over the true frames ``truth`` ``(K, N, 3)`` Å (searched up to
+    :data:`_CLOSEST_SEARCH`; ``boxes`` and ``bonds`` as in :func:`closest_nonbonded`)."""
+    return GEOMETRY_TOLERANCE["close"] * float(closest_nonbonded(truth, boxes, bonds, _CLOSEST_SEARCH).min())
 
 
 def geometry_problems(topology: Topology, forecast: np.ndarray, truth: np.ndarray,
@@ -268,8 +283,8 @@ def geometry_problems(topology: Topology, forecast: np.ndarray, truth: np.ndarra
                 f"forecast bond lengths are off by up to {rms.max():.3f} Å RMS from the true frames' (tolerance "
                 f"{tol['bond']} Å; worst frame: mean bond {bond_lengths(forecast[k:k + 1], molecular).mean():.2f} Å "
                 f"vs {bond_lengths(truth[k:k + 1], molecular).mean():.2f} Å)")
-    limit = tol["close"] * float(_closest(truth, boxes, bonds, 4.0).min())
-    close = _closest(forecast, boxes, bonds, limit)
+    limit = overlap_limit(truth, boxes, bonds)
+    close = closest_nonbonded(forecast, boxes, bonds, limit)
     if close.min() < limit:
         problems["overlapping atoms"] = (
             f"forecast atoms overlap: {int((close < limit).sum())} of {len(close)} frames checked have two atoms "

@@ -123,6 +123,18 @@ def test_physics_through_evaluate(tmp_path, kind):
     assert result.physics_kind == kind
 
 
+def test_closest_nonbonded_pair_by_minimum_image_leaves_bonds_out():
+    x = np.array([[[0.5, 5, 5], [9.7, 5, 5], [5, 5, 5]],
+                  [[1.0, 5, 5], [3.0, 5, 5], [5, 5, 5]]])  # 2 frames, 3 atoms, Å
+    box = np.full((2, 3), 10.0)
+    no_bonds, bond = np.zeros((0, 2), np.int64), np.array([[1, 0]])
+    np.testing.assert_allclose(physics.closest_nonbonded(x, box, no_bonds, 6.0), [0.8, 2.0], atol=1e-5)
+    np.testing.assert_allclose(physics.closest_nonbonded(x, box, bond, 6.0), [4.5, 2.0], atol=1e-5)
+    np.testing.assert_allclose(physics.closest_nonbonded(x, None, no_bonds, 6.0), [4.5, 2.0], atol=1e-5)
+    np.testing.assert_allclose(physics.closest_nonbonded(x, None, no_bonds, 3.0), [3.0, 2.0])  # none within: cutoff
+    assert physics.overlap_limit(x, box, bond) == pytest.approx(physics.GEOMETRY_TOLERANCE["close"] * 2.0, abs=1e-5)
+
+
 def test_geometry_problems_fire_on_a_collapsed_peptide_and_stay_quiet_on_truth_and_persistence():
     from synth import tumbling_ala2
 
