@@ -46,6 +46,15 @@ def _number(value) -> str:
     return f"{value:.3g}" if abs(value) < 1000 else f"{value:,.0f}"
 
 
+def _window_name(window: dict, *, sentence: bool = False) -> str:
+    """The name of a window entry of an evaluate document: ``'4980-5000'`` (``'full 0-10000'`` for the full
+    domain) in tables; with ``sentence``, ``'window 4980-5000'`` or ``'full domain'``."""
+    span = f"{window['window'][0]}-{window['window'][1]}"
+    if sentence:
+        return "full domain" if window["full"] else f"window {span}"
+    return ("full " if window["full"] else "") + span
+
+
 def _values(window: dict, metric: str) -> dict:
     """predictor → ``metric`` of one window entry of an evaluate document (``chaos floor`` included)."""
     out = {"model": window["model"].get(metric)}
@@ -65,7 +74,7 @@ def score_table(scores: dict, metric: str) -> str:
         best = min((v for k, v in values.items() if k != "chaos floor" and v is not None), default=None)
         cells = [(f"**{_number(values.get(k))}**" if values.get(k) == best else _number(values.get(k)))
                  for k in columns]
-        name = ("full " if w["full"] else "") + f"{w['window'][0]}-{w['window'][1]}"
+        name = _window_name(w)
         rows.append(f"| {name} | {w['horizon'][0]}-{w['horizon'][1]} | {w['frames']} | " + " | ".join(cells) + " |")
     return "\n".join(rows)
 
@@ -78,7 +87,7 @@ def dynamics_verdict(scores: dict, metric: str) -> list[str]:
         v = _values(w, metric)
         best = min(ISSUE14_BASELINES, key=lambda k: v[k])
         ok = v["model"] <= v[best]
-        where = "full domain" if w["full"] else f"window {w['window'][0]}-{w['window'][1]}"
+        where = _window_name(w, sentence=True)
         lines.append(f"- {where}: DoMiNO {_number(v['model'])} vs the best baseline, {COLUMNS[best]}, "
                      f"{_number(v[best])} (ratio {v['model'] / v[best]:.4f}): target {'met' if ok else '**missed**'}"
                      + (f"; the hierarchy alone {_number(v['hierarchy'])}" if v.get("hierarchy") is not None else ""))
@@ -101,7 +110,7 @@ def verdict(system: str, scores: dict, metric: str) -> list[str]:
             continue
         beats_lgode = v["model"] < v["lgode"]
         beats_floor = v["model"] < floor
-        where = "full domain" if w["full"] else f"window {w['window'][0]}-{w['window'][1]}"
+        where = _window_name(w, sentence=True)
         ok = beats_lgode and beats_floor
         lines.append(f"- {where}: DoMiNO {_number(v['model'])} vs LG-ODE {_number(v['lgode'])} "
                      f"({'below' if beats_lgode else '**not below**'}), vs min(persistence, mean) {_number(floor)} "
@@ -126,7 +135,7 @@ def water_verdict(scores: dict) -> list[str]:
     for w in scores["windows"]:
         if "physics" not in w:
             continue
-        where = "full domain" if w["full"] else f"window {w['window'][0]}-{w['window'][1]}"
+        where = _window_name(w, sentence=True)
         checks = []
         for key, (tolerance, unit) in WATER_TOLERANCE.items():
             d = w["physics"][key]
@@ -146,7 +155,7 @@ def conformation_verdict(scores: dict) -> list[str]:
     with the centred MSE and the φ/ψ Jensen–Shannon divergence beside them."""
     lines = []
     for w in scores["windows"]:
-        where = "full domain" if w["full"] else f"window {w['window'][0]}-{w['window'][1]}"
+        where = _window_name(w, sentence=True)
         physics = w.get("physics", {})
         bond = physics.get("bond_length", {}).get("rms_deviation")
         kabsch, persistence = w["model"]["mse_kabsch"], w["baselines"].get("persistence", {}).get("mse_kabsch")
@@ -174,7 +183,7 @@ def physics_table(domino: dict, lgode: dict | None) -> str:
     keys = list(flatten(windows[0][0]["physics"]))
     rows = ["| window | model | " + " | ".join(keys) + " |", "|" + "---|" * (2 + len(keys))]
     for w, l in windows:
-        name = ("full " if w["full"] else "") + f"{w['window'][0]}-{w['window'][1]}"
+        name = _window_name(w)
         for label, entry in (("DoMiNO", w), ("LG-ODE", l)):
             if entry is None:
                 continue

@@ -131,15 +131,15 @@ def _shrink(w: np.ndarray, d: np.ndarray, truth: np.ndarray, x0: np.ndarray, top
             lengths: np.ndarray) -> tuple[float, float]:
     """The factor s of :data:`_SHRINK` whose projected forecast with weights ``s·w`` has the lowest summed Kabsch
     MSE without overlapping atoms, and that MSE (Å²). ``lengths`` ``(Q, B)``: each frame's observed bond lengths."""
-    from .physics import GEOMETRY_TOLERANCE, _closest
+    from .physics import closest_nonbonded, overlap_limit
 
     best = (0.0, float(kabsch_mse_per_frame(x0, truth).sum()))
     bonds = np.asarray(topology.bonds)
-    limit = GEOMETRY_TOLERANCE["close"] * float(_closest(truth, None, bonds, 4.0).min())
+    limit = overlap_limit(truth, None, bonds)
     for s in _SHRINK[1:]:
         projected = project_bonds(x0 + np.einsum("j,qjnx->qnx", s * w, d), bonds, lengths, topology.masses)
         error = float(kabsch_mse_per_frame(projected, truth).sum())
-        if error < best[1] and _closest(projected, None, bonds, limit).min() >= limit:
+        if error < best[1] and closest_nonbonded(projected, None, bonds, limit).min() >= limit:
             best = (float(s), error)
     return best
 

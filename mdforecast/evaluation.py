@@ -367,23 +367,37 @@ def _curve(series: list[_Series], model_name: str) -> dict:
     return out
 
 
+def _spaced_rows(ftraj: Trajectory, ttraj: Trajectory, windows: list[Window], limit: int
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Stored rows ``(K,)`` of at most ``limit`` forecast frames of ``ftraj``, evenly spaced over its scoreable
+    frames inside any of ``windows``, and the rows ``(K,)`` of the same frames in ``ttraj`` (both increasing)."""
+    frames = ftraj.frame_index()
+    inside = np.zeros(len(frames), bool)
+    for w in windows:
+        inside |= w.contains(frames)
+    rows = np.flatnonzero(inside & _scoreable(frames, ttraj))
+    rows = rows[np.unique(np.linspace(0, len(rows) - 1, min(len(rows), limit)).round().astype(int))]
+    return rows, ttraj.rows_of(frames[rows])
+
+
+def _boxes_at(traj: Trajectory, rows: np.ndarray) -> np.ndarray | None:
+    """Boxes ``(len(rows), 3)`` or ``(len(rows), 3, 3)`` Å of stored frames ``rows`` (increasing); ``None``
+    without a box."""
+    if not len(rows):
+        return traj.boxes(0, 0)
+    return traj.boxes(int(rows[0]), int(rows[-1]) + 1)[rows - rows[0]] if traj.has_box else None
+
+
 def _geometry(topology, ftraj: Trajectory, ttraj: Trajectory, windows: list[Window]) -> dict[str, str]:
     """:func:`~mdforecast.physics.geometry_problems` of at most ``_GEOMETRY_FRAMES`` scored forecast frames of
     ``ftraj`` (evenly spaced over the windows' frames) against the true frames."""
     from .physics import geometry_problems
 
-    frames = ftraj.frame_index()
-    wanted = np.zeros(len(frames), bool)
-    for w in windows:
-        wanted |= w.contains(frames)
-    rows = np.flatnonzero(wanted & _scoreable(frames, ttraj))
+    rows, truth_rows = _spaced_rows(ftraj, ttraj, windows, _GEOMETRY_FRAMES)
     if not len(rows):
         return {}
-    rows = rows[np.unique(np.linspace(0, len(rows) - 1, min(len(rows), _GEOMETRY_FRAMES)).round().astype(int))]
-    truth_rows = ttraj.rows_of(frames[rows])  # increasing, as the forecast's frames are
-    boxes = ttraj.boxes(int(truth_rows[0]), int(truth_rows[-1]) + 1)[truth_rows - truth_rows[0]] \
-        if ttraj.has_box else None
-    return geometry_problems(topology, _read_rows(ftraj, rows), _read_rows(ttraj, truth_rows), boxes)
+    return geometry_problems(topology, _read_rows(ftraj, rows), _read_rows(ttraj, truth_rows),
+                             _boxes_at(ttraj, truth_rows))
 
 
 def _window_physics(kind: str, topology, pairs: list, window: Window) -> tuple[dict, dict]:
@@ -392,17 +406,13 @@ def _window_physics(kind: str, topology, pairs: list, window: Window) -> tuple[d
 
     parts: dict[str, list] = {"forecast": [], "truth": [], "forecast_boxes": [], "truth_boxes": [], "reference": []}
     for ftraj, ttraj, observed in pairs:
-        frames = ftraj.frame_index()
-        rows = np.flatnonzero(window.contains(frames) & _scoreable(frames, ttraj))
-        rows = rows[np.unique(np.linspace(0, len(rows) - 1, min(len(rows), _PHYSICS_FRAMES)).round().astype(int))]
-        truth_rows = ttraj.rows_of(frames[rows])
+        rows, truth_rows = _spaced_rows(ftraj, ttraj, [window], _PHYSICS_FRAMES)
         last = int(ttraj.rows_of(np.array([observed[1] - 1]))[0])
         parts["forecast"].append(_read_rows(ftraj, rows))
         parts["truth"].append(_read_rows(ttraj, truth_rows))
         parts["reference"].append(np.repeat(ttraj.positions(last, last + 1), len(rows), axis=0))
         if ttraj.has_box:
-            parts["forecast_boxes"].append(ftraj.boxes(int(rows[0]), int(rows[-1]) + 1)[rows - rows[0]])
-            parts["truth_boxes"].append(ttraj.boxes(int(truth_rows[0]), int(truth_rows[-1]) + 1)
-                                        [truth_rows - truth_rows[0]])
+            parts["forecast_boxes"].append(_boxes_at(ftraj, rows))
+            parts["truth_boxes"].append(_boxes_at(ttraj, truth_rows))
     arrays = {k: np.concatenate(v) if v else None for k, v in parts.items()}
     return physics_scores(kind, topology, **arrays)

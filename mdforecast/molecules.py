@@ -56,7 +56,7 @@ def bonds(topology: Topology) -> np.ndarray:
 
 def _elements(topology: Topology) -> np.ndarray:
     """Upper-case element symbol of every atom ``(N,)`` (from ``elements``, else the first letter of the name)."""
-    source = topology.elements if topology.elements is not None else [str(n)[:1] for n in topology.names]
+    source = topology.elements if topology.elements is not None else [str(n).strip()[:1] for n in topology.names]
     return np.array([str(e).upper() for e in source])
 
 

@@ -2,8 +2,9 @@
 
 The system kind is read from the topology (:func:`system_kind`):
 
-- ``water``: most residues hold one O and two H. Scores: O–H length and H–O–H angle of the forecast against
-  the truth frame by frame (rigid models: any deviation is model error) and the O–O radial distribution g_OO(r);
+- ``water``: most residues are waters (:func:`mdforecast.molecules.find_waters`). Scores: O–H length and
+  H–O–H angle of the forecast against the truth frame by frame (rigid models: any deviation is model error)
+  and the O–O radial distribution g_OO(r);
 - ``peptide``: a residue has backbone φ (C₋₁–N–Cα–C) and ψ (N–Cα–C–N₊₁). Scores: bond-length deviation over
   the topology's bonds and the Jensen–Shannon divergence of the φ/ψ histograms;
 - ``liquid``: anything else with a periodic box. Scores: g(r) over all atoms and the mean squared
@@ -21,11 +22,13 @@ import numpy as np
 
 from .errors import InputError
 from .molecules import bonds as topology_bonds
+from .molecules import find_waters
 from .pbc import box_matrix, dimensions_from_box
 from .topology import Topology
 
 __all__ = ["KINDS", "system_kind", "rdf", "bond_lengths", "angles", "dihedrals", "jensen_shannon",
-           "water_geometry", "backbone_dihedrals", "physics_scores", "GEOMETRY_TOLERANCE", "geometry_problems"]
+           "water_geometry", "backbone_dihedrals", "physics_scores", "GEOMETRY_TOLERANCE", "geometry_problems",
+           "closest_nonbonded", "overlap_limit"]
 
 #: the system kinds :func:`physics_scores` knows
 KINDS = ("water", "peptide", "liquid")
@@ -35,11 +38,7 @@ _RAMA_BINS = 24  # 15° bins on each axis
 #: water O–H length (Å) and H–O–H angle (°); ``close``: the fraction of the truth's closest non-bonded distance
 #: below which two atoms overlap
 GEOMETRY_TOLERANCE = {"bond": 0.1, "oh": 0.02, "hoh": 2.0, "close": 0.6}
-
-
-def _elements(topology: Topology) -> np.ndarray:
-    source = topology.elements if topology.elements is not None else topology.names
-    return np.array([str(e).strip()[:1].upper() for e in source])
+_CLOSEST_SEARCH = 4.0  # Å: how far :func:`overlap_limit` looks for the truth's closest non-bonded pair
 
 
 def _residues(topology: Topology) -> list[np.ndarray]:
@@ -49,16 +48,14 @@ def _residues(topology: Topology) -> list[np.ndarray]:
 
 
 def water_geometry(topology: Topology) -> tuple[np.ndarray, np.ndarray]:
-    """O–H bonds ``(B, 2)`` and H–O–H angles ``(A, 3)`` (H, O, H) of the residues with one O and two H."""
-    elements = _elements(topology)
-    bonds, angles_ = [], []
-    for atoms in _residues(topology):
-        kinds = elements[atoms]
-        if len(atoms) in (3, 4) and (kinds == "O").sum() == 1 and (kinds == "H").sum() == 2:
-            o, (h1, h2) = atoms[kinds == "O"][0], atoms[kinds == "H"]
-            bonds += [(o, h1), (o, h2)]
-            angles_.append((h1, o, h2))
-    return np.array(bonds, dtype=np.int64).reshape(-1, 2), np.array(angles_, dtype=np.int64).reshape(-1, 3)
+    """O–H bonds ``(2·W, 2)`` (O, H) and H–O–H angles ``(W, 3)`` (H, O, H) of the ``W`` waters of ``topology``
+    (:func:`mdforecast.molecules.find_waters`); both empty without waters."""
+    groups = find_waters(topology)
+    if groups is None:
+        return np.zeros((0, 2), np.int64), np.zeros((0, 3), np.int64)
+    o, h1, h2 = groups.atoms[:, 0], groups.atoms[:, 1], groups.atoms[:, 2]
+    bonds = np.stack([o, h1, o, h2], axis=1).reshape(-1, 2)
+    return bonds, np.stack([h1, o, h2], axis=1)
 
 
 def backbone_dihedrals(topology: Topology) -> np.ndarray:
@@ -222,9 +219,15 @@ def _frame_rms(forecast: np.ndarray, truth: np.ndarray) -> np.ndarray:
     return np.sqrt(np.mean((forecast - truth) ** 2, axis=1))
 
 
-def _closest(positions: np.ndarray, boxes: np.ndarray | None, bonds: np.ndarray, cutoff: float) -> np.ndarray:
-    """The closest distance ``(K,)`` Å of two atoms that are not bonded (``bonds`` ``(B, 2)``), per frame
-    (minimum image with ``boxes``); ``cutoff`` where no such pair is closer than ``cutoff``."""
+def closest_nonbonded(positions: np.ndarray, boxes: np.ndarray | None, bonds: np.ndarray,
+                      cutoff: float) -> np.ndarray:
+    """The closest distance ``(K,)`` Å, per frame, between two atoms that are not bonded to each other.
+
+    Args:
+        positions: ``(K, N, 3)`` Å. boxes: ``(K, 3)`` edges or ``(K, 3, 3)`` vectors, Å (minimum image), or
+            ``None`` without a box. bonds: ``(B, 2)`` atom indices of the pairs left out.
+        cutoff: Å; pairs are searched up to it, and a frame without a closer pair reports ``cutoff``.
+    """
     from MDAnalysis.lib.distances import self_capped_distance
 
     n = positions.shape[1]
@@ -237,6 +240,13 @@ def _closest(positions: np.ndarray, boxes: np.ndarray | None, bonds: np.ndarray,
         if len(d):
             out[k] = min(cutoff, float(d.min()))
     return out
+
+
+def overlap_limit(truth: np.ndarray, boxes: np.ndarray | None, bonds: np.ndarray) -> float:
+    """The distance (Å) below which two atoms that are not bonded overlap: ``GEOMETRY_TOLERANCE['close']`` ×
+    the closest such pair over the true frames ``truth`` ``(K, N, 3)`` Å (searched up to
+    :data:`_CLOSEST_SEARCH`; ``boxes`` and ``bonds`` as in :func:`closest_nonbonded`)."""
+    return GEOMETRY_TOLERANCE["close"] * float(closest_nonbonded(truth, boxes, bonds, _CLOSEST_SEARCH).min())
 
 
 def geometry_problems(topology: Topology, forecast: np.ndarray, truth: np.ndarray,
@@ -273,8 +283,8 @@ def geometry_problems(topology: Topology, forecast: np.ndarray, truth: np.ndarra
                 f"forecast bond lengths are off by up to {rms.max():.3f} Å RMS from the true frames' (tolerance "
                 f"{tol['bond']} Å; worst frame: mean bond {bond_lengths(forecast[k:k + 1], molecular).mean():.2f} Å "
                 f"vs {bond_lengths(truth[k:k + 1], molecular).mean():.2f} Å)")
-    limit = tol["close"] * float(_closest(truth, boxes, bonds, 4.0).min())
-    close = _closest(forecast, boxes, bonds, limit)
+    limit = overlap_limit(truth, boxes, bonds)
+    close = closest_nonbonded(forecast, boxes, bonds, limit)
     if close.min() < limit:
         problems["overlapping atoms"] = (
             f"forecast atoms overlap: {int((close < limit).sum())} of {len(close)} frames checked have two atoms "

@@ -298,6 +298,14 @@ def _device(name: str) -> torch.device:
     return torch.device("cpu")
 
 
+def _same_frame_time(a: float | None, b: float | None) -> bool:
+    """Whether frames ``a`` and ``b`` ps apart are one frame time (within a relative 1e-4; ``None``, no time
+    recorded, agrees only with ``None``): lead times are counted in frames, so trajectories must share it."""
+    if a is None or b is None:
+        return a is None and b is None
+    return math.isclose(a, b, rel_tol=1e-4)
+
+
 def _load_series(store: Store, config: DominoConfig, split: bool = True) -> tuple[list[Series], dict, float | None]:
     """The training trajectories (``split`` False: every trajectory) as :class:`Series`, their fingerprint, and
     their common frame time (ps); twins (``twin_of``) are never among them."""
@@ -324,8 +332,7 @@ def _load_series(store: Store, config: DominoConfig, split: bool = True) -> tupl
         fingerprint[name] = {"frames": traj.n_frames, "sha256": traj.attrs.get("sha256")}
         times[name] = traj.dt_ps
     dt_ps = times[names[0]]
-    if any((t is None) != (dt_ps is None) or (t is not None and not math.isclose(t, dt_ps, rel_tol=1e-4))
-           for t in times.values()):
+    if not all(_same_frame_time(t, dt_ps) for t in times.values()):
         listed = ", ".join(f"{n} {'?' if t is None else f'{t:g}'}" for n, t in times.items())
         raise InputError(f"the training trajectories are saved at different frame times (ps: {listed}); a model "
                          "counts lead times in frames, so train on trajectories of one frame time")
@@ -625,8 +632,7 @@ def _fusion_series(run: _Run, store: Store, fusion_data, select: str) -> list[Se
         raise InputError(f"--fusion-data {other.path} holds {theirs.n_atoms} atoms, the training store "
                          f"{store.path} {mine.n_atoms} (or other atom names); give a store of the same system")
     series, fingerprint, dt_ps = _load_series(other, run.config, split=False)
-    if (dt_ps is None) != (run.dt_ps is None) or (dt_ps is not None and not math.isclose(dt_ps, run.dt_ps,
-                                                                                            rel_tol=1e-4)):
+    if not _same_frame_time(dt_ps, run.dt_ps):
         raise InputError(f"--fusion-data {other.path} is saved every {dt_ps} ps, the training trajectories every "
                          f"{run.dt_ps} ps; give trajectories of the training frame time")
     run.training["fusion_data"] = fingerprint

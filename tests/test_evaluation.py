@@ -202,6 +202,17 @@ def test_sparse_forecast_windows_reach_its_end(tmp_path, truth):
         evaluate(path, window=["70-90"], baselines=[])
 
 
+def test_physics_of_an_exact_sparse_forecast_reads_the_same_frames_as_the_truth(tmp_path, truth):
+    x = truth.trajectory("t2").positions().astype(np.float64)
+    predict(truth, Oracle(x, lambda f, t: f), tmp_path / "e.zarr", observe=OBSERVE, every=3)  # frames 20, 23, …
+    physics = evaluate(tmp_path / "e.zarr", window=["30-80"], baselines=[], physics=True).windows[0]["physics"]
+    frames = np.arange(32, 80, 3)
+    msd = np.mean(np.sum((x[frames] - x[OBSERVE - 1]) ** 2, axis=-1))
+    assert physics["msd_from_last_observed"]["forecast"] == pytest.approx(msd, rel=1e-6)
+    assert physics["msd_from_last_observed"]["truth"] == pytest.approx(msd, rel=1e-6)
+    assert physics["g_r"]["rms_difference"] == 0.0
+
+
 @pytest.fixture
 def molecule(tmp_path) -> tuple[Store, np.ndarray]:
     x = tumbling_ala2(60, seed=2)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
 from mdforecast import physics
 from mdforecast.errors import InputError
 from mdforecast.evaluation import evaluate
+from mdforecast.molecules import find_waters
 from mdforecast.prediction import predict
 from synth import ala2, argon, make_store, random_walk, rigid_waters, water
 
@@ -33,6 +36,22 @@ def test_rigid_water_geometry_is_exact():
     bonds, triples = physics.water_geometry(water(3))
     np.testing.assert_allclose(physics.bond_lengths(x, bonds), 0.9572, atol=1e-5)
     np.testing.assert_allclose(physics.angles(x, triples), 104.52, atol=1e-3)
+
+
+def test_water_geometry_is_that_of_the_waters_molecules_finds():
+    """One detector (molecules.find_waters): atoms in any order count, O–H–H that is neither named nor bonded
+    like a water does not."""
+    perm = np.random.default_rng(1).permutation(12)
+    shuffled = water(4).subset(perm)
+    bonds, triples = physics.water_geometry(shuffled)
+    np.testing.assert_array_equal(triples[:, 1], find_waters(shuffled).atoms[:, 0])
+    assert sorted(map(tuple, np.sort(perm[bonds], axis=1).tolist())) == [(3 * w, 3 * w + h) for w in range(4)
+                                                                         for h in (1, 2)]
+    x = rigid_waters(3, n_waters=4)[:, perm]
+    np.testing.assert_allclose(physics.angles(x, triples), 104.52, atol=1e-3)
+    anonymous = dataclasses.replace(water(4), resnames=np.array(["MOL"] * 12), bonds=None)
+    assert len(physics.water_geometry(anonymous)[1]) == 0
+    assert physics.system_kind(anonymous, has_box=True) == "liquid"
 
 
 def test_dihedrals_match_mdanalysis():
@@ -102,6 +121,18 @@ def test_physics_through_evaluate(tmp_path, kind):
         assert numbers["bond_length"]["rms_deviation"] == pytest.approx(np.sqrt(np.mean((forecast_len - true_len) ** 2)))
         assert 0 <= numbers["phi_psi_jsd_bits"] <= 1
     assert result.physics_kind == kind
+
+
+def test_closest_nonbonded_pair_by_minimum_image_leaves_bonds_out():
+    x = np.array([[[0.5, 5, 5], [9.7, 5, 5], [5, 5, 5]],
+                  [[1.0, 5, 5], [3.0, 5, 5], [5, 5, 5]]])  # 2 frames, 3 atoms, Å
+    box = np.full((2, 3), 10.0)
+    no_bonds, bond = np.zeros((0, 2), np.int64), np.array([[1, 0]])
+    np.testing.assert_allclose(physics.closest_nonbonded(x, box, no_bonds, 6.0), [0.8, 2.0], atol=1e-5)
+    np.testing.assert_allclose(physics.closest_nonbonded(x, box, bond, 6.0), [4.5, 2.0], atol=1e-5)
+    np.testing.assert_allclose(physics.closest_nonbonded(x, None, no_bonds, 6.0), [4.5, 2.0], atol=1e-5)
+    np.testing.assert_allclose(physics.closest_nonbonded(x, None, no_bonds, 3.0), [3.0, 2.0])  # none within: cutoff
+    assert physics.overlap_limit(x, box, bond) == pytest.approx(physics.GEOMETRY_TOLERANCE["close"] * 2.0, abs=1e-5)
 
 
 def test_geometry_problems_fire_on_a_collapsed_peptide_and_stay_quiet_on_truth_and_persistence():

@@ -336,6 +336,29 @@ def test_the_fusion_is_fitted_on_trajectories_the_model_was_not_fitted_on(osc_st
     assert not (tmp_path / "bad").exists()
 
 
+def test_training_and_fusion_trajectories_share_one_frame_time(osc_store, tmp_path):
+    """Lead times count frames: a store mixing frame times (or one without a time step beside one with) is
+    refused, for training and as --fusion-data, before a run directory exists; within 1e-4 they are one."""
+    from oscillators import oscillators, topology
+    from synth import make_store
+
+    trajs = {f"t{k}": oscillators(12, 120, seed=k) for k in range(3)}
+    config, options = resolve_options({**TINY, **DYNAMICS, "epochs": 0})
+
+    def store(name, dt=0.1, **t1):  # every trajectory `dt` ps apart, t1 as its attributes say
+        return make_store(tmp_path / f"{name}.zarr", topology(12), trajs, box=20.0, dt_ps=dt, attrs={"t1": t1})
+
+    assert train_module._load_series(store("near", dt_ps=0.1 * (1 + 5e-5)), config)[2] == 0.1
+    assert train_module._load_series(store("untimed", dt=None), config)[2] is None
+    for name, t1 in (("mixed", {"dt_ps": 0.2}), ("half-timed", {"dt_ps": None})):
+        with pytest.raises(InputError, match="different frame times"):
+            train(store(name, **t1), tmp_path / name, config, options)
+        assert not (tmp_path / name).exists()
+    with pytest.raises(InputError, match="--fusion-data .* every 0.2 ps"):
+        train(osc_store, tmp_path / "fused", config, options, fusion_data=store("slow", dt=0.2))
+    assert not (tmp_path / "fused").exists()
+
+
 def test_zero_epochs_need_a_dynamics_level(osc_store, tmp_path):
     with pytest.raises(InputError, match="epochs 0 trains nothing"):
         train(osc_store, tmp_path / "a", *resolve_options({**TINY, "epochs": 0}))

@@ -417,7 +417,19 @@ CASES = {
 }
 
 
+@pytest.fixture
+def foreground_sigint():
+    """Ctrl-C as a foreground process receives it: KeyboardInterrupt. A test runner started in the background
+    of a non-interactive shell (``pytest &``, ``nohup``-less batch scripts) inherits SIGINT *ignored*, and Python
+    leaves an inherited ignore in place, so a SIGINT sent to the test process would vanish and the command run
+    to the end (exit 0): the 'sigint' case would test the shell, not mdforecast."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 @pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.usefixtures("foreground_sigint")
 def test_hostile_input_is_refused_in_one_line_and_changes_nothing(case, cli, tmp_path, monkeypatch):
     make, expected, needles = CASES[case]
     argv = make(Workspace(tmp_path, monkeypatch))
