@@ -285,7 +285,7 @@ def test_strides_and_lags_fit_a_short_layout_and_say_so():
 
 
 DYNAMICS = {"dynamics": True, "force_cutoff": 6.0, "force_radial": 8, "members": 2, "fusion_bins": 6,
-            "pair_frames": 20, "force_steps": 2, "rollout_steps": 1, "rollout_frames": 3, "fusion_windows": 3,
+            "pair_frames": 20, "force_steps": 2, "rollout_steps": 1, "rollout_frames": 3, "fusion_windows": 12,
             "max_rollout": 10}
 
 
