@@ -41,8 +41,9 @@ _GEOMETRY_FRAMES = 50  # at most this many scored frames per trajectory, evenly 
 
 @dataclasses.dataclass
 class _Series:
-    """Per-frame scores of one trajectory: frame indices ``(K,)`` and, per predictor and metric, ``(K,)`` Å²."""
+    """Per-frame scores of trajectory ``name``: frame indices ``(K,)`` and, per predictor and metric, ``(K,)`` Å²."""
 
+    name: str
     frames: np.ndarray
     values: dict[str, dict[str, np.ndarray]]
 
@@ -294,7 +295,7 @@ def _score_trajectory(ftraj: Trajectory, ttraj: Trajectory, topology, observed: 
                 for metric in fns:
                     values["chaos floor"][metric][sl] = _twin_floor(twins, kept[sl], truth, fns[metric])
             bar.advance(len(truth))
-    return _Series(kept, values)
+    return _Series(ttraj.name, kept, values)
 
 
 def _twin_floor(twins: list[Trajectory], frames: np.ndarray, truth: np.ndarray, fn) -> np.ndarray:
@@ -345,6 +346,9 @@ def _window_entry(window: Window, series: list[_Series], baselines: list[str], f
         floor["mse_paper"] = floor["mse"] * factor
         floor["frames"] = len(_values(series, "chaos floor", "mse", window))
     entry["chaos_floor"] = floor
+    # each trajectory's MSE: a target "on each held-out trajectory" is checked on these, not on the pooled mean
+    entry["per_trajectory"] = {s.name: {name: _mean([s], name, "mse", window)[0] for name in ["model", *baselines]}
+                               for s in series}
     if physics is not None:
         entry["physics"] = physics
     return entry

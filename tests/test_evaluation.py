@@ -69,6 +69,18 @@ def test_mse_equals_numpy_and_baselines_skill(tmp_path, truth):
     assert w["model"]["mse_paper"] == pytest.approx(np.mean(((forecast - x[30:40]) * 2 / (high - low)) ** 2), rel=1e-8)
 
 
+def test_each_trajectory_is_scored_alone_as_well_as_pooled(tmp_path, truth):
+    x1, x2 = (truth.trajectory(n).positions().astype(np.float64) for n in ("t1", "t2"))
+    model = Oracle(x2, lambda frames, t: frames)  # exact on t2; on t1 it answers t2's frames
+    predict(truth, model, tmp_path / "f.zarr", observe=OBSERVE, trajectories=["t1", "t2"])
+    w = evaluate(tmp_path / "f.zarr", window=["30-40"], baselines=["persistence"]).windows[0]
+    per = w["per_trajectory"]
+    assert per["t2"]["model"] == 0.0
+    assert per["t1"]["model"] == pytest.approx(np.mean((x2[30:40] - x1[30:40]) ** 2), rel=1e-6)
+    assert per["t1"]["persistence"] == pytest.approx(np.mean((x1[OBSERVE - 1] - x1[30:40]) ** 2), rel=1e-6)
+    assert w["model"]["mse"] == pytest.approx((per["t1"]["model"] + per["t2"]["model"]) / 2, rel=1e-10)
+
+
 def test_persistence_mse_equals_the_msd(tmp_path):
     # uniform motion: the displacement after τ frames is v·τ exactly, so MSD(τ) = <|v|²> τ²
     rng = np.random.default_rng(0)
@@ -141,7 +153,7 @@ def test_json_document_schema(tmp_path, truth):
     assert set(doc["paper_scale"]) == {"low", "high", "factor", "source"}
     for w in doc["windows"]:
         assert set(w) == {"label", "window", "horizon", "full", "frames", "model", "baselines", "chaos_floor",
-                          "physics", "horizon_ps", "verdict"}
+                          "physics", "horizon_ps", "verdict", "per_trajectory"}
         assert w["horizon_ps"] == pytest.approx([h * 0.1 for h in w["horizon"]]) and w["verdict"].startswith("oracle is")
         assert set(w["model"]) == {"mse", "mse_paper"}
         assert list(w["baselines"]) == ["persistence", "mean", "velocity", "damped-velocity", "linear-ar"]
