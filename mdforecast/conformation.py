@@ -39,7 +39,7 @@ import torch
 
 from .constraints import bond_reference, project_bonds
 from .errors import InputError
-from .fitting import _draw, _solve
+from .fitting import draw_frames, solve_weights
 from .forecasters.base import Observation, lead_time
 from .forecasters.baselines import fit_linear_ar, linear_ar_displacement
 from .model import CONFORMATION_SOURCES
@@ -118,7 +118,7 @@ def _fit_bin(d: np.ndarray, truth: np.ndarray, x0: np.ndarray, columns: list[int
     w = np.zeros(d.shape[1])
     for _ in range(_ITERATIONS):
         target = _superposed(truth, x0 + np.einsum("j,qjnx->qnx", w, d)) - x0
-        w = _solve(np.einsum("qjnx,qinx->ji", d, d), np.einsum("qjnx,qnx->j", d, target), columns)
+        w = solve_weights(np.einsum("qjnx,qinx->ji", d, d), np.einsum("qjnx,qnx->j", d, target), columns)
     return w
 
 
@@ -164,7 +164,7 @@ def fit_conformation_fusion(model, series: list[Series], topology: Topology, *, 
     # per bin: the windows' source displacements, true frames, last observed frames and window numbers
     data: list[list] = [[] for _ in range(fusion.bins)]
     grid = fusion.sample_leads()
-    for w, (k, end) in enumerate(_draw(series, windows, config.observe, 1, rng)):
+    for w, (k, end) in enumerate(draw_frames(series, windows, config.observe, 1, rng)):
         s = series[k]
         leads = grid[(grid <= s.n_frames - end) & (grid <= config.horizon)]
         observation = Observation(positions=s.positions[end - config.observe:end], topology=topology, dt_ps=None,

@@ -45,7 +45,7 @@ from .model.rigid import RigidBodies
 from .molecules import RigidGroups
 from .topology import Topology
 
-__all__ = ["fit_dynamics", "fit_fusion"]
+__all__ = ["fit_dynamics", "fit_fusion", "draw_frames", "solve_weights", "MIN_GROUPS"]
 
 _STOP = 0.02  # rollout weight below which the rollout stops
 #: independent groups of windows a bin needs to use any source: on noise sources the rule below takes one in 31 % of
@@ -57,8 +57,10 @@ def _tensor(x, like: torch.Tensor) -> torch.Tensor:
     return torch.as_tensor(np.asarray(x), dtype=like.dtype, device=like.device)
 
 
-def _draw(series: list[Series], n: int, before: int, after: int, rng: np.random.Generator) -> list[tuple[int, int]]:
-    """``n`` random (trajectory, frame t) with ``before`` frames before t and ``after`` frames after it."""
+def draw_frames(series: list[Series], n: int, before: int, after: int, rng: np.random.Generator
+                ) -> list[tuple[int, int]]:
+    """``n`` random (trajectory index, frame t) of ``series``, uniform over the frames that have ``before`` frames
+    before t and ``after`` frames after it (the windows of this module and of :mod:`mdforecast.conformation`)."""
     counts = np.array([max(0, s.n_frames - before - after) for s in series])
     flat = rng.integers(0, counts.sum(), size=n)
     traj = np.searchsorted(np.cumsum(counts), flat, side="right")
@@ -85,7 +87,7 @@ def fit_dynamics(model: Domino, series: list[Series], kinds: torch.Tensor, *, pa
     level = model.dynamics
     param = level.pair
     rng = np.random.default_rng([seed, 7])
-    picks = _draw(series, pair_frames, 1, 1, rng)
+    picks = draw_frames(series, pair_frames, 1, 1, rng)
     r2 = fit_pair_force(level, [(series[k].positions[t - 1:t + 2], None if series[k].boxes is None
                                  else series[k].boxes[t]) for k, t in picks], kinds.to(param.device))
     log(f"dynamics: pair term fitted in closed form, R² {r2:.4f} of the second differences")
@@ -95,7 +97,7 @@ def fit_dynamics(model: Domino, series: list[Series], kinds: torch.Tensor, *, pa
     for name, steps, frames in (("teacher_forced", force_steps, 1), ("rollout", rollout_steps, rollout_frames)):
         losses = []
         for step in range(steps):
-            previous, last, target, boxes = _windows(series, _draw(series, batch, 1, frames, rng), frames, param)
+            previous, last, target, boxes = _windows(series, draw_frames(series, batch, 1, frames, rng), frames, param)
             previous = last if model.config.rollout_at_rest else previous
             pred = level.rollout(previous, last, kinds.to(param.device), boxes, frames, bodies)
             loss = ((pred - target) ** 2).mean()
@@ -112,8 +114,9 @@ def fit_dynamics(model: Domino, series: list[Series], kinds: torch.Tensor, *, pa
     return record
 
 
-def _solve(gram: np.ndarray, cross: np.ndarray, columns: list[int]) -> np.ndarray:
-    """Least-squares weights of the sources ``columns`` (others zero), with a tiny relative ridge."""
+def solve_weights(gram: np.ndarray, cross: np.ndarray, columns: list[int]) -> np.ndarray:
+    """Least-squares weights ``(J,)`` of the sources ``columns`` (the others zero) from the normal equations
+    ``gram (J, J)``, ``cross (J,)``, with a tiny relative ridge."""
     w = np.zeros(len(cross))
     if not columns:
         return w
@@ -157,7 +160,7 @@ def _choose(gram: np.ndarray, cross: np.ndarray, norm: np.ndarray, groups: np.nd
         rows = np.flatnonzero(groups == f)
         g_in, c_in, n_in = gram[rows].sum(0), cross[rows].sum(0), norm[rows].sum()
         for i, sub in enumerate(subsets):
-            errors[i, f] = _error(_solve(g_all - g_in, c_all - c_in, sub), g_in, c_in, n_in)
+            errors[i, f] = _error(solve_weights(g_all - g_in, c_all - c_in, sub), g_in, c_in, n_in)
     best = int(np.argmin(errors.sum(1)))
     excess = errors - errors[best]
     within = excess.sum(1) <= np.sqrt(len(labels)) * excess.std(1, ddof=1)  # one SE of the summed difference
@@ -204,7 +207,7 @@ def fit_fusion(model: Domino, series: list[Series], topology: Topology, *, windo
     forecaster = DominoForecaster(model)
     grid = fusion.sample_leads()
     # windows end where at least 1000 frames (half of those after the observation, if fewer) follow
-    for w, (k, end) in enumerate(_draw(series, windows, config.observe, min(available // 2, 1000), rng)):
+    for w, (k, end) in enumerate(draw_frames(series, windows, config.observe, min(available // 2, 1000), rng)):
         data = series[k]
         trajectories[w], ends[w] = k, end
         leads = grid[grid <= data.n_frames - end]
@@ -229,7 +232,7 @@ def fit_fusion(model: Domino, series: list[Series], topology: Topology, *, windo
         rolling = rolling and edges[b + 1] - 1 <= max_rollout
         groups = _groups(trajectories, ends, int(edges[b + 1]) - 1)
         best, held_out = _choose(g, c, n, groups, allowed if rolling else allowed[1:])
-        weights[b] = _solve(g.sum(0), c.sum(0), best)
+        weights[b] = solve_weights(g.sum(0), c.sum(0), best)
         rolling = rolling and weights[b, 0] >= _STOP
         if rolling:
             rollout_frames = int(edges[b + 1] - 1)
