@@ -235,9 +235,10 @@ def training(record: dict) -> str:
         stage = record["stages"]["train-domino"]
         model_json = json.loads((Path(stage["run"]) / "model.json").read_text())
         meta, data = model_json["training"], model_json.get("data") or {}
-        # the fingerprint tells data apart only when the trajectories carry checksums (else it hashes names and
-        # frame counts, the same for any two stores of one layout)
-        checked = all(t.get("sha256") for t in (data.get("trajectories") or {"": {}}).values())
+        # the fingerprint tells data apart only when the trajectories carry checksums (of their source file or of
+        # their positions; else it hashes names and frame counts, the same for any two stores of one layout)
+        checked = all(t.get("sha256") or t.get("positions_sha256")
+                      for t in (data.get("trajectories") or {"": {}}).values())
         same = checked and data.get("sha256") is not None and data.get("sha256") == (init.get("data") or {}).get("sha256")
         return (f"The hierarchy is the DoMiNO of `--init` (weights SHA-256 {init['weights_sha256'][:12]}…, trained "
                 f"{init['training']['epochs']} epochs of {init['training']['samples_per_epoch']} windows, "

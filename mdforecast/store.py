@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import functools
+import hashlib
 import json
 import os
 import queue
@@ -316,6 +317,7 @@ class TrajectoryWriter:
         self._held: dict[str, list[np.ndarray]] = {k: [] for k in self._arrays}
         self._handed = dict.fromkeys(self._arrays, 0)  # frames handed to the writing thread, per array
         self._appended = 0
+        self._positions_digest = hashlib.sha256()  # of the positions written, float32 little-endian, in frame order
         # compression and writes run in a thread (blosc and CRC-32C release the GIL) while the caller
         # produces the next chunk; at most _PENDING chunks wait, so memory stays bounded
         self._pending: queue.Queue = queue.Queue(maxsize=_PENDING)
@@ -412,6 +414,8 @@ class TrajectoryWriter:
             if hi > arr.shape[0]:  # more frames than expected: grow (appends arrive in order)
                 arr.resize(hi)
             arr.write(lo, values)
+        if "position" in blocks:  # blocks are written in frame order
+            self._positions_digest.update(np.ascontiguousarray(blocks["position"], dtype="<f4").data)
 
     def set_attrs(self, **attrs) -> None:
         """Add provenance to the trajectory's attributes (e.g. ``sha256`` known only at the end)."""
@@ -427,6 +431,7 @@ class TrajectoryWriter:
         for arr in self._arrays.values():
             if arr.shape[0] != self.n_frames:  # fewer frames than expected
                 arr.resize(self.n_frames)
+        self.set_attrs(positions_sha256=self._positions_digest.hexdigest())  # the data, whatever its source
         names = self._store.trajectory_names
         self._store._set_attrs(trajectories=names + [self.name])
 

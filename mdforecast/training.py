@@ -329,7 +329,11 @@ def _load_series(store: Store, config: DominoConfig, split: bool = True) -> tupl
                              f"frame {int(np.flatnonzero(bad)[0])}); a model trained on them is NaN: repair or "
                              "re-ingest the trajectory, or leave it out of the split")
         series.append(Series(name, positions, None if boxes is None else box_matrix(boxes)))
-        fingerprint[name] = {"frames": traj.n_frames, "sha256": traj.attrs.get("sha256")}
+        fingerprint[name] = {"frames": traj.n_frames, "sha256": traj.attrs.get("sha256"),
+                             # the stored data's own checksum; absent from stores written before it (and then left
+                             # out, so that their fingerprints stay what they were)
+                             **({"positions_sha256": traj.attrs["positions_sha256"]}
+                                if traj.attrs.get("positions_sha256") else {})}
         times[name] = traj.dt_ps
     dt_ps = times[names[0]]
     if not all(_same_frame_time(t, dt_ps) for t in times.values()):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import pytest
 import zarr
@@ -43,6 +45,18 @@ def test_layout_units_and_windows(tmp_path):
     assert raw.chunks[1:] == (5, 3) and 20 <= raw.chunks[0] < 3000
     assert raw.attrs["unit"] == "angstrom"
     np.testing.assert_allclose(store.topology.masses, 39.948)
+
+
+def test_a_trajectory_records_the_checksum_of_its_positions(tmp_path):
+    with writing(tmp_path / "s.zarr", topology=topology()) as store:
+        positions = fill(store, "a", 700)  # several chunks, appended unevenly
+        same = fill(store, "b", 700)  # fill draws by the name's length: the same data
+        other = fill(store, "cc", 700)
+    stored = Store.open(tmp_path / "s.zarr")
+    digest = stored.trajectory("a").attrs["positions_sha256"]
+    assert digest == hashlib.sha256(positions.astype("<f4").tobytes()).hexdigest()
+    assert np.array_equal(same, positions) and stored.trajectory("b").attrs["positions_sha256"] == digest
+    assert not np.array_equal(other, positions) and stored.trajectory("cc").attrs["positions_sha256"] != digest
 
 
 def test_writer_flushes_chunk_by_chunk(tmp_path):
@@ -129,7 +143,8 @@ def test_a_local_store_is_written_as_zarr_writes_it(tmp_path, n, frames):
         np.testing.assert_array_equal(traj.velocities(100, 300), -positions[100:300])
         np.testing.assert_allclose(traj.boxes()[:, 2], [[10, 10, 14.1]] * frames, rtol=1e-6)
         np.testing.assert_allclose(traj.times(), np.arange(frames) * 0.1)
-        assert traj.attrs == {"dt_ps": 0.1, "sha256": "abc"}
+        assert traj.attrs == {"dt_ps": 0.1, "sha256": "abc",
+                              "positions_sha256": hashlib.sha256(positions.astype("<f4").tobytes()).hexdigest()}
     np.testing.assert_allclose(store.trajectory("exact").frame_index(), np.arange(frames) * 0.1 + 0.5)
     assert store.topology.segids.tolist() == [""] * n and not store.topology.charges.any()
     assert store.topology.bonds.shape == (0, 2)
