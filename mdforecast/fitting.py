@@ -19,9 +19,10 @@
    standard error of that difference (paired over the groups; ties go to the lower error). The empty subset is
    persistence (all weights zero), so a bin where no source clearly helps (far leads, where every forecaster is
    within noise of persistence), a bin with fewer than :data:`MIN_GROUPS` groups (with few, the rule takes noise
-   for skill), and leads the windows do not reach are persistence. A window on a trajectory the autoregression was fitted on is scored with one fitted without it.
-   The rollout is fitted up to ``max_rollout`` frames; from the first bin where its weight falls below 0.02 on,
-   its weight is zero (the other sources are fitted without it), which is where a forecast stops rolling out.
+   for skill), and leads the windows do not reach are persistence. A window on a trajectory the autoregression
+   was fitted on is scored with one fitted without it. The rollout is fitted up to ``max_rollout`` frames; from
+   the first bin where its weight falls below 0.02 on, its weight is zero (the other sources are fitted without
+   it), which is where a forecast stops rolling out.
 
 All randomness is drawn from ``seed``. Shapes: T frames, N atoms, S windows, J sources, W windows of a bin.
 """
@@ -172,9 +173,9 @@ def fit_fusion(model: Domino, series: list[Series], topology: Topology, *, windo
                seed: int, sources: tuple[str, ...] = SOURCES, ar_series: list[Series] | None = None,
                log=lambda message: None) -> dict:
     """Fit ``model.lead_fusion`` on windows of ``series`` and its autoregression on ``ar_series`` (default
-    ``series``), see the module docstring; returns which trajectories it was fitted on, and per lead bin the sources chosen, the number of windows and
-    of independent groups of them, their held-out MSE relative to persistence's and the fused forecast's on the
-    fitting windows, and the rollout's length in frames.
+    ``series``), see the module docstring; returns which trajectories it was fitted on, and per lead bin the
+    sources chosen, the number of windows and of independent groups of them, their held-out MSE relative to
+    persistence's and the fused forecast's on the fitting windows, and the rollout's length in frames.
     ``sources``: the :data:`~mdforecast.model.SOURCES` fused (the others get weight zero: the ablations)."""
     unknown = set(sources) - set(SOURCES)
     if unknown or SOURCES[0] not in sources:

@@ -19,7 +19,6 @@ from ..model import Domino, Window, input_vectors
 from ..model.features import last_box
 from ..model.rigid import RigidBodies
 from ..molecules import RigidGroups, rigid_waters
-from ..pbc import minimum_image
 from ..provenance import sha256
 from ..topology import Topology
 from .base import Forecaster, Observation, lead_time
@@ -203,12 +202,8 @@ class DominoForecaster(Forecaster):
         """The closest pair (Å, minimum image) of the molecules' reference atoms in the last observed frame, once
         per observation."""
         if self._closest_of is None or self._closest_of[0] is not observation:
-            o = np.asarray(observation.positions[-1], np.float64)[bodies.atoms[:, 0].numpy()]
-            d = o[None] - o[:, None]
-            if box is not None:
-                d = minimum_image(d.reshape(-1, 3), box).reshape(d.shape)
-            r = np.linalg.norm(d, axis=-1) + np.eye(len(o)) * 1e9
-            self._closest_of = (observation, float(r.min()))
+            x0 = torch.as_tensor(np.asarray(observation.positions[-1], np.float64))
+            self._closest_of = (observation, bodies.closest(x0, None if box is None else torch.as_tensor(box)))
         return self._closest_of[1]
 
     def sources(self, observation: Observation, times: np.ndarray, *, used: np.ndarray | None = None,

@@ -20,10 +20,14 @@ Shapes: S structures, N atoms, M molecules, K atoms per molecule.
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import torch
 
 from ..molecules import RigidGroups
-from .graph import NeighborFn, batch_graphs, radius_graph
+from ..pbc import minimum_image
+from .graph import NeighborFn, batch_graphs, box_matrix, radius_graph
 from .superpose import superpose
 
 __all__ = ["RigidBodies"]
@@ -63,6 +67,32 @@ class RigidBodies:
         """``x`` with every molecule replaced by its ``template`` superposed onto it (module docstring)."""
         placed = superpose(template.expand(x.shape[0], -1, -1, -1), self.gather(x, boxes), self.weights)
         return x.index_copy(1, self._flat, placed.reshape(x.shape[0], -1, 3))
+
+    def closest(self, x: torch.Tensor, box: torch.Tensor | None, search: float = 4.0,
+                neighbor_fn: NeighborFn = radius_graph) -> float:
+        """The closest distance (Å, minimum image) between two molecules' reference atoms in the structure ``x``
+        ``(N, 3)`` Å (``box`` ``(3, 3)`` vectors as rows, or ``None``); 1e9 with fewer than two molecules.
+
+        Pairs are listed within ``search`` Å with ``neighbor_fn`` (O(M)), the radius doubled until one is found;
+        once it would reach half the shortest box height, which a neighbour list cannot search, every pair is
+        compared (:func:`~mdforecast.pbc.minimum_image`): a box that sparse holds few molecules."""
+        o = x[self.atoms[:, 0]]
+        if len(o) < 2:
+            return 1e9
+        limit = math.inf
+        if box is not None:
+            box = box_matrix(box.to(o.dtype))
+            limit = float(torch.linalg.det(box).abs() / torch.linalg.cross(box[[1, 2, 0]], box[[2, 0, 1]]).norm(
+                dim=-1).max()) / 2
+        radius = search
+        while radius < limit:
+            graph = batch_graphs(o[None], radius, None if box is None else box[None], neighbor_fn)
+            if graph.n_edges:
+                return float(graph.vectors.norm(dim=-1).min())
+            radius *= 2
+        d = (o[None] - o[:, None]).cpu().numpy()
+        d = minimum_image(d.reshape(-1, 3), box.cpu().numpy()).reshape(d.shape)
+        return float((np.linalg.norm(d, axis=-1) + np.eye(len(o)) * 1e9).min())
 
     def separate(self, x: torch.Tensor, closest: float, boxes: torch.Tensor | None, sweeps: int = 200,
                  skin: float = 1.0, neighbor_fn: NeighborFn = radius_graph) -> torch.Tensor:

@@ -139,6 +139,24 @@ def test_a_flexible_water_is_forecast_atom_by_atom_with_a_warning():
 
 
 
+@pytest.mark.parametrize("molecules, box", [(300, "triclinic"), (300, None), (2, "sparse"), (1, None)])
+def test_closest_pair_equals_all_pairs_under_the_minimum_image(molecules, box):
+    """Found with neighbour lists of growing radius, or (a box too sparse for them) all pairs; 1e9 alone."""
+    from mdforecast.pbc import minimum_image
+
+    rng = np.random.default_rng(molecules)
+    vectors = {"triclinic": np.array([[20.0, 0, 0], [6, 19, 0], [5, 7, 18]]), "sparse": np.eye(3) * 200.0}.get(box)
+    # sparse: two molecules 156 Å apart in a 200 Å box, beyond what a neighbour list may search there (100 Å)
+    o = np.array([[1.0, 1, 1], [91, 91, 91]]) if box == "sparse" else rng.uniform(0, 20, (molecules, 3))
+    d = o[None] - o[:, None]
+    if vectors is not None:
+        d = minimum_image(d.reshape(-1, 3), vectors).reshape(d.shape)
+    expected = float((np.linalg.norm(d, axis=-1) + np.eye(molecules) * 1e9).min())
+    bodies = RigidBodies(torch.arange(3 * molecules).reshape(-1, 3), torch.ones(molecules, 3, dtype=torch.float64))
+    x = torch.as_tensor(np.repeat(o, 3, axis=0))  # three atoms per molecule, the reference first
+    assert bodies.closest(x, None if vectors is None else torch.as_tensor(vectors)) == pytest.approx(expected, rel=1e-12)
+
+
 def test_separation_moves_overlapping_molecules_rigidly_apart_and_nothing_else():
     rng = np.random.default_rng(5)
     turns = np.stack([random_rotation(rng) for _ in range(5)])
