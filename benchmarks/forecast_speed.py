@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from report import hardware, publish  # noqa: E402
+from report import cpu_seconds, hardware, publish  # noqa: E402
 
 OBSERVE, UNTIL, STEPS_PER_FRAME, DT_PS = 2000, 10000, 50, 0.002
 
@@ -84,12 +84,6 @@ def untrained_domino(store: str, workdir: Path) -> str:
     return str(run_dir)
 
 
-def _cpu(who: int = resource.RUSAGE_SELF) -> float:
-    """CPU seconds (user + system) used so far by this process's threads (or by its waited-for children)."""
-    usage = resource.getrusage(who)
-    return usage.ru_utime + usage.ru_stime
-
-
 def time_forecasts(store: str, model: str, workdir: Path, device: str | None, batch: int, threads: int) -> dict:
     """Wall and CPU seconds of ``predict`` in this process with ``threads`` torch threads: all frames, then the
     far frame alone; with the 1-minute load average before and after."""
@@ -100,10 +94,10 @@ def time_forecasts(store: str, model: str, workdir: Path, device: str | None, ba
     torch.set_num_threads(threads)
     out = {"load": [os.getloadavg()[0]]}
     for label, kwargs in (("all", {"until": UNTIL}), ("far", {"times": str(UNTIL - 1)})):
-        began, cpu = time.perf_counter(), _cpu()
+        began, cpu = time.perf_counter(), cpu_seconds()
         result = predict(store, model, workdir / f"{model.replace('/', '_')}-{label}.zarr", observe=OBSERVE,
                          device=device, batch=batch, force=True, **kwargs)
-        out[label] = (time.perf_counter() - began, _cpu() - cpu, result.frames, result.model)
+        out[label] = (time.perf_counter() - began, cpu_seconds() - cpu, result.frames, result.model)
     out["load"].append(os.getloadavg()[0])
     return out
 
@@ -113,9 +107,9 @@ def time_cli(store: str, model: str, workdir: Path, threads: int) -> tuple[float
     (imports, loading, forecast, store written), with ``OMP_NUM_THREADS=threads``; the load before and after."""
     command = [sys.executable, "-m", "mdforecast", "predict", store, "--model", model, "--observe", str(OBSERVE),
                "--until", str(UNTIL), "-o", str(workdir / "cli.zarr"), "--force", "--quiet"]
-    load, began, cpu = os.getloadavg()[0], time.perf_counter(), _cpu(resource.RUSAGE_CHILDREN)
+    load, began, cpu = os.getloadavg()[0], time.perf_counter(), cpu_seconds(resource.RUSAGE_CHILDREN)
     subprocess.run(command, check=True, env={**os.environ, "OMP_NUM_THREADS": str(threads)})
-    return time.perf_counter() - began, _cpu(resource.RUSAGE_CHILDREN) - cpu, load, os.getloadavg()[0]
+    return time.perf_counter() - began, cpu_seconds(resource.RUSAGE_CHILDREN) - cpu, load, os.getloadavg()[0]
 
 
 def openmm_lj(threads: int):
@@ -176,12 +170,12 @@ def time_openmm(system: str, steps: int, threads: int) -> dict:
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
     context, integrator = (openmm_lj if system == "lj" else openmm_tip3p)(threads)
     integrator.step(1000)
-    load, began, cpu = os.getloadavg()[0], time.perf_counter(), _cpu()
+    load, began, cpu = os.getloadavg()[0], time.perf_counter(), cpu_seconds()
     for _ in range(steps // STEPS_PER_FRAME):
         integrator.step(STEPS_PER_FRAME)
         context.getState(getPositions=True).getPositions(asNumpy=True)
     done = (steps // STEPS_PER_FRAME) * STEPS_PER_FRAME
-    return {"steps_per_s": done / (time.perf_counter() - began), "cpu_per_step": (_cpu() - cpu) / done,
+    return {"steps_per_s": done / (time.perf_counter() - began), "cpu_per_step": (cpu_seconds() - cpu) / done,
             "load": (load, os.getloadavg()[0])}
 
 

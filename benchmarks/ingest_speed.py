@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from report import hardware, write_section  # noqa: E402
+from report import cpu_seconds, hardware, write_section  # noqa: E402
 
 N_WATERS, BOX = 258, 19.8
 
@@ -78,9 +78,9 @@ def _child(kind: str, xtc: str, out: str) -> None:
         result = ingest([xtc], out, topology=xtc.replace(".xtc", ".pdb"))
         frames = sum(result.trajectories.values())
     seconds = time.perf_counter() - began
-    usage = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
-    peak_mb = max(u.ru_maxrss for u in usage) / 1024  # ingest decodes XTC frames in a child process
-    cpu = sum(u.ru_utime + u.ru_stime for u in usage)
+    peak_mb = max(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+                  ) / 1024  # ingest decodes XTC frames in a child process
+    cpu = cpu_seconds(resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
     print(json.dumps({"frames": frames, "seconds": seconds, "cpu_seconds": cpu, "peak_mb": peak_mb}))
 
 

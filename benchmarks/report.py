@@ -29,6 +29,15 @@ def hardware() -> str:
     return f"{os.cpu_count()} CPU cores ({cpu}), {gpu}, Python {platform.python_version()}"
 
 
+def cpu_seconds(*who: int) -> float:
+    """CPU seconds (user + system, every thread) used so far by ``resource.RUSAGE_SELF`` (the default) and/or
+    ``RUSAGE_CHILDREN`` (the waited-for child processes), summed."""
+    import resource
+
+    usage = [resource.getrusage(w) for w in who or (resource.RUSAGE_SELF,)]
+    return sum(u.ru_utime + u.ru_stime for u in usage)
+
+
 def write_section(name: str, markdown: str, doc: Path = DOC) -> None:
     """Replace (or append) section ``name`` of ``doc`` (default docs/benchmarks.md) with ``markdown``."""
     text = doc.read_text() if doc.exists() else HEADER
