@@ -49,8 +49,8 @@ from .topology import Topology
 __all__ = ["fit_dynamics", "fit_fusion", "draw_frames", "solve_weights", "MIN_GROUPS"]
 
 _STOP = 0.02  # rollout weight below which the rollout stops
-#: independent groups of windows a bin needs to use any source: on noise sources the rule below takes one in 31 % of
-#: draws with 2 groups, 16 % with 4, 7 % with 8 and 1 % with 16 (tests/test_fitting.py)
+#: independent groups of windows a bin needs to use any source: on noise sources the rule below takes one in 50 % of
+#: draws with 2 groups, 17 % with 4, 9 % with 8 and 1 % with 16 (benchmarks/fusion_rule.py)
 MIN_GROUPS = 8
 
 
