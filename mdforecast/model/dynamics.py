@@ -33,6 +33,7 @@ F lead frames.
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -129,6 +130,11 @@ class DynamicsLevel(nn.Module):
         of the future far better than one trajectory does (which decorrelates from the truth within ~50 frames).
         ``rigid``: move those molecules as rigid bodies (:meth:`rollout`); the mean of rigid members is not rigid.
         ``at_rest``: :math:`x_0` replaces :math:`x_{-1}` above (member 0 starts with zero velocity).
+
+        On a CPU with T > 1 torch threads and no gradients, the members are rolled out in min(T, members) groups
+        at once, one thread each (their rollouts are independent, so the result is the same): a 250-atom system's
+        tensors are too small for T threads to share one operation well (8 lj members, 130 frames on 2 cores:
+        4.2 s with 2 threads in one call, 2.9 s in two groups).
         """
         recent = recent[-4:]
         u = recent[1:].flip(0) - recent[:-1].flip(0)  # (3, N, 3): x_0 − x_−1, x_−1 − x_−2, x_−2 − x_−3
@@ -138,7 +144,23 @@ class DynamicsLevel(nn.Module):
         previous = recent[-1 if at_rest else -2][None] - torch.einsum("mk,kni->mni", xi, u)
         last = recent[-1][None].expand(members, -1, -1)
         boxes = None if box is None else box[None].expand(members, -1, -1)
-        return (self.rollout(previous, last, kinds, boxes, frames, rigid) - last).mean(1)
+
+        def run(rows: slice) -> torch.Tensor:
+            with torch.no_grad():  # grad mode is per thread: a worker's must be switched off too
+                return self.rollout(previous[rows], last[rows], kinds, None if boxes is None else boxes[rows],
+                                    frames, rigid)
+
+        threads = torch.get_num_threads()
+        if threads < 2 or members < 2 or recent.device.type != "cpu" or torch.is_grad_enabled():
+            return (self.rollout(previous, last, kinds, boxes, frames, rigid) - last).mean(1)
+        bounds = np.linspace(0, members, min(threads, members) + 1).round().astype(int)
+        try:
+            torch.set_num_threads(1)
+            with ThreadPoolExecutor(len(bounds) - 1) as pool:
+                paths = list(pool.map(run, [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:])]))
+        finally:
+            torch.set_num_threads(threads)
+        return (torch.cat(paths, dim=1) - last).mean(1)
 
     def extra_repr(self) -> str:
         return (f"kinds={self.n_kinds}, cutoff={self.cutoff} Å, radial={self.basis.n}, "

@@ -209,3 +209,22 @@ def test_one_rollout_serves_every_lead_of_the_rollouts_last_weighted_bin():
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
     fusion.weights.zero_()
     assert fusion.reach(0) == 0
+
+
+def test_forecast_with_several_threads_rolls_members_out_in_groups_with_the_same_result():
+    """Members rolled out in groups, one thread each, give the one-call mean; the thread count is restored."""
+    level = known_level(layers=1)
+    x0 = lattice()
+    rng = np.random.default_rng(3)
+    recent = torch.as_tensor(np.stack([x0 - k * rng.normal(0, 0.05, x0.shape) for k in (3, 2, 1, 0)]))
+    kinds, box = torch.zeros(len(x0), dtype=torch.int64), torch.eye(3, dtype=torch.float64) * BOX
+    with torch.no_grad():
+        one = level.forecast(recent, kinds, box, 5, members=5, spread=0.05)
+        torch.set_num_threads(3)
+        try:
+            grouped = level.forecast(recent, kinds, box, 5, members=5, spread=0.05)
+            assert torch.get_num_threads() == 3
+        finally:
+            torch.set_num_threads(1)
+    assert one.shape == (5, len(x0), 3) and float(one.abs().max()) > 0
+    torch.testing.assert_close(grouped, one, rtol=0, atol=1e-12)
