@@ -86,12 +86,12 @@ SCALES = {
     "cpu-small": {"trajectories": 4, "frames": 5000, "twins": 2, "preset": "cpu-small",
                   "options": {"observe": 1000, "horizon": 4000, "epochs": 10}, "lgode": {"steps": 32}},
     "cpu-dynamics": {"trajectories": None, "frames": None, "twins": 2, "preset": "cpu-dynamics", "init": True,
-                     "models": ("domino",), "ablation": (), "fusion_data": 4,
+                     "models": ("domino",), "ablation": (), "fusion_data": 16,
                      "options": {"substeps": 1, "members": 8, "force_steps": 100, "rollout_steps": 10,
-                                 "max_rollout": 130, "fusion_windows": 48},
+                                 "max_rollout": 130, "fusion_windows": 96},
                      "note": "the hierarchy (the DoMiNO levels) was not trained in this run: it is the trained DoMiNO "
                              "given by --init (card: init), kept as it is; this run fitted the dynamics level on the "
-                             "same training trajectories and the fusion by lead time on 48 windows of 4 trajectories "
+                             "same training trajectories and the fusion by lead time on 96 windows of 16 trajectories "
                              "simulated for it with other seeds (card: fusion_data), and trained no LG-ODE; to "
                              "fit a 2-core CPU shared with other work, the rollout has 1 Verlet step per frame (preset: 2) "
                              "and 8 members, 100 teacher-forced steps and 10 rollouts (preset: 200, 40), "

@@ -280,7 +280,8 @@ def test_pretrain_plan_gives_the_fusion_trajectories_of_its_own_where_the_scale_
     assert "2 trajectories" in pretrain.SCALES["cpu-water-fusion"]["note"]
     assert "16 windows of traj1" in pretrain.SCALES["cpu-water"]["note"]
     assert pretrain.plan("lj", "cpu-dynamics", "cpu", init=tiny_run[1])["models"]["domino"]["fusion_data"][
-        "trajectories"] == 4
+        "trajectories"] == 16
+    assert "96 windows of 16 trajectories" in pretrain.SCALES["cpu-dynamics"]["note"]
     # the reductions are the model card's, so they name DoMiNO's preset and options, not the scale's LG-ODE ones
     assert water["reductions"]["preset"]["used"] == "cpu-water" and water["models"]["lgode"]["preset"] == "cpu-small"
     assert water["reductions"]["option rigid_water"]["used"] is True
