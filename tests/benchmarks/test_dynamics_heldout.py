@@ -2,23 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _module():
-    spec = importlib.util.spec_from_file_location("dynamics_heldout", ROOT / "benchmarks" / "dynamics_heldout.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+import benchmark_scripts
 
 
 def test_paired_differences_are_the_mean_and_standard_error_over_trajectories():
-    heldout = _module()
+    heldout = benchmark_scripts.load("dynamics_heldout")
     rng = np.random.default_rng(0)
     rows = []
     for _ in range(4):

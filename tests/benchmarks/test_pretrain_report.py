@@ -2,17 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _report():
-    spec = importlib.util.spec_from_file_location("pretrain_report", ROOT / "benchmarks" / "pretrain_report.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+import benchmark_scripts
 
 
 def _window(lo: int, hi: int, full: bool, model: float) -> dict:
@@ -23,7 +13,7 @@ def _window(lo: int, hi: int, full: bool, model: float) -> dict:
 
 
 def test_windows_are_named_alike_in_tables_and_verdicts():
-    report = _report()
+    report = benchmark_scripts.load("pretrain_report")
     scores = {"windows": [_window(4980, 5000, False, 1.0), _window(100, 10000, True, 2.2)]}
     table = report.score_table(scores, "mse").splitlines()
     assert table[2].startswith("| 4980-5000 | 4880-4900 | 20 | **1** | 2 |")

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 from pathlib import Path
@@ -22,10 +21,10 @@ from mdforecast.pretrained.sample import embed_truth
 from mdforecast.store import Store, writing
 from mdforecast.topology import Topology
 from mdforecast.training import resolve_options, train
+import benchmark_scripts
 from synth import argon, make_store
 
 torch.set_num_threads(1)  # tiny tensors; the test machine's cores are shared
-ROOT = Path(__file__).resolve().parents[2]
 BOX = 12.0  # Å
 TINY = {"observe": 16, "horizon": 24, "strides": (6, 1), "features": 8, "vectors": 4, "encoder_layers": 1,
         "radial": 4, "steps": 2, "lags": (1, 4), "context": 16, "cutoff": 5.0, "checkpoint": False, "batch": 4,
@@ -247,15 +246,8 @@ def test_models_list_says_none_are_shipped_and_how_to_make_them(cli, monkeypatch
     assert json.loads(capsys.readouterr().out)["models"] == []
 
 
-def _pretrain_script():
-    spec = importlib.util.spec_from_file_location("pretrain_script", ROOT / "benchmarks" / "pretrain.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_pretrain_plan_records_every_reduction_from_the_protocol():
-    pretrain = _pretrain_script()
+    pretrain = benchmark_scripts.load("pretrain")
     assert pretrain.plan("lj", "protocol", "cuda")["reductions"] == {}
     assert pretrain.plan("ala2", "protocol", "cuda")["data"] == {"trajectories": 3, "frames": 10000, "twins": 2}
     tiny = pretrain.plan("lj", "tiny", "cpu")
@@ -271,7 +263,7 @@ def test_pretrain_plan_records_every_reduction_from_the_protocol():
 def test_pretrain_plan_gives_the_fusion_trajectories_of_its_own_where_the_scale_asks(tiny_run):
     """cpu-water-fusion and cpu-dynamics fit the fusion on trajectories simulated with other seeds (stage
     fusion-data); cpu-water keeps it on the held-out training trajectory, and the note says which."""
-    pretrain = _pretrain_script()
+    pretrain = benchmark_scripts.load("pretrain")
     fused = pretrain.plan("tip4p", "cpu-water-fusion", "cpu", init=tiny_run[1])
     water = pretrain.plan("tip4p", "cpu-water", "cpu", init=tiny_run[1])
     assert fused["models"]["domino"]["fusion_data"] == {"trajectories": 2, "seed_offset": pretrain.FUSION_SEED}
@@ -288,7 +280,7 @@ def test_pretrain_plan_gives_the_fusion_trajectories_of_its_own_where_the_scale_
 
 
 def test_pretrain_ship_writes_a_discoverable_model_and_refuses_tiny_runs(tiny_run, tmp_path):
-    pretrain = _pretrain_script()
+    pretrain = benchmark_scripts.load("pretrain")
     root = tmp_path / "out" / "argon"
     shutil.copytree(tiny_run[1], root / "runs" / "domino")
     shutil.copytree(tiny_run[0], root / "argon.zarr")
