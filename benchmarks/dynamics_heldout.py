@@ -72,7 +72,7 @@ def markdown(results: dict) -> str:
     trajectories = results["trajectories"]
     lines = ["## The dynamics level on held-out lj trajectories (issue 14)", "",
              f"`benchmarks/dynamics_heldout.py`: model `{results['model']}` (fitted on `{results['train']}`), "
-             f"held-out store `{results['truth']}` (a seed never trained on), observed frames [0, {results['observe']}); "
+             f"held-out store `{results['truth']}` ({_seed(results)}), observed frames [0, {results['observe']}); "
              f"{results['hardware']['description']}. `model`: the fused forecast, its fusion fitted on "
              f"`{results.get('fusion_data', results['train'])}` ({results.get('fusion_fitted_on') or 'training'} "
              "trajectories); `hierarchy`: its DoMiNO levels alone (the ablation without the dynamics level); "
@@ -94,6 +94,12 @@ def markdown(results: dict) -> str:
             f"{k} {v['height']:.3f} at {v['position']:.2f}" for k, v in g.items()) +
             f"; sources of the 8,000 frames computed in {entry['sources_wall_s']:.0f} s", ""]
     return "\n".join(lines)
+
+
+def _seed(results: dict) -> str:
+    """The held-out store's seed as the report states it."""
+    seed = results.get("truth_seed")
+    return "a seed never trained on" if seed is None else f"dataset seed {seed}, never trained on"
 
 
 def _per_trajectory(trajectories: dict) -> list[str]:
@@ -175,6 +181,7 @@ def main() -> None:
                max_rollout=options["max_rollout"], seed=options["seed"], sources=("dynamics", "linear-ar"),
                ar_series=series)
     results = {"model": args.model, "train": args.train, "truth": args.truth, "observe": observe,
+               "truth_seed": (truth.attrs.get("dataset") or {}).get("seed"),
                "fusion_data": fusion_data or args.train,
                "fusion_fitted_on": options.get("fusion", {}).get("fitted_on"),
                "weights": weights.tolist(), "rollout_frames": int(fusion.rollout_frames),
