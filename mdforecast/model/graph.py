@@ -24,7 +24,7 @@ from vesin_torch import NeighborList
 
 from ..errors import InputError
 
-__all__ = ["Graph", "NeighborFn", "box_matrix", "radius_graph", "radius_graph_all_pairs", "batch_graphs"]
+__all__ = ["Graph", "NeighborFn", "box_matrix", "box_heights", "radius_graph", "radius_graph_all_pairs", "batch_graphs"]
 
 #: ``(positions (N, 3), cutoff Å, box (3, 3) | None) -> (edge_index (2, E) int64, vectors (E, 3))``
 NeighborFn = Callable[[torch.Tensor, float, "torch.Tensor | None"], tuple[torch.Tensor, torch.Tensor]]
@@ -39,9 +39,14 @@ def box_matrix(box: torch.Tensor) -> torch.Tensor:
     return torch.diag_embed(box)
 
 
+def box_heights(box: torch.Tensor) -> torch.Tensor:
+    """Spacings ``(3,)`` Å of the box's lattice planes (volume over each face's area) for vectors as rows
+    ``(3, 3)`` Å: the minimum image resolves every distance below half the smallest."""
+    return torch.linalg.det(box).abs() / torch.linalg.cross(box[[1, 2, 0]], box[[2, 0, 1]]).norm(dim=-1)
+
+
 def _check_box(box: torch.Tensor, cutoff: float) -> None:
-    volume = torch.linalg.det(box).abs()
-    heights = volume / torch.linalg.cross(box[[1, 2, 0]], box[[2, 0, 1]]).norm(dim=-1)  # plane spacings
+    heights = box_heights(box)
     if bool((2 * cutoff >= heights).any()):
         raise InputError(f"cutoff {cutoff:g} Å is not below half the box height ({heights.min().item() / 2:.2f} Å): "
                          "the minimum image would miss neighbours; lower the model's cutoff or use a bigger box")

@@ -27,7 +27,7 @@ import torch
 
 from ..molecules import RigidGroups
 from ..pbc import minimum_image
-from .graph import NeighborFn, batch_graphs, box_matrix, radius_graph
+from .graph import NeighborFn, batch_graphs, box_heights, box_matrix, radius_graph
 from .superpose import superpose
 
 __all__ = ["RigidBodies"]
@@ -82,8 +82,7 @@ class RigidBodies:
         limit = math.inf
         if box is not None:
             box = box_matrix(box.to(o.dtype))
-            limit = float(torch.linalg.det(box).abs() / torch.linalg.cross(box[[1, 2, 0]], box[[2, 0, 1]]).norm(
-                dim=-1).max()) / 2
+            limit = float(box_heights(box).min()) / 2
         radius = search
         while radius < limit:
             graph = batch_graphs(o[None], radius, None if box is None else box[None], neighbor_fn)

@@ -139,15 +139,19 @@ def test_a_flexible_water_is_forecast_atom_by_atom_with_a_warning():
 
 
 
-@pytest.mark.parametrize("molecules, box", [(300, "triclinic"), (300, None), (2, "sparse"), (1, None)])
+@pytest.mark.parametrize("molecules, box", [(300, "triclinic"), (300, None), (2, "sparse"), (2, "elongated"),
+                                             (1, None)])
 def test_closest_pair_equals_all_pairs_under_the_minimum_image(molecules, box):
     """Found with neighbour lists of growing radius, or (a box too sparse for them) all pairs; 1e9 alone."""
     from mdforecast.pbc import minimum_image
 
     rng = np.random.default_rng(molecules)
-    vectors = {"triclinic": np.array([[20.0, 0, 0], [6, 19, 0], [5, 7, 18]]), "sparse": np.eye(3) * 200.0}.get(box)
-    # sparse: two molecules 156 Å apart in a 200 Å box, beyond what a neighbour list may search there (100 Å)
-    o = np.array([[1.0, 1, 1], [91, 91, 91]]) if box == "sparse" else rng.uniform(0, 20, (molecules, 3))
+    vectors = {"triclinic": np.array([[20.0, 0, 0], [6, 19, 0], [5, 7, 18]]), "sparse": np.eye(3) * 200.0,
+               "elongated": np.diag([20.0, 20.0, 60.0])}.get(box)
+    # sparse: two molecules 156 Å apart in a 200 Å box, beyond what a neighbour list may search there (100 Å);
+    # elongated: 26 Å apart, beyond half the shortest height (10 Å) but not half the longest (30 Å)
+    o = {"sparse": np.array([[1.0, 1, 1], [91, 91, 91]]), "elongated": np.array([[0.0, 0, 0], [5, 5, 25]])}.get(
+        box, rng.uniform(0, 20, (molecules, 3)))
     d = o[None] - o[:, None]
     if vectors is not None:
         d = minimum_image(d.reshape(-1, 3), vectors).reshape(d.shape)
