@@ -132,9 +132,8 @@ class DynamicsLevel(nn.Module):
         ``at_rest``: :math:`x_0` replaces :math:`x_{-1}` above (member 0 starts with zero velocity).
 
         On a CPU with T > 1 torch threads and no gradients, the members are rolled out in min(T, members) groups
-        at once, one thread each (their rollouts are independent, so the result is the same): a 250-atom system's
-        tensors are too small for T threads to share one operation well (8 lj members, 130 frames on 2 cores:
-        4.2 s with 2 threads in one call, 2.9 s in two groups).
+        at once, one thread each (their rollouts are independent, so the result is the same): a small system's
+        tensors are too small for T threads to share one operation well.
         """
         recent = recent[-4:]
         u = recent[1:].flip(0) - recent[:-1].flip(0)  # (3, N, 3): x_0 − x_−1, x_−1 − x_−2, x_−2 − x_−3
