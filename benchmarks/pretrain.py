@@ -87,15 +87,14 @@ SCALES = {
                   "options": {"observe": 1000, "horizon": 4000, "epochs": 10}, "lgode": {"steps": 32}},
     "cpu-dynamics": {"trajectories": None, "frames": None, "twins": 2, "preset": "cpu-dynamics", "init": True,
                      "models": ("domino",), "ablation": (), "fusion_data": 16,
-                     "options": {"substeps": 1, "members": 8, "force_steps": 100, "rollout_steps": 10,
-                                 "max_rollout": 130, "fusion_windows": 96},
+                     "options": {"members": 8, "max_rollout": 130, "fusion_windows": 96},
                      "note": "the hierarchy (the DoMiNO levels) was not trained in this run: it is the trained DoMiNO "
                              "given by --init (card: init), kept as it is; this run fitted the dynamics level on the "
                              "same training trajectories and the fusion by lead time on 96 windows of 16 trajectories "
-                             "simulated for it with other seeds (card: fusion_data), and trained no LG-ODE; to "
-                             "fit a 2-core CPU shared with other work, the rollout has 1 Verlet step per frame (preset: 2) "
-                             "and 8 members, 100 teacher-forced steps and 10 rollouts (preset: 200, 40), "
-                             "and the fusion rolls out at most 130 frames (preset: 200)"},
+                             "simulated for it with other seeds (card: fusion_data), and trained no LG-ODE; the "
+                             "dynamics level is the preset's closed-form instantaneous pair force, 2 Verlet steps "
+                             "per frame from a fitted velocity, 8 members, and the fusion rolls out at most 130 "
+                             "frames (default: 200) to fit a 2-core CPU"},
     "tiny": {"trajectories": 3, "frames": 1500, "twins": 1, "preset": "cpu-small",
              "options": {"observe": 300, "horizon": 1000, "strides": (200, 20, 1), "epochs": 2,
                          "samples_per_epoch": 8, "val_samples": 4, "cutoff": 6.0}, "lgode": {"steps": 16}},

@@ -15,10 +15,13 @@ PRESETS = {
     # the dynamics level and the fusion, on a CPU; the hierarchy as cpu-small but not trained (epochs 0):
     # give --init a trained model (e.g. the pretrained lj) for its levels, or --epochs to train them here; no
     # trajectory is held out (nothing is selected by epoch): give --fusion-data trajectories the model is not
-    # fitted on for the fusion's 16 windows (without, it is fitted in-sample on the training ones)
+    # fitted on for the fusion's 16 windows (without, it is fitted in-sample on the training ones). The dynamics
+    # level is the instantaneous pair force fitted in closed form (no gradient steps), 2 Verlet steps per frame
+    # from a fitted initial velocity
     "cpu-dynamics": {"features": 16, "vectors": 8, "encoder_layers": 1, "radial": 8, "steps": 4, "checkpoint": True,
                      "batch": 4, "samples_per_epoch": 32, "segments": 2, "max_outputs": 10, "epochs": 0,
-                     "holdout": 0, "fusion_windows": 16, "dynamics": True},
+                     "holdout": 0, "fusion_windows": 16, "dynamics": True, "substeps": 2, "fit_velocity": True,
+                     "force_layers": 0, "force_steps": 0, "rollout_steps": 0},
     # cpu-dynamics for rigid water (issue 15): waters moved as rigid bodies and kept apart, rollouts from rest
     # (0.1 ps frames are longer than the velocities' memory), pair term only, fitted in closed form (no gradient
     # steps), one rollout of at most 20 frames (the rollout helps only at the first leads); the last training

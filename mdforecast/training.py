@@ -68,8 +68,7 @@ _LAYOUT = {"observe", "horizon", "strides", "levels"}
 _RESOLVED = ("kind_field", "loss", "conformations")
 #: model options of the dynamics level, which a fine-tuning run may add to a model without one
 _DYNAMICS = {"dynamics", "force_cutoff", "force_radial", "force_layers", "substeps", "members", "spread", "ar_lags",
-             "fusion_bins", "rigid_water", "rollout_at_rest",
-             "separate_molecules"}
+             "fusion_bins", "rigid_water", "rollout_at_rest", "separate_molecules", "fit_velocity"}
 
 
 #: the largest value of each count of :class:`TrainOptions` (samples are drawn and batched in memory)

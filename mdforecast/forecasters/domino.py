@@ -255,7 +255,7 @@ class DominoForecaster(Forecaster):
                 None if box is None else torch.as_tensor(box, dtype=param.dtype, device=param.device),
                 frames, model.config.members, model.config.spread,
                 rigid=None if rigid is None else RigidBodies.from_groups(rigid, param),
-                at_rest=model.config.rollout_at_rest)
+                at_rest=model.config.rollout_at_rest, fit_velocity=model.config.fit_velocity)
         path = np.concatenate([np.zeros((1,) + path.shape[1:]), path.double().cpu().numpy()])
         self._path = (observation, path)
         return path

@@ -97,6 +97,12 @@ class DominoConfig:
             from the last two frames' velocity: for frames far apart compared with the velocities' memory (water
             at 0.1 ps, librations ~50 fs), where :math:`x_0 - x_{-1}` is noise and the rollout's skill is the drift
             of the learned forces.
+        fit_velocity: start the rollouts from the velocity whose backward integration passes through the last
+            three observed frames (:meth:`~mdforecast.model.dynamics.DynamicsLevel.fit_velocity`) instead of
+            :math:`x_0 - x_{-1} + \\tfrac12 a(x_0)`, and fit the pair term to the instantaneous force (a quadrature
+            of second differences, :func:`~mdforecast.model.dynamics.fit_pair_force`) instead of the force of one
+            step per frame: with ``substeps`` > 1 the rollout then follows the true path for tens of frames
+            (docs/model.md). Costs one L-BFGS fit of 3 frames of rollout per forecast.
     """
 
     observe: int = protocol.OBSERVE
@@ -129,6 +135,7 @@ class DominoConfig:
     rigid_water: bool = False
     rollout_at_rest: bool = False
     separate_molecules: bool = False
+    fit_velocity: bool = False
 
     def __post_init__(self) -> None:
         for name, limit in _LIMITS.items():
@@ -162,9 +169,12 @@ class DominoConfig:
         if self.conformations and self.dynamics:
             raise InputError("the dynamics level and the conformation fusion are not combined; turn one of "
                              "dynamics and conformations off")
-        for name in ("rigid_water", "rollout_at_rest", "separate_molecules"):
+        for name in ("rigid_water", "rollout_at_rest", "separate_molecules", "fit_velocity"):
             if not isinstance(getattr(self, name), bool):
                 raise InputError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        if self.fit_velocity and (self.rollout_at_rest or self.rigid_water):
+            raise InputError("fit_velocity starts the rollouts from a fitted velocity: not with rollout_at_rest "
+                             "or rigid_water; turn one of them off")
         if self.ar_lags >= self.observe:
             raise InputError(f"ar_lags {self.ar_lags} must be below --observe {self.observe}")
 

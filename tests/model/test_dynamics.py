@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from mdforecast.errors import InputError
 from mdforecast.forecasters import DominoForecaster, Observation
 from mdforecast.model import Domino, DominoConfig, Normalisation
 from mdforecast.model.dynamics import DynamicsLevel, fit_pair_force
@@ -162,7 +163,7 @@ def test_fusion_weights_select_sources_per_lead_bin():
     x = torch.as_tensor(obs.positions[-2:])
     box = torch.eye(3, dtype=torch.float64)[None] * 20.0
     path = model.dynamics.rollout(x[:1], x[1:], model.kind_index(obs.topology), box, 2)[:, 0].detach().numpy()
-    np.testing.assert_allclose(sources[0, :2], path - obs.positions[-1], atol=1e-10)
+    np.testing.assert_allclose(sources[0, :2], path - obs.positions[-1], atol=1e-8)  # the forecast's φ: a table
 
 
 def test_the_paper_configuration_has_no_dynamics_level():
@@ -228,3 +229,113 @@ def test_forecast_with_several_threads_rolls_members_out_in_groups_with_the_same
             torch.set_num_threads(1)
     assert one.shape == (5, len(x0), 3) and float(one.abs().max()) > 0
     torch.testing.assert_close(grouped, one, rtol=0, atol=1e-12)
+
+
+def test_tabulated_pair_term_matches_the_basis():
+    """Without gradients φ comes from a table (the forecast's rollouts); it matches the basis to ~1e-6 of the
+    force, on a repulsive wall as steep as lj's."""
+    level = DynamicsLevel(2, 8.5, 25, 8, 4, 0, 12.0).double()
+    r = torch.linspace(2.9, 8.5, 400, dtype=torch.float64)
+    target = 24 * ((3.4 / r) ** 12 * 2 - (3.4 / r) ** 6) / r * 0.025  # an lj force, Å/frame²
+    with torch.no_grad():
+        coef = torch.linalg.lstsq(level.basis(r), target[:, None]).solution[:, 0]
+        level.pair.copy_(torch.stack([coef, 0.5 * coef, 0.5 * coef, -coef]))
+    d = torch.as_tensor(np.random.default_rng(0).uniform(2.9, 8.6, 2000))
+    pair = torch.as_tensor(np.random.default_rng(1).integers(0, 4, 2000))
+    exact = level.pair_strength(d, pair)
+    with torch.no_grad():
+        table = level.pair_strength(d, pair)
+        assert float(exact.abs().max()) > 1.0
+        assert float((table - exact).abs().max()) < 1e-5 * float(exact.abs().max())
+        assert float(table[d >= 8.5].abs().max()) == 0.0  # nothing beyond the cutoff
+        level.pair.mul_(2.0)  # a changed pair term rebuilds the table
+        torch.testing.assert_close(level.pair_strength(d, pair), 2 * table)
+
+
+def test_rollout_neighbour_list_with_a_skin_matches_fresh_lists(monkeypatch):
+    """Atoms that move several skins: the reused list (rebuilt when an atom has moved half the skin) gives the
+    rollout of a list built at every step (skin 0)."""
+    level = known_level(substeps=2)
+    x0 = lattice(seed=8)
+    previous = x0 - np.random.default_rng(9).normal(0, 0.15, x0.shape)  # ~0.26 Å per frame
+    kinds = torch.zeros(len(x0), dtype=torch.int64)
+    box = torch.eye(3, dtype=torch.float64)[None] * BOX
+    builds = []
+    fn = level.neighbor_fn
+    level.neighbor_fn = lambda x, cutoff, b: builds.append(cutoff) or fn(x, cutoff, b)
+    reused = level.rollout(torch.as_tensor(previous)[None], torch.as_tensor(x0)[None], kinds, box, 8)
+    assert 1 < len(builds) < 17 and builds[0] == pytest.approx(CUTOFF + 0.999 * BOX / 2 - CUTOFF)  # skin: the room
+    assert float((reused[-1, 0].detach() - torch.as_tensor(x0)).norm(dim=-1).max()) > 1.5
+    monkeypatch.setattr("mdforecast.model.dynamics.SKIN", 0.0)
+    fresh = level.rollout(torch.as_tensor(previous)[None], torch.as_tensor(x0)[None], kinds, box, 8)
+    torch.testing.assert_close(reused, fresh, rtol=0, atol=1e-10)
+
+
+def test_fitted_velocity_is_the_true_one_of_a_finely_integrated_path():
+    """Frames of a path of the level's own force at 10 steps per frame: the fitted v₀ is the path's velocity
+    (to 1e-6 Å/frame), where the last frames' difference is off by the force's curvature."""
+    level = known_level(substeps=10)
+    with torch.no_grad():
+        level.pair.mul_(10.0)  # a force that bends the path within a frame
+    x0 = lattice(seed=10)
+    kinds = torch.zeros(len(x0), dtype=torch.int64)
+    box = torch.eye(3, dtype=torch.float64) * BOX
+    v_true = torch.as_tensor(np.random.default_rng(11).normal(0, 0.2, x0.shape))
+    with torch.no_grad():  # backwards 3 frames from (x0, v_true), then forwards: the frames the fit sees
+        back = level.rollout(None, torch.as_tensor(x0)[None], kinds, box[None], 3, velocity=v_true[None],
+                             backward=True)[:, 0]
+    recent = torch.cat([back.flip(0), torch.as_tensor(x0)[None]])
+    fitted = level.fit_velocity(recent, kinds, box, iterations=100)
+    difference = recent[-1] - recent[-2]
+    assert float((difference - v_true).abs().max()) > 3e-3
+    torch.testing.assert_close(fitted, v_true, rtol=0, atol=1e-6)
+
+
+def test_quadrature_fit_recovers_the_instantaneous_force():
+    """Frames of a path integrated at 20 steps per frame: the quadrature fit finds the force itself (as the
+    one-step fit, which finds the force one step per frame needs, does not)."""
+    truth = known_level(substeps=20)
+    x0 = lattice(seed=12)
+    kinds = torch.zeros(len(x0), dtype=torch.int64)
+    box = torch.eye(3, dtype=torch.float64)[None] * BOX
+    with torch.no_grad():
+        path = truth.rollout(None, torch.as_tensor(x0)[None], kinds, box, 14,
+                             velocity=torch.as_tensor(np.random.default_rng(13).normal(0, 0.3, x0.shape))[None])
+    path = path[:, 0].numpy()
+    probe = torch.as_tensor(path[7])[None]
+    errors = {}
+    for quadrature, reach in ((6, 2), (0, 1)):
+        fitted = DynamicsLevel(1, CUTOFF, RADIAL, 8, 4, 0, 10.0).double()
+        fit_pair_force(fitted, [(path[t - reach:t + reach + 1], box[0].numpy()) for t in range(2, 12)], kinds,
+                       ridge=0.0, quadrature=quadrature)
+        with torch.no_grad():
+            expected = truth.acceleration(probe, kinds, box)
+            errors[quadrature] = float((fitted.acceleration(probe, kinds, box) - expected).abs().max()
+                                       / expected.abs().max())
+    assert errors[6] < 1e-3 and errors[0] > 10 * errors[6], errors
+
+
+@pytest.mark.parametrize("members", [1, 3])
+def test_forecast_from_a_fitted_velocity_is_equivariant(members):
+    """One member: every symmetry (assert_equivariant); members kicked per atom: rotations and translations
+    (a permutation changes which atom draws which kick)."""
+    forecaster = dynamics_forecaster(members=members, fit_velocity=True, substeps=2)
+    obs, times = observation(), np.array([30, 31.5, 36, 50])
+    assert np.abs(forecaster.sources(obs, times)[0]).max() > 0.05
+    if members == 1:
+        assert_equivariant(forecaster, obs, times, atol=1e-5)
+        return
+    level, kinds = forecaster.model.dynamics, forecaster.model.kind_index(obs.topology)
+    recent, box = torch.as_tensor(obs.positions), torch.eye(3, dtype=torch.float64) * 20.0
+    rotation = torch.as_tensor(np.linalg.qr(np.random.default_rng(4).normal(size=(3, 3)))[0])
+    with torch.no_grad():
+        plain = level.forecast(recent, kinds, box, 6, members, 0.05, fit_velocity=True)
+        turned = level.forecast(recent @ rotation.T + 5.0, kinds, box @ rotation.T, 6, members, 0.05,
+                                fit_velocity=True)
+    torch.testing.assert_close(turned, plain @ rotation.T, rtol=0, atol=1e-5)
+
+
+def test_fit_velocity_is_refused_with_a_rollout_from_rest():
+    with pytest.raises(InputError, match="fit_velocity"):
+        DominoConfig(observe=30, horizon=24, strides=(12, 4, 1), lags=(1, 5), context=10, dynamics=True,
+                     fit_velocity=True, rollout_at_rest=True)
